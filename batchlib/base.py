@@ -1,0 +1,361 @@
+"""Base classes of batch jobs.
+
+A job says what it reads (a file pattern, and keys inside containers), what
+it writes (one output per input, or one per plate) and how (``run``). The
+base class does the rest: matching, deciding what is up to date, validation,
+atomic outputs, stamps and per-file results. A custom job is a subclass that
+implements :meth:`BatchJob.run`::
+
+    class Invert(BatchJobOnContainer):
+        def __init__(self, **kwargs):
+            super().__init__(input_key="raw", output_key="inverted", **kwargs)
+
+        def run(self, input_files, output_files, **kwargs):
+            for path in input_files:
+                with open_file(path, "a") as f:
+                    data = f[self.input_key][:]
+                    f.create_dataset(self.output_key, data=data.max() - data)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from .errors import ConfigError, ContainerError
+from .io import open_file
+from .params import params_hash
+from .planning import PER_FILE, PLATE, JobLayout
+
+# Attributes of the base classes that say where a job reads and writes, not
+# how it computes: they are kept out of the parameter hash.
+_LAYOUT_ATTRS = frozenset({"input_pattern", "identifier", "input_folder", "output_folder"})
+
+# Expensive objects (models) loaded once per worker process: see worker_resource.
+_WORKER_RESOURCES: dict[tuple, Any] = {}
+
+
+def check_result(result: Any, what: str) -> str | None:
+    """Turn what a ``validate_*`` hook returned into a problem, or None if fine.
+
+    A hook returns None or True when valid, False or a string (the reason)
+    when not.
+    """
+    if result is None or result is True:
+        return None
+    if result is False:
+        return f"{what} returned False"
+    return str(result)
+
+
+class BatchJob:
+    """A job that maps every input file matching a pattern to one output file.
+
+    Parameters
+    ----------
+    input_pattern : str
+        Glob pattern of the input file names (``"*.tif"``); hidden files and
+        batchlib's temporary files never match.
+    output_ext : str, optional
+        Extension of the outputs (``".png"``): the output of ``a.tif`` is
+        ``<folder>/a.png``. Without it the output keeps the input's name,
+        which needs an ``input_folder`` other than the plate folder.
+    identifier : str, optional
+        Tells apart two jobs of the same class in one workflow; the job's
+        name is the class name plus ``_<identifier>``.
+    input_folder : path-like, optional
+        Where the inputs are, if not in the plate folder.
+
+    Notes
+    -----
+    Subclasses implement :meth:`run`. Class attributes:
+
+    ``version``
+        Bump it when the job's code changes its output: every file reruns.
+    ``batch_size``
+        Files per call of :meth:`run`.
+    ``atomic_outputs``
+        If True (the default for plain file outputs), :meth:`run` receives
+        temporary paths that are renamed to the real outputs only after it
+        returned. Outputs that are keys in containers are written in place.
+
+    Every public attribute set in ``__init__`` counts as a parameter that
+    affects the output (see :meth:`parameters`); keep other state in
+    attributes whose names start with ``_``.
+    """
+
+    version: ClassVar[str] = "1"
+    batch_size: ClassVar[int] = 1
+    atomic_outputs: ClassVar[bool] = True
+    kind: ClassVar[str] = PER_FILE
+
+    def __init__(
+        self,
+        input_pattern: str = "*",
+        output_ext: str | None = None,
+        identifier: str | None = None,
+        input_folder: str | os.PathLike | None = None,
+    ):
+        if output_ext is not None and not output_ext.startswith("."):
+            raise ConfigError(f"output_ext must start with '.', got {output_ext!r} for {type(self).__name__}")
+        self.input_pattern = input_pattern
+        self.output_ext = output_ext
+        self.identifier = identifier
+        self.input_folder = os.fspath(input_folder) if input_folder is not None else None
+
+    # ------------------------------------------------------------- identity
+    @property
+    def name(self) -> str:
+        """Class name, plus ``_<identifier>`` if one was given."""
+        cls = type(self).__name__
+        return cls if self.identifier is None else f"{cls}_{self.identifier}"
+
+    def parameters(self) -> dict:
+        """The parameters that affect the output; a change reruns every file.
+
+        By default, every public instance attribute except the input pattern,
+        identifier and folders. Override to narrow or widen it.
+        """
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in _LAYOUT_ATTRS}
+
+    def params_hash(self, run_kwargs: dict | None = None) -> str:
+        """Canonical hash of :meth:`parameters` and the keyword arguments of run."""
+        return params_hash({"parameters": self.parameters(), "run": run_kwargs or {}})
+
+    def layout(self, folder: str, input_folder: str | None = None, run_kwargs: dict | None = None) -> JobLayout:
+        """Where this job reads and writes when run on plate ``folder``."""
+        folder = os.path.abspath(folder)
+        source = self.input_folder or input_folder or folder
+        layout = JobLayout(
+            name=self.name,
+            kind=self.kind,
+            input_folder=os.path.abspath(source),
+            input_pattern=self.input_pattern,
+            output_folder=folder,
+            output_ext=self.output_ext,
+            input_keys=tuple(self.input_keys),
+            output_keys=tuple(self.output_keys),
+            output_name=self.output_name,
+            params=self.params_hash(run_kwargs),
+            version=str(self.version),
+        )
+        self.check_layout(layout)
+        return layout
+
+    def check_layout(self, layout: JobLayout) -> None:
+        """Refuse layouts that would write over an input."""
+        if layout.output_ext is None and layout.input_folder == layout.output_folder and not layout.input_keys:
+            raise ConfigError(
+                f"{self.name}: without output_ext its outputs would overwrite its inputs in {layout.output_folder}; "
+                "give output_ext or an input_folder (raw input files are never modified)"
+            )
+
+    # Keys inside containers: none for plain file jobs.
+    input_keys: Sequence[str] = ()
+    output_keys: Sequence[str] = ()
+    output_name: str | None = None
+
+    # ------------------------------------------------------------- the work
+    def run(self, input_files: list[str], output_files: list[str], **kwargs: Any) -> None:
+        """Process ``input_files``, writing ``output_files[i]`` from ``input_files[i]``.
+
+        Raise to mark the whole call as failed; with several files per call,
+        each file is then retried alone so that one bad file does not fail the
+        others.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement run(input_files, output_files, **kwargs)")
+
+    def validate_input(self, path: str) -> bool | str | None:
+        """Check an input before it is processed.
+
+        Return None (or True) if valid, else a string saying why not (or
+        False). Invalid inputs are recorded with the reason and not passed to
+        :meth:`run`.
+        """
+        if not os.path.exists(path):
+            return f"{path} does not exist"
+        return None
+
+    def validate_output(self, path: str) -> bool | str | None:
+        """Check an output after :meth:`run`; same return convention as validate_input."""
+        if not os.path.exists(path):
+            return f"{path} was not written"
+        return None
+
+    def worker_resource(self, name: str, factory: Callable[[], Any]) -> Any:
+        """An object made by ``factory`` once per worker process and reused.
+
+        Use it for anything expensive, such as a model::
+
+            model = self.worker_resource("model", self.load_model)
+
+        The object is kept per job name and parameters, across files,
+        batches and jobs run in the same worker.
+        """
+        key = (self.name, self.params_hash(), name)
+        if key not in _WORKER_RESOURCES:
+            _WORKER_RESOURCES[key] = factory()
+        return _WORKER_RESOURCES[key]
+
+    # ------------------------------------------------------------- calling
+    def __call__(
+        self,
+        folder: str | os.PathLike,
+        input_folder: str | os.PathLike | None = None,
+        force_recompute: bool = False,
+        ignore_invalid_inputs: bool = False,
+        ignore_failed_outputs: bool = False,
+        n_jobs: int = 1,
+        executor: Any = None,
+        **kwargs: Any,
+    ):
+        """Run this job alone on ``folder`` (with lock, ledger and status).
+
+        Keyword arguments beyond the listed ones are passed to :meth:`run`.
+        Returns the job's :class:`~batchlib.workflow.JobResult`.
+        """
+        from .workflow import run_workflow
+
+        results = run_workflow(
+            self.name,
+            folder,
+            [(self, kwargs)],
+            input_folder=input_folder,
+            force_recompute=force_recompute,
+            ignore_invalid_inputs=ignore_invalid_inputs,
+            ignore_failed_outputs=ignore_failed_outputs,
+            n_jobs=n_jobs,
+            executor=executor,
+        )
+        return results[self.name]
+
+
+class BatchJobOnContainer(BatchJob):
+    """A job whose inputs and outputs are keys inside per-image containers.
+
+    Parameters
+    ----------
+    input_pattern : str
+        Glob of the input containers (default ``"*.h5"``).
+    output_ext : str, optional
+        Extension of the output containers when they differ from the inputs
+        (an import job reading TIFFs and writing ``.h5``); by default the job
+        writes into the container it reads.
+    input_key, output_key : str or list of str, optional
+        Keys read and written inside the containers. Each written key gets a
+        producer stamp, so later jobs see when it changes.
+    identifier, input_folder
+        As for :class:`BatchJob`.
+    """
+
+    atomic_outputs: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        input_pattern: str = "*.h5",
+        output_ext: str | None = None,
+        input_key: str | Sequence[str] | None = None,
+        output_key: str | Sequence[str] | None = None,
+        identifier: str | None = None,
+        input_folder: str | os.PathLike | None = None,
+    ):
+        super().__init__(input_pattern, output_ext, identifier, input_folder)
+        self.input_keys = _as_keys(input_key)
+        self.output_keys = _as_keys(output_key)
+
+    @property
+    def input_key(self) -> str | None:
+        """The first input key (the only one, for most jobs)."""
+        return self.input_keys[0] if self.input_keys else None
+
+    @property
+    def output_key(self) -> str | None:
+        """The first output key."""
+        return self.output_keys[0] if self.output_keys else None
+
+    def check_layout(self, layout: JobLayout) -> None:
+        if not layout.output_keys:
+            raise ConfigError(f"{self.name}: a container job needs at least one output_key")
+
+    def validate_input(self, path: str) -> bool | str | None:
+        """Valid if the container opens and holds every input key."""
+        if not self.input_keys:
+            return super().validate_input(path)
+        return _missing_keys(path, self.input_keys, "input")
+
+    def validate_output(self, path: str) -> bool | str | None:
+        """Valid if the container opens and holds every output key."""
+        return _missing_keys(path, self.output_keys, "output")
+
+
+class PlateJob(BatchJob):
+    """A job with many inputs and one output per plate (aggregate, export, upload).
+
+    It reruns when the set of inputs or the stamp of any input changes.
+    :meth:`run` is called once, with every input file and a one-element list
+    holding the output file.
+
+    Parameters
+    ----------
+    input_pattern : str
+        Glob of the inputs.
+    output_name : str
+        Name of the output file in the plate folder.
+    input_key : str or list of str, optional
+        Keys read in every input container.
+    output_key : str or list of str, optional
+        Keys written in the output container, if it is one; otherwise the
+        output is a plain file (or folder) written atomically.
+    identifier, input_folder
+        As for :class:`BatchJob`.
+    """
+
+    kind: ClassVar[str] = PLATE
+
+    def __init__(
+        self,
+        input_pattern: str,
+        output_name: str,
+        input_key: str | Sequence[str] | None = None,
+        output_key: str | Sequence[str] | None = None,
+        identifier: str | None = None,
+        input_folder: str | os.PathLike | None = None,
+    ):
+        super().__init__(input_pattern, None, identifier, input_folder)
+        self.output_name = output_name
+        self.input_keys = _as_keys(input_key)
+        self.output_keys = _as_keys(output_key)
+
+    def check_layout(self, layout: JobLayout) -> None:
+        if not layout.output_name or os.sep in layout.output_name:
+            raise ConfigError(f"{self.name}: output_name must be a file name, got {layout.output_name!r}")
+
+    def validate_input(self, path: str) -> bool | str | None:
+        if self.input_keys:
+            return _missing_keys(path, self.input_keys, "input")
+        return super().validate_input(path)
+
+    def validate_output(self, path: str) -> bool | str | None:
+        if self.output_keys:
+            return _missing_keys(path, self.output_keys, "output")
+        return super().validate_output(path)
+
+
+def _as_keys(key: str | Sequence[str] | None) -> tuple[str, ...]:
+    if key is None:
+        return ()
+    if isinstance(key, str):
+        return (key,)
+    return tuple(key)
+
+
+def _missing_keys(path: str, keys: Sequence[str], what: str) -> str | None:
+    try:
+        with open_file(path, "r") as f:
+            missing = [k for k in keys if k not in f]
+    except ContainerError as err:
+        return str(err)
+    if missing:
+        return f"{path} lacks {what} key(s) {', '.join(missing)}"
+    return None

@@ -1,0 +1,45 @@
+"""Errors raised by batchlib.
+
+Every error derives from :class:`BatchlibError`, so ``except BatchlibError``
+catches anything the library raises on purpose. Where a builtin exception
+fits, the error mixes it in (a bad option is also a ``ValueError``), so code
+that already catches builtins keeps working. Messages say what was expected,
+what was found, and what to do.
+"""
+
+from __future__ import annotations
+
+
+class BatchlibError(Exception):
+    """Base class of all errors raised by batchlib."""
+
+
+class ConfigError(BatchlibError, ValueError):
+    """A bad option or configuration; the message names the option.
+
+    Workflow scripts and the ``batchlib`` command exit with code 2 on it.
+    """
+
+
+class FolderLockedError(BatchlibError, RuntimeError):
+    """Another workflow holds the folder lock (exit code 75)."""
+
+    def __init__(self, message: str, holder: dict | None = None):
+        super().__init__(message)
+        self.holder = holder or {}
+
+
+class LedgerError(BatchlibError, RuntimeError):
+    """The ledger in ``batchlib/`` cannot be read or written."""
+
+
+class ContainerError(BatchlibError, OSError):
+    """A container (h5/n5/zarr) cannot be opened or lacks what is needed."""
+
+
+class InvalidInputError(BatchlibError, ValueError):
+    """An input file is not valid for a job; the message gives the reason."""
+
+
+class OutputError(BatchlibError, RuntimeError):
+    """A job finished without producing a valid output."""

@@ -1,0 +1,195 @@
+"""Executors: where batches run. Serial, a process pool, or dask.distributed.
+
+An executor takes a function and a list of argument tuples and yields the
+function's results as they complete. A batch whose worker died yields a
+:class:`BatchError` instead, so the driver can record its files as failed
+and go on. Only the driver, which consumes the results, writes bookkeeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+from .errors import ConfigError
+
+logger = logging.getLogger("Workflow.executors")
+
+
+class BatchError:
+    """Stands in for the result of a call that raised or whose worker died."""
+
+    def __init__(self, args: tuple, error: str):
+        self.args = args
+        self.error = error
+
+
+class Executor:
+    """Runs calls of one function over argument tuples; see the subclasses."""
+
+    #: How many calls run at once.
+    n_workers: int = 1
+
+    def map_unordered(self, fn: Callable, arg_list: list[tuple]) -> Iterator[Any]:
+        """Yield ``fn(*args)`` for every ``args`` (or a BatchError), in completion order."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release workers."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SerialExecutor(Executor):
+    """Runs every call in this process, one after the other."""
+
+    def map_unordered(self, fn: Callable, arg_list: list[tuple]) -> Iterator[Any]:
+        for args in arg_list:
+            yield fn(*args)
+
+
+class ProcessExecutor(Executor):
+    """A pool of ``n_workers`` processes on this machine.
+
+    Workers are started with ``spawn`` (safe with threads and TensorFlow) and
+    live for the whole workflow, so what a job loads once per worker (a
+    model) is reused by later batches.
+    """
+
+    def __init__(self, n_workers: int):
+        self.n_workers = n_workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def map_unordered(self, fn: Callable, arg_list: list[tuple]) -> Iterator[Any]:
+        pool = self._get_pool()
+        futures = {pool.submit(fn, *args): args for args in arg_list}
+        broken = False
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as err:  # worker died, or the call could not be pickled
+                broken = broken or "BrokenProcessPool" in type(err).__name__
+                yield BatchError(futures[future], f"{type(err).__name__}: {err}")
+        if broken:
+            self.close()  # start a fresh pool for the next job
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class DaskExecutor(Executor):
+    """Runs calls on a dask.distributed cluster.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``), e.g. one started
+        by dask-jobqueue on a SLURM cluster. Without it a LocalCluster of
+        ``n_workers`` single-threaded worker processes is started and closed
+        again by :meth:`close`.
+    n_workers : int
+        Workers of the LocalCluster.
+    """
+
+    def __init__(self, scheduler: str | None = None, n_workers: int = 1):
+        from distributed import Client, LocalCluster
+
+        self._cluster = None
+        if scheduler:
+            self._client = Client(scheduler)
+        else:
+            self._cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+            )
+            self._client = Client(self._cluster)
+        self.n_workers = max(1, len(self._client.scheduler_info().get("workers", {})) or n_workers)
+
+    def map_unordered(self, fn: Callable, arg_list: list[tuple]) -> Iterator[Any]:
+        from distributed import as_completed as dask_completed
+
+        futures = {self._client.submit(fn, *args, pure=False): args for args in arg_list}
+        for future in dask_completed(list(futures)):
+            try:
+                yield future.result()
+            except Exception as err:  # task raised, or its worker died (KilledWorker)
+                yield BatchError(futures[future], f"{type(err).__name__}: {err}")
+            finally:
+                future.release()
+
+    def close(self) -> None:
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(
+    executor: str | Executor | None = None, n_jobs: int = 1, dask_scheduler: str | None = None
+) -> Executor:
+    """The executor asked for by a workflow's options.
+
+    Parameters
+    ----------
+    executor : str or Executor, optional
+        ``"serial"``, ``"processes"``, ``"dask"`` or an Executor instance.
+        By default: dask if a scheduler is given, processes if ``n_jobs > 1``,
+        else serial.
+    n_jobs : int
+        Worker processes (processes, dask LocalCluster).
+    dask_scheduler : str, optional
+        Address of a dask scheduler.
+    """
+    if isinstance(executor, Executor):
+        return executor
+    if n_jobs < 1:
+        raise ConfigError(f"n_jobs must be at least 1, got {n_jobs}")
+    if executor is None:
+        executor = "dask" if dask_scheduler else ("processes" if n_jobs > 1 else "serial")
+    if executor == "serial":
+        return SerialExecutor()
+    if executor == "processes":
+        return ProcessExecutor(n_jobs)
+    if executor == "dask":
+        return DaskExecutor(dask_scheduler, n_jobs)
+    raise ConfigError(f"executor must be 'serial', 'processes' or 'dask', got {executor!r}")
+
+
+def default_chunks(n_tasks: int, n_workers: int, limit: int = 64) -> int:
+    """How many batches to send per call: few round trips, balanced load.
+
+    Examples
+    --------
+    >>> default_chunks(10, 2)
+    1
+    >>> default_chunks(100_000, 2)
+    64
+    """
+    return max(1, min(limit, n_tasks // (8 * max(n_workers, 1))))
+
+
+__all__ = [
+    "Executor",
+    "SerialExecutor",
+    "ProcessExecutor",
+    "DaskExecutor",
+    "BatchError",
+    "make_executor",
+    "default_chunks",
+]

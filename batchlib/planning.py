@@ -1,0 +1,434 @@
+"""Deciding which files a job must process, and why.
+
+Nothing here writes anything. :func:`decide` is a pure function of what the
+ledger recorded and what the folder shows now; :func:`plan_job` gathers those
+facts for every input of a job (listing the folder once, one ``stat`` per
+file, opening a container only when its file changed since the ledger last
+saw it) and returns the tasks to run with their reasons.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from .errors import ContainerError
+from .io import read_key_stamps
+from .state.ledger import DONE, FAILED, INVALID, FileState, Ledger, Record
+from .state.stamps import ref, stat_stamp
+
+PER_FILE, PLATE = "per_file", "plate"
+
+
+@dataclass(frozen=True)
+class JobLayout:
+    """Where a job finds its inputs and puts its outputs.
+
+    It is everything needed to plan a job without the job object, so
+    ``batchlib status`` and ``batchlib explain`` can plan from the copy the
+    ledger keeps.
+    """
+
+    name: str
+    kind: str  # PER_FILE or PLATE
+    input_folder: str
+    input_pattern: str
+    output_folder: str
+    output_ext: str | None = None
+    input_keys: tuple[str, ...] = ()
+    output_keys: tuple[str, ...] = ()
+    output_name: str | None = None  # plate jobs: the one output file
+    params: str = ""
+    version: str = ""
+
+    def output_path(self, input_name: str) -> str:
+        """Path of the output made from input ``input_name``."""
+        if self.kind == PLATE:
+            return os.path.join(self.output_folder, self.output_name)
+        if self.output_ext is not None:
+            input_name = os.path.splitext(input_name)[0] + self.output_ext
+        return os.path.join(self.output_folder, input_name)
+
+    def to_spec(self, plate_folder: str) -> dict:
+        """A JSON-able copy, folders relative to ``plate_folder`` where inside."""
+        spec = asdict(self)
+        for key in ("input_folder", "output_folder"):
+            spec[key] = _relative(spec[key], plate_folder)
+        spec["input_keys"], spec["output_keys"] = list(self.input_keys), list(self.output_keys)
+        return spec
+
+    @classmethod
+    def from_spec(cls, spec: dict, plate_folder: str) -> JobLayout:
+        """Inverse of :meth:`to_spec`."""
+        spec = dict(spec)
+        for key in ("input_folder", "output_folder"):
+            spec[key] = os.path.normpath(os.path.join(plate_folder, spec[key]))
+        spec["input_keys"], spec["output_keys"] = tuple(spec["input_keys"]), tuple(spec["output_keys"])
+        return cls(**spec)
+
+
+def _relative(path: str, start: str) -> str:
+    rel = os.path.relpath(path, start)
+    return path if rel.startswith("..") else rel
+
+
+class FolderScan:
+    """Folder listings and file stamps of one run, each read at most once.
+
+    After a job writes files, :meth:`forget` drops what is now outdated.
+    """
+
+    def __init__(self) -> None:
+        self._names: dict[str, list[str]] = {}
+        self._stamps: dict[str, str | None] = {}
+
+    def names(self, folder: str) -> list[str]:
+        """Sorted names of the visible regular files and folders in ``folder``."""
+        names = self._names.get(folder)
+        if names is None:
+            try:
+                with os.scandir(folder) as entries:
+                    names = sorted(e.name for e in entries if not e.name.startswith("."))
+            except FileNotFoundError:
+                names = []
+            self._names[folder] = names
+        return names
+
+    def stamp(self, path: str) -> str | None:
+        """Stat stamp of ``path``, or None if it does not exist."""
+        try:
+            return self._stamps[path]
+        except KeyError:
+            pass
+        try:
+            stamp = stat_stamp(os.stat(path))
+        except (FileNotFoundError, NotADirectoryError):
+            stamp = None
+        self._stamps[path] = stamp
+        return stamp
+
+    def forget(self, paths: list[str] | None = None) -> None:
+        """Forget the stamps of ``paths`` (all if None) and every listing."""
+        self._names.clear()
+        if paths is None:
+            self._stamps.clear()
+        else:
+            for path in paths:
+                self._stamps.pop(path, None)
+
+
+def match(names: list[str], pattern: str) -> list[str]:
+    """The names that match a glob ``pattern`` (``*``, ``?``, ``[...]``).
+
+    Examples
+    --------
+    >>> match(["a.tif", "b.h5", "c.tif"], "*.tif")
+    ['a.tif', 'c.tif']
+    """
+    regex = re.compile(fnmatch.translate(pattern))
+    return [name for name in names if regex.match(name)]
+
+
+@dataclass
+class Task:
+    """One unit of work: an input file (or, for a plate job, the plate).
+
+    Attributes
+    ----------
+    name : str
+        Ledger key: the input file name, or a plate job's output name.
+    inputs : list of str
+        Paths of the input files.
+    outputs : list of str
+        Paths of the output files (one per input; one for a plate job).
+    stamps : dict
+        Stamps of the inputs read, by reference, when the task was planned.
+    reason : str
+        Why it runs.
+    """
+
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    stamps: dict[str, str | None]
+    reason: str
+
+
+@dataclass
+class Plan:
+    """What a job would do: tasks to run, names up to date, file observations."""
+
+    tasks: list[Task] = field(default_factory=list)
+    up_to_date: list[str] = field(default_factory=list)
+    #: Names recorded invalid whose inputs did not change since: reason by name.
+    still_invalid: dict[str, str] = field(default_factory=dict)
+    #: Containers read afresh while planning: name -> (file stamp, key stamps).
+    observed: dict[str, tuple[str, dict]] = field(default_factory=dict)
+
+
+RUN, SKIP, STILL_INVALID = "run", "skip", "still_invalid"
+
+
+def decide(
+    record: Record | None,
+    params: str,
+    version: str,
+    stamps: dict[str, str | None],
+    force: bool = False,
+    output_problem: Callable[[], str | None] = lambda: None,
+) -> tuple[str, str]:
+    """Whether a file must be processed, and why.
+
+    Parameters
+    ----------
+    record : Record or None
+        What the ledger recorded for the file.
+    params, version : str
+        The job's current parameter hash and version.
+    stamps : dict
+        Current stamps of the inputs, by reference.
+    force : bool
+        ``force_recompute`` was given.
+    output_problem : callable
+        Returns what is wrong with the recorded outputs, or None; called only
+        when everything else is up to date (it may have to look at files).
+
+    Returns
+    -------
+    action : str
+        ``RUN``, ``SKIP`` (up to date) or ``STILL_INVALID`` (recorded invalid
+        and nothing changed since: validating again would give the same).
+    reason : str
+
+    Examples
+    --------
+    >>> decide(None, "p", "1", {"a.tif": "3:10"})
+    ('run', 'new')
+    >>> rec = Record("done", "p", "1", {"a.tif": "3:10"}, {}, None, 0.1, "h", 0.0)
+    >>> decide(rec, "p", "1", {"a.tif": "3:10"})
+    ('skip', 'up to date')
+    >>> decide(rec, "p", "2", {"a.tif": "3:10"})
+    ('run', 'version changed (1 -> 2)')
+    >>> decide(rec, "p", "1", {"a.tif": "4:11"})
+    ('run', 'input changed: a.tif')
+    """
+    if force:
+        return RUN, "forced (force_recompute)"
+    if record is None:
+        return RUN, "new"
+    if record.version != version:
+        return RUN, f"version changed ({record.version} -> {version})"
+    if record.params != params:
+        return RUN, "parameters changed"
+    if record.inputs != stamps:
+        return RUN, describe_input_change(record.inputs, stamps)
+    if record.state == FAILED:
+        return RUN, f"failed before: {record.error}"
+    if record.state == INVALID:
+        return STILL_INVALID, f"invalid: {record.error}"
+    problem = output_problem()
+    if problem:
+        return RUN, problem
+    return SKIP, "up to date"
+
+
+def describe_input_change(old: dict, new: dict, limit: int = 3) -> str:
+    """Words for how two input-stamp mappings differ.
+
+    Examples
+    --------
+    >>> describe_input_change({"a": "1"}, {"a": "1", "b": "2"})
+    'inputs added: b'
+    """
+    added = [k for k in new if k not in old]
+    removed = [k for k in old if k not in new]
+    changed = [k for k in new if k in old and old[k] != new[k]]
+    parts = []
+    for label, refs in (("input changed", changed), ("inputs added", added), ("inputs removed", removed)):
+        if refs:
+            more = f" and {len(refs) - limit} more" if len(refs) > limit else ""
+            parts.append(f"{label}: {', '.join(refs[:limit])}{more}")
+    return "; ".join(parts) or "inputs changed"
+
+
+class StampReader:
+    """Current stamps of files and of keys in containers, for one job plan.
+
+    A container's key stamps come from the ledger while the container's file
+    stamp equals the one the ledger last saw; otherwise the container is
+    opened once and what was read is kept in :attr:`observed`.
+    """
+
+    def __init__(self, ledger: Ledger, scan: FolderScan, plate_folder: str):
+        self.ledger = ledger
+        self.scan = scan
+        self.plate_folder = plate_folder
+        self.observed: dict[str, tuple[str, dict]] = {}
+
+    def ledger_name(self, path: str) -> str:
+        """How the ledger names a file: relative to the plate folder if inside."""
+        return _relative(path, self.plate_folder)
+
+    def key_stamps(self, path: str, keys: tuple[str, ...]) -> dict[str, str | None]:
+        """Stamps of ``keys`` in container ``path``; all None if it is missing or unreadable."""
+        file_stamp = self.scan.stamp(path)
+        if file_stamp is None:
+            return dict.fromkeys(keys)
+        name = self.ledger_name(path)
+        known = self.observed.get(name) or self.ledger.file_state(name)
+        if known is not None and known[0] == file_stamp and all(k in known[1] for k in keys):
+            return {k: known[1][k] for k in keys}
+        try:
+            stamps = read_key_stamps(path, keys, file_stamp)
+        except ContainerError:
+            return dict.fromkeys(keys)
+        previous = known[1] if known is not None and known[0] == file_stamp else {}
+        self.observed[name] = (file_stamp, {**previous, **{k: v for k, v in stamps.items() if v is not None}})
+        return stamps
+
+    def stamps(self, path: str, name: str, keys: tuple[str, ...]) -> dict[str, str | None]:
+        """Stamps of file ``path`` (no keys) or of its ``keys``, by reference."""
+        if not keys:
+            return {ref(name): self.scan.stamp(path)}
+        return {ref(name, k): s for k, s in self.key_stamps(path, keys).items()}
+
+
+def output_problem(
+    layout: JobLayout,
+    record: Record,
+    output: str,
+    reader: StampReader,
+    validate_output: Callable[[str], str | None] | None,
+) -> str | None:
+    """What is wrong with the output ``record`` says was written, or None."""
+    out_name = os.path.basename(output)
+    current = reader.stamps(output, out_name, layout.output_keys)
+    if current == record.outputs:
+        return None
+    missing = [r for r, s in current.items() if s is None]
+    if missing:
+        return f"output missing: {', '.join(missing)}"
+    if layout.output_keys:
+        changed = [r for r in current if current[r] != record.outputs.get(r)]
+        return f"output rewritten since this job wrote it: {', '.join(changed)}"
+    # A plain output file changed since it was written: keep it if still valid.
+    if validate_output is None:
+        return None
+    problem = validate_output(output)
+    return f"output invalid: {problem}" if problem else None
+
+
+def plan_job(
+    layout: JobLayout,
+    ledger: Ledger,
+    scan: FolderScan,
+    plate_folder: str,
+    force: bool = False,
+    validate_output: Callable[[str], str | None] | None = None,
+) -> Plan:
+    """Decide, for every input of a job, whether it must run and why.
+
+    Parameters
+    ----------
+    layout : JobLayout
+        Where the job reads and writes.
+    ledger : Ledger
+        Records of earlier runs (only read).
+    scan : FolderScan
+        Listings and stamps of this run.
+    plate_folder : str
+        The plate folder (ledger names are relative to it).
+    force : bool
+        ``force_recompute``.
+    validate_output : callable, optional
+        ``path -> problem or None`` for plain outputs changed since written.
+
+    Returns
+    -------
+    Plan
+    """
+    reader = StampReader(ledger, scan, plate_folder)
+    names = match(scan.names(layout.input_folder), layout.input_pattern)
+    records = ledger.records(layout.name)
+    plan = Plan()
+    if layout.kind == PLATE:
+        _plan_plate(layout, names, records, reader, force, validate_output, plan)
+    else:
+        join, input_folder = os.path.join, layout.input_folder
+        for name in names:
+            path = join(input_folder, name)
+            output = layout.output_path(name)
+            stamps = reader.stamps(path, name, layout.input_keys)
+            record = records.get(name)
+            action, reason = decide(
+                record,
+                layout.params,
+                layout.version,
+                stamps,
+                force,
+                lambda record=record, output=output: output_problem(layout, record, output, reader, validate_output),
+            )
+            _add(plan, action, reason, Task(name, [path], [output], stamps, reason))
+    plan.observed = reader.observed
+    return plan
+
+
+def _plan_plate(layout, names, records, reader, force, validate_output, plan) -> None:
+    paths = [os.path.join(layout.input_folder, n) for n in names]
+    stamps: dict[str, str | None] = {}
+    for path, name in zip(paths, names):
+        stamps.update(reader.stamps(path, name, layout.input_keys))
+    output = layout.output_path("")
+    if not names:
+        return
+    record = records.get(layout.output_name)
+    action, reason = decide(
+        record,
+        layout.params,
+        layout.version,
+        stamps,
+        force,
+        lambda: output_problem(layout, record, output, reader, validate_output),
+    )
+    _add(plan, action, reason, Task(layout.output_name, paths, [output], stamps, reason))
+
+
+def _add(plan: Plan, action: str, reason: str, task: Task) -> None:
+    if action == RUN:
+        plan.tasks.append(task)
+    elif action == STILL_INVALID:
+        plan.still_invalid[task.name] = reason
+    else:
+        plan.up_to_date.append(task.name)
+
+
+def count_states(records: dict[str, Record], names: list[str]) -> dict[str, int]:
+    """How many of ``names`` have a record in each state."""
+    counts = {DONE: 0, FAILED: 0, INVALID: 0}
+    for name in names:
+        record = records.get(name)
+        if record is not None:
+            counts[record.state] += 1
+    return counts
+
+
+__all__ = [
+    "JobLayout",
+    "FolderScan",
+    "Task",
+    "Plan",
+    "FileState",
+    "decide",
+    "plan_job",
+    "match",
+    "count_states",
+    "describe_input_change",
+    "PER_FILE",
+    "PLATE",
+    "RUN",
+    "SKIP",
+    "STILL_INVALID",
+]

@@ -1,0 +1,290 @@
+"""The ledger: one record per (job, file), kept in the ``batchlib/`` folder.
+
+On disk the ledger is two files:
+
+``ledger.snapshot``
+    The compacted state, a pickle of builtin types only (dicts, tuples,
+    strings, numbers), written atomically (temporary sibling, then rename).
+    It is loaded with an unpickler that refuses every class, so a crafted
+    file cannot run code.
+``ledger.journal``
+    An append-only log of changes since the snapshot, one JSON object per
+    line, each written with a single ``write`` call. A process killed at any
+    instant leaves at worst a torn last line, which loading drops.
+
+Committing a record appends one line: O(1) per file, however large the plate.
+:meth:`Ledger.compact` folds the journal into a new snapshot (at the end of a
+run); a crash between writing the snapshot and emptying the journal is
+harmless because replaying a journal over a snapshot that already contains it
+gives the same state. Only one process (the workflow driver, which holds the
+folder lock) writes the ledger, which is what makes this safe on a network
+file system.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import pickle
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..errors import LedgerError
+from .atomic import atomic_write
+
+logger = logging.getLogger("Workflow.ledger")
+
+SNAPSHOT_NAME = "ledger.snapshot"
+JOURNAL_NAME = "ledger.journal"
+FORMAT = "batchlib-ledger"
+FORMAT_VERSION = 1
+
+#: States of a record.
+DONE, FAILED, INVALID = "done", "failed", "invalid"
+
+
+class Record(NamedTuple):
+    """What the ledger knows about one (job, file).
+
+    Attributes
+    ----------
+    state : str
+        ``"done"``, ``"failed"`` or ``"invalid"``.
+    params : str
+        Hash of the job parameters that affect the output.
+    version : str
+        The job's declared version.
+    inputs : dict
+        Stamp of every input the job read, by reference (``"name"`` for a
+        file, ``"name::key"`` for a key in a container).
+    outputs : dict
+        Stamp of every output written, by reference.
+    error : str or None
+        Why the file failed or was invalid.
+    duration : float
+        Seconds the job spent on the file.
+    host : str
+        Host that processed the file.
+    time : float
+        When the record was committed (seconds since the epoch).
+    """
+
+    state: str
+    params: str
+    version: str
+    inputs: dict
+    outputs: dict
+    error: str | None
+    duration: float
+    host: str
+    time: float
+
+
+class FileState(NamedTuple):
+    """The last state of a file the ledger saw: its stat stamp and key stamps."""
+
+    stamp: str
+    keys: dict
+
+
+class _BuiltinsOnly(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"ledger snapshot refers to {module}.{name}; only builtin types are allowed")
+
+
+class Ledger:
+    """Records of every (job, file) of one plate folder.
+
+    Parameters
+    ----------
+    folder : path-like
+        The bookkeeping folder (``<plate>/batchlib``).
+    writable : bool
+        Open for writing (the driver, holding the folder lock). A read-only
+        ledger (``batchlib status``) never changes the files.
+    """
+
+    def __init__(self, folder: str | os.PathLike, writable: bool = True):
+        self.folder = Path(folder)
+        self.writable = writable
+        self.snapshot_path = self.folder / SNAPSHOT_NAME
+        self.journal_path = self.folder / JOURNAL_NAME
+        self._records: dict[str, dict[str, Record]] = {}
+        self._files: dict[str, FileState] = {}
+        self._jobs: dict[str, dict] = {}
+        self._journal_fd: int | None = None
+        self._journal_lines = 0
+        if writable:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self._load()
+
+    # ----------------------------------------------------------------- reading
+    def records(self, job: str) -> dict[str, Record]:
+        """All records of ``job``, by file name (do not modify)."""
+        return self._records.get(job, {})
+
+    def get(self, job: str, name: str) -> Record | None:
+        """The record of ``(job, name)``, or None."""
+        return self._records.get(job, {}).get(name)
+
+    def file_state(self, name: str) -> FileState | None:
+        """What the ledger last saw of file ``name``, or None."""
+        return self._files.get(name)
+
+    def job_spec(self, job: str) -> dict | None:
+        """The description of ``job`` saved by its last run, or None."""
+        return self._jobs.get(job)
+
+    def jobs(self) -> list[str]:
+        """Names of all jobs that have a spec or records, in first-seen order."""
+        return list(dict.fromkeys([*self._jobs, *self._records]))
+
+    # ----------------------------------------------------------------- writing
+    def commit(self, job: str, name: str, record: Record) -> None:
+        """Store the record of ``(job, name)``: one journal line."""
+        self._append({"op": "record", "job": job, "name": name, "rec": list(record)})
+        self._records.setdefault(job, {})[name] = record
+
+    def observe_file(self, name: str, stamp: str, keys: dict | None = None, merge: bool = True) -> None:
+        """Store the stat stamp of file ``name`` and the stamps of its keys.
+
+        With ``merge`` the keys are added to those already known (a job wrote
+        some keys of a container the ledger has followed); without, they
+        replace them (the container changed behind the ledger's back and was
+        read afresh).
+        """
+        keys = dict(keys or {})
+        self._append({"op": "file", "name": name, "stamp": stamp, "keys": keys, "merge": merge})
+        self._apply_file(name, stamp, keys, merge)
+
+    def set_job_spec(self, job: str, spec: dict) -> None:
+        """Store how ``job`` matches its inputs (used by ``status``/``explain``)."""
+        if self._jobs.get(job) != spec:
+            self._append({"op": "job", "job": job, "spec": spec})
+            self._jobs[job] = spec
+
+    def _apply_file(self, name: str, stamp: str, keys: dict, merge: bool) -> None:
+        old = self._files.get(name)
+        if merge and old is not None:
+            keys = {**old.keys, **keys}
+        self._files[name] = FileState(stamp, keys)
+
+    def _append(self, entry: dict) -> None:
+        if not self.writable:
+            raise LedgerError(f"ledger {self.folder} was opened read-only; only the workflow driver writes it")
+        if self._journal_fd is None:
+            self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
+        # One write call per line: a kill leaves the line whole or torn at the end.
+        os.write(self._journal_fd, line)
+        self._journal_lines += 1
+
+    def flush(self) -> None:
+        """Make the journal durable (fsync); call at the end of a job."""
+        if self._journal_fd is not None:
+            os.fsync(self._journal_fd)
+
+    def compact(self) -> None:
+        """Fold the journal into a new snapshot and empty the journal."""
+        if not self.writable:
+            raise LedgerError(f"ledger {self.folder} was opened read-only")
+        state = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "written": time.time(),
+            "records": {job: {name: tuple(rec) for name, rec in recs.items()} for job, recs in self._records.items()},
+            "files": {name: tuple(fs) for name, fs in self._files.items()},
+            "jobs": self._jobs,
+        }
+        atomic_write(self.snapshot_path, pickle.dumps(state, protocol=5))
+        self.close()
+        # Emptying after the snapshot is safe: replaying this journal over the
+        # new snapshot would give the same state.
+        with open(self.journal_path, "wb"):
+            pass
+        self._journal_lines = 0
+
+    def close(self) -> None:
+        """Flush and close the journal."""
+        if self._journal_fd is not None:
+            self.flush()
+            os.close(self._journal_fd)
+            self._journal_fd = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- loading
+    def _load(self) -> None:
+        if self.snapshot_path.exists():
+            self._load_snapshot()
+        if self.journal_path.exists():
+            self._replay_journal()
+
+    def _load_snapshot(self) -> None:
+        try:
+            with open(self.snapshot_path, "rb") as f:
+                state = _BuiltinsOnly(io.BufferedReader(f)).load()
+        except Exception as err:
+            raise LedgerError(
+                f"cannot read the ledger snapshot {self.snapshot_path}: {err}. "
+                "Move it away to rebuild the bookkeeping (all files are then checked and rerun as needed)."
+            ) from err
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise LedgerError(f"{self.snapshot_path} is not a batchlib ledger snapshot")
+        if state.get("version", 0) > FORMAT_VERSION:
+            raise LedgerError(
+                f"{self.snapshot_path} has ledger format {state['version']}, this batchlib reads up to "
+                f"{FORMAT_VERSION}; update batchlib"
+            )
+        make_record = Record._make
+        self._records = {
+            job: {name: make_record(rec) for name, rec in recs.items()} for job, recs in state["records"].items()
+        }
+        self._files = {name: FileState(*fs) for name, fs in state["files"].items()}
+        self._jobs = dict(state["jobs"])
+
+    def _replay_journal(self) -> None:
+        with open(self.journal_path, "rb") as f:
+            data = f.read()
+        good_end = 0
+        position = 0
+        while position < len(data):
+            end = data.find(b"\n", position)
+            if end < 0:
+                break  # torn last line: no newline was written
+            line = data[position:end]
+            position = end + 1
+            try:
+                entry = json.loads(line)
+                self._apply(entry)
+            except (ValueError, KeyError, TypeError) as err:
+                logger.warning("ledger journal %s: skipping a damaged line (%s)", self.journal_path, err)
+                continue
+            good_end = position
+            self._journal_lines += 1
+        if good_end < len(data) and self.writable:
+            logger.warning(
+                "ledger journal %s ends in a torn line (the last run was killed); dropping %d bytes",
+                self.journal_path,
+                len(data) - good_end,
+            )
+            # Appending after a torn line would glue two entries together.
+            os.truncate(self.journal_path, good_end)
+
+    def _apply(self, entry: dict) -> None:
+        op = entry["op"]
+        if op == "record":
+            self._records.setdefault(entry["job"], {})[entry["name"]] = Record._make(entry["rec"])
+        elif op == "file":
+            self._apply_file(entry["name"], entry["stamp"], entry["keys"], entry["merge"])
+        elif op == "job":
+            self._jobs[entry["job"]] = entry["spec"]
+        else:
+            raise KeyError(f"unknown ledger operation {op!r}")

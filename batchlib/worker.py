@@ -1,0 +1,193 @@
+"""What runs in a worker: process a batch of tasks, return per-file results.
+
+Workers never touch the ledger, the lock or the status files; they return a
+:class:`FileResult` per file and the driver records them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from .base import BatchJob, check_result
+from .errors import OutputError
+from .io import open_file, write_key_stamps
+from .state.atomic import remove_path, replace, temporary_sibling
+from .state.ledger import DONE, FAILED, INVALID
+from .state.stamps import new_key_stamp, ref, stat_stamp
+
+
+@dataclass
+class WorkItem:
+    """What a worker needs of a task: its name, input paths and output paths."""
+
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+
+
+@dataclass
+class FileResult:
+    """The outcome of one task, sent back to the driver.
+
+    Attributes
+    ----------
+    name : str
+        The task's ledger name.
+    state : str
+        ``"done"``, ``"failed"`` or ``"invalid"``.
+    error : str or None
+        Why it failed or was invalid.
+    duration : float
+        Seconds spent on the task.
+    host : str
+        Where it ran.
+    outputs : dict
+        Stamp of every output written, by reference.
+    written : dict
+        Output path -> (file stamp, stamps of the keys written): what the
+        ledger should remember of each output file.
+    skipped_inputs : dict
+        Plate jobs: inputs left out as invalid, with the reason.
+    detail : str or None
+        The traceback of a failure.
+    """
+
+    name: str
+    state: str
+    error: str | None = None
+    duration: float = 0.0
+    host: str = ""
+    outputs: dict = field(default_factory=dict)
+    written: dict = field(default_factory=dict)
+    skipped_inputs: dict = field(default_factory=dict)
+    detail: str | None = None
+
+
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+def _validate_inputs(job: BatchJob, paths: list[str]) -> dict[str, str]:
+    problems = {}
+    for path in paths:
+        try:
+            problem = check_result(job.validate_input(path), "validate_input")
+        except Exception as err:  # a hook that raises calls its input invalid
+            problem = _describe(err)
+        if problem:
+            problems[path] = problem
+    return problems
+
+
+def _finish_outputs(job: BatchJob, item: WorkItem, temporaries: dict[str, str]) -> FileResult:
+    """Move temporary outputs into place, validate, stamp keys, stat files."""
+    result = FileResult(item.name, DONE)
+    for output in item.outputs:
+        if output in temporaries:
+            tmp = temporaries[output]
+            if not os.path.lexists(tmp):
+                raise FileNotFoundError(f"run() wrote no output {output} (expected at the given path {tmp})")
+            replace(tmp, output)
+        problem = check_result(job.validate_output(output), "validate_output")
+        if problem:
+            raise OutputError(problem)
+        out_name = os.path.basename(output)
+        keys = {}
+        if job.output_keys:
+            keys = {key: new_key_stamp(job.name) for key in job.output_keys}
+            with open_file(output, "a") as f:
+                write_key_stamps(f, keys)
+        file_stamp = stat_stamp(os.stat(output))
+        result.written[output] = (file_stamp, keys)
+        if keys:
+            result.outputs.update({ref(out_name, k): s for k, s in keys.items()})
+        else:
+            result.outputs[ref(out_name)] = file_stamp
+    return result
+
+
+def _run_items(job: BatchJob, items: list[WorkItem], kwargs: dict) -> tuple[list[FileResult], bool]:
+    """Call job.run on ``items`` at once; return one result per item and whether run raised."""
+    atomic = job.atomic_outputs and not job.output_keys
+    temporaries = {o: str(temporary_sibling(o)) for item in items for o in item.outputs} if atomic else {}
+    inputs = [path for item in items for path in item.inputs]
+    outputs = [temporaries.get(o, o) for item in items for o in item.outputs]
+    start = time.perf_counter()
+    try:
+        job.run(inputs, outputs, **kwargs)
+        results = []
+        for item in items:
+            try:
+                results.append(_finish_outputs(job, item, temporaries))
+            except Exception as err:
+                results.append(FileResult(item.name, FAILED, _describe(err), detail=traceback.format_exc()))
+        return _timed(results, start), False
+    except Exception as err:
+        failed = [FileResult(i.name, FAILED, _describe(err), detail=traceback.format_exc()) for i in items]
+        return _timed(failed, start), True
+    finally:
+        for tmp in temporaries.values():
+            if os.path.lexists(tmp):
+                remove_path(tmp)
+
+
+def _timed(results: list[FileResult], start: float) -> list[FileResult]:
+    each = (time.perf_counter() - start) / max(len(results), 1)
+    for result in results:
+        result.duration = each
+    return results
+
+
+def process_batch(
+    job: BatchJob, items: list[WorkItem], kwargs: dict, ignore_invalid_inputs: bool = False
+) -> list[FileResult]:
+    """Validate, run and finish a batch of tasks; one result per task.
+
+    Invalid inputs are not passed to ``run``. If ``run`` fails on a batch of
+    several files, each file is run again alone, so one bad file does not
+    fail its batch-mates.
+    """
+    host = socket.gethostname()
+    results: dict[str, FileResult] = {}
+    runnable: list[WorkItem] = []
+    for item in items:
+        problems = _validate_inputs(job, item.inputs)
+        if job.kind == "plate" and problems and ignore_invalid_inputs:
+            valid = [p for p in item.inputs if p not in problems]
+            skipped = {os.path.basename(p): why for p, why in problems.items()}
+            if valid:
+                runnable.append(WorkItem(item.name, valid, item.outputs))
+                results[item.name] = FileResult(item.name, DONE, skipped_inputs=skipped)
+                continue
+        if problems:
+            error = "; ".join(problems.values())
+            results[item.name] = FileResult(item.name, INVALID, error, skipped_inputs={})
+        else:
+            runnable.append(item)
+    if runnable:
+        batch_results, raised = _run_items(job, runnable, kwargs)
+        if raised and len(runnable) > 1:
+            batch_results = [r for item in runnable for r in _run_items(job, [item], kwargs)[0]]
+        for result in batch_results:
+            earlier = results.get(result.name)
+            if earlier is not None:
+                result.skipped_inputs = earlier.skipped_inputs
+            results[result.name] = result
+    ordered = [results[item.name] for item in items]
+    for result in ordered:
+        result.host = host
+    return ordered
+
+
+def process_batches(
+    job: BatchJob, batches: list[list[WorkItem]], kwargs: dict, ignore_invalid_inputs: bool = False
+) -> list[FileResult]:
+    """Process several batches in one call (fewer round trips to a pool)."""
+    return [r for batch in batches for r in process_batch(job, batch, kwargs, ignore_invalid_inputs)]
+
+
+__all__ = ["WorkItem", "FileResult", "process_batch", "process_batches"]

@@ -1,0 +1,479 @@
+"""run_workflow: run a list of jobs over one plate folder.
+
+The driver takes the folder lock, opens the ledger, and for each job plans
+what must run (:mod:`batchlib.planning`), sends the work to an executor,
+records each file's result as it arrives, and writes the status files. Only
+this process writes bookkeeping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .base import BatchJob, check_result
+from .errors import ConfigError
+from .executors import BatchError, Executor, default_chunks, make_executor
+from .log import add_file_handler, configure, get_logger, remove_handler
+from .params import canonical_json
+from .planning import FolderScan, JobLayout, Plan, Task, plan_job
+from .state.atomic import TMP_PREFIX, remove_path
+from .state.ledger import DONE, FAILED, INVALID, Ledger, Record
+from .state.lock import FolderLock
+from .state.status import NOT_RUN, job_state, now_iso, write_status
+from .worker import FileResult, WorkItem, process_batches
+
+BOOKKEEPING = "batchlib"
+#: Seconds between rewrites of a job's status file during a long job.
+STATUS_INTERVAL = 30.0
+
+
+@dataclass
+class JobResult:
+    """What one job did in a run, and where it stands.
+
+    Attributes
+    ----------
+    name : str
+    state : str
+        ``processed``, ``failed_outputs``, ``invalid_inputs`` or ``not_run``.
+    processed, skipped, failed, invalid : int
+        Files processed successfully in this run, up to date and skipped,
+        failed, and invalid.
+    pending : int
+        Files that still need to run (left over by an interrupted run).
+    seconds : float
+        Wall time of the job.
+    failed_files, invalid_files : dict
+        Reasons, by file name.
+    stops_workflow : bool
+        Failures or invalid inputs that the run flags do not ignore.
+    """
+
+    name: str
+    state: str = NOT_RUN
+    processed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    invalid: int = 0
+    pending: int = 0
+    seconds: float = 0.0
+    failed_files: dict = field(default_factory=dict)
+    invalid_files: dict = field(default_factory=dict)
+    stops_workflow: bool = False
+
+    def counts(self) -> dict:
+        """The counts of ``batchlib status`` for this job."""
+        return {
+            "done": self.processed + self.skipped,
+            "failed": self.failed,
+            "invalid": self.invalid,
+            "pending": self.pending,
+            "state": self.state,
+        }
+
+
+@dataclass
+class _Context:
+    folder: str
+    bookkeeping: Path
+    ledger: Ledger
+    scan: FolderScan
+    executor: Executor
+    force_recompute: bool
+    ignore_invalid_inputs: bool
+    ignore_failed_outputs: bool
+    progress: bool
+    #: Output paths whose job failed in this run (ignore_failed_outputs).
+    failed_outputs: dict[str, str] = field(default_factory=dict)
+
+
+def _normalize_jobs(jobs: Iterable[Any]) -> list[tuple[BatchJob, dict]]:
+    normalized = []
+    for entry in jobs:
+        job, kwargs = entry if isinstance(entry, tuple) else (entry, {})
+        if not isinstance(job, BatchJob):
+            raise ConfigError(f"jobs must be BatchJob instances or (job, run_kwargs) pairs, got {entry!r}")
+        normalized.append((job, dict(kwargs or {})))
+    names = [job.name for job, _ in normalized]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(
+            f"job names must be unique in a workflow; {', '.join(duplicates)} appear twice: give each an identifier"
+        )
+    return normalized
+
+
+def run_workflow(
+    name: str,
+    folder: str | os.PathLike,
+    jobs: Sequence[BatchJob | tuple[BatchJob, dict]],
+    input_folder: str | os.PathLike | None = None,
+    force_recompute: bool = False,
+    ignore_invalid_inputs: bool = False,
+    ignore_failed_outputs: bool = False,
+    n_jobs: int = 1,
+    executor: str | Executor | None = None,
+    dask_scheduler: str | None = None,
+    wait: bool = False,
+    lock_ttl: float | None = None,
+    progress: bool = True,
+) -> dict[str, JobResult]:
+    """Run ``jobs`` in order over plate ``folder``, processing only what is needed.
+
+    Parameters
+    ----------
+    name : str
+        Workflow name: names ``batchlib/<name>.status`` and ``<name>.log``.
+    folder : path-like
+        The plate folder; created if missing.
+    jobs : list
+        Job instances, or ``(job, run_kwargs)`` pairs whose keyword arguments
+        are passed to the job's ``run`` (and count as parameters).
+    input_folder : path-like, optional
+        Where the first job finds its inputs (the raw images), if not in
+        ``folder`` and the job names no folder of its own.
+    force_recompute : bool
+        Process every file again.
+    ignore_invalid_inputs : bool
+        Record invalid inputs and go on; otherwise the workflow stops after
+        the job that found them.
+    ignore_failed_outputs : bool
+        Record failures and go on with the next job (which skips the failed
+        files); otherwise the workflow stops after the job.
+    n_jobs : int
+        Worker processes.
+    executor : str or Executor, optional
+        ``"serial"``, ``"processes"``, ``"dask"`` or an Executor; see
+        :func:`batchlib.executors.make_executor`.
+    dask_scheduler : str, optional
+        Address of a dask.distributed scheduler to run on.
+    wait : bool
+        Wait for the folder lock instead of failing at once.
+    lock_ttl : float, optional
+        Heartbeat TTL of the folder lock (seconds).
+    progress : bool
+        Show tqdm progress bars on stderr.
+
+    Returns
+    -------
+    dict
+        :class:`JobResult` by job name, in order; jobs after a stop are
+        ``not_run``. :func:`exit_code` turns it into the process exit code.
+
+    Raises
+    ------
+    FolderLockedError
+        Another workflow holds the folder (exit code 75).
+    ConfigError
+        Bad options (exit code 2).
+    """
+    job_list = _normalize_jobs(jobs)
+    folder = os.path.abspath(folder)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ConfigError(f"folder {folder} exists and is not a folder")
+    if input_folder is not None and not os.path.isdir(input_folder):
+        raise ConfigError(f"input_folder {input_folder} does not exist or is not a folder")
+    layouts = [job.layout(folder, input_folder if i == 0 else None, kwargs) for i, (job, kwargs) in enumerate(job_list)]
+    bookkeeping = Path(folder) / BOOKKEEPING
+    bookkeeping.mkdir(parents=True, exist_ok=True)
+    logger = configure()
+    lock_args = {"ttl": lock_ttl} if lock_ttl else {}
+    lock = FolderLock(bookkeeping, workflow=name, **lock_args)
+    lock.acquire(wait=wait)
+    handler = add_file_handler(bookkeeping, name)
+    results = {job.name: JobResult(job.name) for job, _ in job_list}
+    workflow_state = "running"
+    started = now_iso()
+    ledger = None
+    run_executor = None
+    try:
+        logger.info("workflow %s on %s: %d job(s)", name, folder, len(job_list))
+        ledger = Ledger(bookkeeping)
+        for layout in layouts:
+            ledger.set_job_spec(layout.name, layout.to_spec(folder))
+        _remove_stale_temporaries([folder, *[layout.output_folder for layout in layouts]])
+        run_executor = make_executor(executor, n_jobs, dask_scheduler)
+        ctx = _Context(
+            folder,
+            bookkeeping,
+            ledger,
+            FolderScan(),
+            run_executor,
+            force_recompute,
+            ignore_invalid_inputs,
+            ignore_failed_outputs,
+            progress,
+        )
+        _write_workflow_status(bookkeeping, name, folder, workflow_state, started, results)
+        for (job, kwargs), layout in zip(job_list, layouts):
+            results[job.name] = _run_job(job, kwargs, layout, ctx)
+            _write_workflow_status(bookkeeping, name, folder, workflow_state, started, results)
+            if results[job.name].stops_workflow:
+                workflow_state = "stopped"
+                logger.error(
+                    "workflow %s stopped after %s (%s); fix the files listed in %s or rerun with %s",
+                    name,
+                    job.name,
+                    results[job.name].state,
+                    bookkeeping / f"{job.name}.status",
+                    "--ignore-failed-outputs" if results[job.name].failed else "--ignore-invalid-inputs",
+                )
+                break
+        else:
+            workflow_state = "done"
+        ledger.compact()
+    except KeyboardInterrupt:
+        workflow_state = "interrupted"
+        raise
+    except BaseException:
+        workflow_state = "failed"
+        raise
+    finally:
+        if ledger is not None:
+            ledger.close()
+        if run_executor is not None and not isinstance(executor, Executor):
+            run_executor.close()
+        _write_workflow_status(bookkeeping, name, folder, workflow_state, started, results)
+        _log_summary(logger, name, results, workflow_state)
+        remove_handler(handler)
+        lock.release()
+    return results
+
+
+def exit_code(results: dict[str, JobResult]) -> int:
+    """Exit code of a workflow run: 1 if a job's failures or invalid inputs stopped it, else 0."""
+    return 1 if any(r.stops_workflow for r in results.values()) else 0
+
+
+def _remove_stale_temporaries(folders: list[str]) -> None:
+    # Temporary outputs of a killed run; safe to remove while we hold the lock.
+    for folder in dict.fromkeys(folders):
+        if not os.path.isdir(folder):
+            continue
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(TMP_PREFIX):
+                    remove_path(entry.path)
+
+
+def _write_workflow_status(
+    bookkeeping: Path, name: str, folder: str, state: str, started: str, results: dict[str, JobResult]
+) -> None:
+    write_status(
+        bookkeeping,
+        name,
+        {
+            "workflow": name,
+            "folder": folder,
+            "state": state,
+            "started": started,
+            "updated": now_iso(),
+            "jobs": {
+                job: {**r.counts(), "processed_now": r.processed, "skipped": r.skipped, "seconds": round(r.seconds, 3)}
+                for job, r in results.items()
+            },
+        },
+    )
+
+
+def _log_summary(logger: logging.Logger, name: str, results: dict[str, JobResult], state: str) -> None:
+    width = max([len(n) for n in results] + [3])
+    lines = [f"{'job':<{width}}  {'done':>7} {'skipped':>7} {'failed':>7} {'invalid':>7} {'time':>9}"]
+    for job, r in results.items():
+        lines.append(f"{job:<{width}}  {r.processed:>7} {r.skipped:>7} {r.failed:>7} {r.invalid:>7} {r.seconds:>8.1f}s")
+    logger.info("workflow %s %s\n%s", name, state, "\n".join(lines))
+
+
+# --------------------------------------------------------------------- one job
+def _run_job(job: BatchJob, kwargs: dict, layout: JobLayout, ctx: _Context) -> JobResult:
+    logger = get_logger(job.name)
+    start = time.perf_counter()
+    plan = plan_job(
+        layout,
+        ctx.ledger,
+        ctx.scan,
+        ctx.folder,
+        ctx.force_recompute,
+        lambda path: check_result(job.validate_output(path), "validate_output"),
+    )
+    for name, (stamp, keys) in plan.observed.items():
+        ctx.ledger.observe_file(name, stamp, keys, merge=False)
+    result = JobResult(job.name, skipped=len(plan.up_to_date))
+    result.invalid_files.update(plan.still_invalid)
+    tasks = _drop_upstream_failures(plan, layout, ctx, result)
+    logger.info(
+        "%s: %d to run, %d up to date, %d invalid",
+        job.name,
+        len(tasks),
+        len(plan.up_to_date),
+        len(result.invalid_files),
+    )
+    for task in tasks[:20]:
+        logger.debug("%s: %s runs: %s", job.name, task.name, task.reason)
+
+    if tasks:
+        _execute(job, kwargs, layout, tasks, ctx, result, logger)
+    result.seconds = time.perf_counter() - start
+    result.failed, result.invalid = len(result.failed_files), len(result.invalid_files)
+    result.state = job_state(result.processed + result.skipped, result.failed, result.invalid)
+    upstream = sum(1 for why in result.invalid_files.values() if why.startswith(_UPSTREAM))
+    result.stops_workflow = bool(
+        (result.failed and not ctx.ignore_failed_outputs)
+        or (result.invalid - upstream and not ctx.ignore_invalid_inputs)
+    )
+    if tasks:
+        ctx.scan.forget([])  # listings change when outputs appear
+    _write_job_status(job, layout, plan, result, ctx)
+    return result
+
+
+_UPSTREAM = "not produced: "
+
+
+def _drop_upstream_failures(plan: Plan, layout: JobLayout, ctx: _Context, result: JobResult) -> list[Task]:
+    """Tasks whose inputs an earlier job failed to produce are recorded invalid, not run."""
+    if not ctx.failed_outputs:
+        return plan.tasks
+    kept = []
+    for task in plan.tasks:
+        failed = [p for p in task.inputs if p in ctx.failed_outputs]
+        if not failed:
+            kept.append(task)
+        elif len(failed) < len(task.inputs):  # a plate job goes on without them
+            task.inputs = [p for p in task.inputs if p not in ctx.failed_outputs]
+            for path in failed:
+                result.invalid_files[os.path.basename(path)] = _UPSTREAM + ctx.failed_outputs[path]
+            kept.append(task)
+        else:
+            reason = _UPSTREAM + "; ".join(ctx.failed_outputs[p] for p in failed[:3])
+            _commit(ctx, layout, task, FileResult(task.name, INVALID, reason))
+            result.invalid_files[task.name] = reason
+    return kept
+
+
+def _execute(
+    job: BatchJob,
+    kwargs: dict,
+    layout: JobLayout,
+    tasks: list[Task],
+    ctx: _Context,
+    result: JobResult,
+    logger: logging.Logger,
+) -> None:
+    by_name = {task.name: task for task in tasks}
+    items = [WorkItem(t.name, t.inputs, t.outputs) for t in tasks]
+    size = max(1, int(job.batch_size))
+    batches = [items[i : i + size] for i in range(0, len(items), size)]
+    per_call = default_chunks(len(batches), ctx.executor.n_workers)
+    calls = [
+        (job, batches[i : i + per_call], kwargs, ctx.ignore_invalid_inputs) for i in range(0, len(batches), per_call)
+    ]
+    result.pending = len(tasks)
+    last_status = time.monotonic()
+    with tqdm(
+        total=len(tasks),
+        desc=job.name,
+        unit="file",
+        file=sys.stderr,
+        disable=not ctx.progress,
+        mininterval=0.5,
+        leave=False,
+    ) as bar:
+        for outcome in ctx.executor.map_unordered(process_batches, calls):
+            if isinstance(outcome, BatchError):
+                outcome = [
+                    FileResult(item.name, FAILED, f"worker failed: {outcome.error}")
+                    for batch in outcome.args[1]
+                    for item in batch
+                ]
+            for file_result in outcome:
+                task = by_name[file_result.name]
+                _commit(ctx, layout, task, file_result)
+                _count(file_result, task, result, ctx, logger)
+                bar.update(1)
+            if time.monotonic() - last_status > STATUS_INTERVAL:
+                ctx.ledger.flush()
+                last_status = time.monotonic()
+    ctx.ledger.flush()
+
+
+def _commit(ctx: _Context, layout: JobLayout, task: Task, r: FileResult) -> None:
+    record = Record(
+        r.state,
+        layout.params,
+        layout.version,
+        task.stamps,
+        r.outputs,
+        r.error,
+        round(r.duration, 6),
+        r.host,
+        time.time(),
+    )
+    for path, (stamp, keys) in r.written.items():
+        ctx.ledger.observe_file(_ledger_name(path, ctx.folder), stamp, keys, merge=True)
+        ctx.scan.forget([path])
+    ctx.ledger.commit(layout.name, task.name, record)
+
+
+def _ledger_name(path: str, folder: str) -> str:
+    rel = os.path.relpath(path, folder)
+    return path if rel.startswith("..") else rel
+
+
+def _count(r: FileResult, task: Task, result: JobResult, ctx: _Context, logger: logging.Logger) -> None:
+    result.pending -= 1
+    if r.state == DONE:
+        result.processed += 1
+        for name, why in r.skipped_inputs.items():
+            result.invalid_files[name] = why
+    elif r.state == FAILED:
+        result.failed_files[task.name] = r.error
+        for output in task.outputs:
+            ctx.failed_outputs[output] = f"{result.name} failed on {task.name}"
+        logger.warning("%s failed on %s: %s", result.name, task.name, r.error)
+        if r.detail:
+            logger.debug("%s", r.detail)
+    else:
+        result.invalid_files[task.name] = r.error
+        logger.warning("%s: invalid input %s: %s", result.name, task.name, r.error)
+
+
+def _write_job_status(job: BatchJob, layout: JobLayout, plan: Plan, result: JobResult, ctx: _Context) -> None:
+    records = ctx.ledger.records(job.name)
+    names = [t.name for t in plan.tasks] + plan.up_to_date + list(plan.still_invalid)
+    failed = {n: records[n].error for n in names if n in records and records[n].state == FAILED}
+    invalid = {n: records[n].error for n in names if n in records and records[n].state == INVALID}
+    done = sum(1 for n in names if n in records and records[n].state == DONE)
+    write_status(
+        ctx.bookkeeping,
+        job.name,
+        {
+            "job": job.name,
+            "state": result.state,
+            "updated": now_iso(),
+            "version": layout.version,
+            "params": layout.params,
+            "parameters": json.loads(canonical_json(job.parameters())),
+            "layout": layout.to_spec(ctx.folder),
+            "counts": {"done": done, "failed": len(failed), "invalid": len(invalid), "pending": result.pending},
+            "last_run": {
+                "processed": result.processed,
+                "skipped": result.skipped,
+                "failed": result.failed,
+                "invalid": result.invalid,
+                "seconds": round(result.seconds, 3),
+            },
+            "failed": failed,
+            "invalid": invalid,
+        },
+    )
