@@ -1,0 +1,102 @@
+"""Reading a plate folder's bookkeeping without running anything.
+
+Used by ``batchlib status`` and ``batchlib explain``. Jobs are planned from
+the layout each job saved in the ledger at its last run, so no job class is
+needed; parameter or version changes made since in a workflow script show
+only when that script runs (``--explain`` of a workflow script plans with the
+real jobs).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+from .planning import FolderScan, JobLayout, Plan, plan_job
+from .state.ledger import DONE, FAILED, Ledger
+from .state.lock import read_lock
+from .state.status import NOT_RUN, job_state
+from .workflow import BOOKKEEPING
+
+
+def bookkeeping_folder(folder: str | os.PathLike) -> Path:
+    """The ``batchlib/`` folder of a plate folder; ConfigError if there is none."""
+    path = Path(folder) / BOOKKEEPING
+    if not path.is_dir():
+        raise ConfigError(f"{folder} has no {BOOKKEEPING}/ folder: no workflow has run there yet")
+    return path
+
+
+def plan_saved_jobs(folder: str | os.PathLike, job: str | None = None) -> tuple[Ledger, dict[str, Plan]]:
+    """Plan every job the ledger knows (or only ``job``), read-only."""
+    folder = os.path.abspath(folder)
+    ledger = Ledger(bookkeeping_folder(folder), writable=False)
+    names = ledger.jobs()
+    if job is not None:
+        if job not in names:
+            raise ConfigError(f"--job {job}: no such job in {folder}; known jobs: {', '.join(names) or 'none'}")
+        names = [job]
+    scan = FolderScan()
+    plans = {}
+    for name in names:
+        spec = ledger.job_spec(name)
+        if spec is not None:
+            plans[name] = plan_job(JobLayout.from_spec(spec, folder), ledger, scan, folder)
+    return ledger, plans
+
+
+def job_counts(ledger: Ledger, name: str, plan: Plan) -> dict:
+    """Counts and state of one job, in the shape of ``batchlib status --json``."""
+    records = ledger.records(name)
+    failed = sum(1 for t in plan.tasks if t.name in records and records[t.name].state == FAILED)
+    counts = {
+        "done": len(plan.up_to_date),
+        "failed": failed,
+        "invalid": len(plan.still_invalid),
+        "pending": len(plan.tasks) - failed,
+    }
+    any_done = any(r.state == DONE for r in records.values())
+    state = job_state(counts["done"] or any_done, failed, counts["invalid"]) if records else NOT_RUN
+    return {**counts, "state": state}
+
+
+def folder_status(folder: str | os.PathLike) -> dict:
+    """The status of a plate folder, exactly as ``batchlib status --json`` prints it."""
+    folder = os.path.abspath(folder)
+    ledger, plans = plan_saved_jobs(folder)
+    holder = read_lock(bookkeeping_folder(folder))
+    lock = None if holder is None else {k: holder.get(k) for k in ("pid", "host", "since")}
+    return {"folder": folder, "lock": lock, "jobs": {name: job_counts(ledger, name, p) for name, p in plans.items()}}
+
+
+def format_status(status: dict) -> str:
+    """``folder_status`` as a readable table."""
+    lines = [f"folder: {status['folder']}"]
+    lock = status["lock"]
+    lines.append("lock:   " + ("free" if lock is None else f"held by pid {lock['pid']} on {lock['host']} "
+                                                           f"since {lock['since']}"))
+    jobs = status["jobs"]
+    width = max([len(n) for n in jobs] + [3])
+    lines.append(f"{'job':<{width}}  {'done':>7} {'failed':>7} {'invalid':>7} {'pending':>7}  state")
+    for name, c in jobs.items():
+        lines.append(f"{name:<{width}}  {c['done']:>7} {c['failed']:>7} {c['invalid']:>7} {c['pending']:>7}  "
+                     f"{c['state']}")
+    return "\n".join(lines)
+
+
+def explain(folder: str | os.PathLike, job: str | None = None, limit: int | None = None) -> str:
+    """Per job, which files would run and why, in words."""
+    _, plans = plan_saved_jobs(folder, job)
+    lines = []
+    for name, plan in plans.items():
+        lines.append(f"{name}: {len(plan.tasks)} would run, {len(plan.up_to_date)} up to date, "
+                     f"{len(plan.still_invalid)} invalid")
+        shown = plan.tasks if limit is None else plan.tasks[:limit]
+        for task in shown:
+            lines.append(f"  run  {task.name}: {task.reason}")
+        if len(shown) < len(plan.tasks):
+            lines.append(f"  ... and {len(plan.tasks) - len(shown)} more")
+        for file, why in plan.still_invalid.items():
+            lines.append(f"  skip {file}: {why}")
+    return "\n".join(lines)
