@@ -13,8 +13,8 @@ import traceback
 from dataclasses import dataclass, field
 
 from .base import BatchJob, check_result
-from .errors import OutputError
-from .io import open_file, write_key_stamps
+from .errors import ContainerError, OutputError
+from .io import is_container, open_file, write_key_stamps
 from .state.atomic import remove_path, replace, temporary_sibling
 from .state.ledger import DONE, FAILED, INVALID
 from .state.stamps import new_key_stamp, ref, stat_stamp
@@ -110,6 +110,25 @@ def _finish_outputs(job: BatchJob, item: WorkItem, temporaries: dict[str, str]) 
     return result
 
 
+def set_aside_if_corrupt(path: str) -> str | None:
+    """Move a container that no longer opens to ``batchlib/corrupt/``; return where.
+
+    The job that creates the container then rebuilds it from its raw input;
+    the unreadable file is kept for inspection, not deleted.
+    """
+    if not (is_container(path) and os.path.exists(path)):
+        return None
+    try:
+        open_file(path, "r").close()
+        return None
+    except ContainerError:
+        aside_folder = os.path.join(os.path.dirname(path), "batchlib", "corrupt")
+        os.makedirs(aside_folder, exist_ok=True)
+        aside = os.path.join(aside_folder, f"{time.strftime('%Y%m%d-%H%M%S')}-{os.path.basename(path)}")
+        os.replace(path, aside)
+        return aside
+
+
 def _run_items(job: BatchJob, items: list[WorkItem], kwargs: dict) -> tuple[list[FileResult], bool]:
     """Call job.run on ``items`` at once; return one result per item and whether run raised."""
     atomic = job.atomic_outputs and not job.output_keys
@@ -117,6 +136,11 @@ def _run_items(job: BatchJob, items: list[WorkItem], kwargs: dict) -> tuple[list
     inputs = [path for item in items for path in item.inputs]
     outputs = [temporaries.get(o, o) for item in items for o in item.outputs]
     start = time.perf_counter()
+    if job.output_keys:  # a job that creates containers rebuilds unreadable ones
+        for item in items:
+            for output in item.outputs:
+                if output not in item.inputs:
+                    set_aside_if_corrupt(output)
     try:
         job.run(inputs, outputs, **kwargs)
         results = []
