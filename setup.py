@@ -8,6 +8,8 @@ user's TensorFlow is never replaced by the CPU build:
     conda env create -f environment-gpu.yaml   # clusters
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 CORE = [
@@ -30,7 +32,7 @@ setup(
     name="batchlib",
     version="0.1.0",
     description="Incremental batch image analysis of high-throughput screening plates",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["batchlib", "batchlib.*"]),

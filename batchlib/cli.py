@@ -63,8 +63,11 @@ def _unlock(args: argparse.Namespace) -> int:
         return EXIT_OK
     stale, why = lock_is_stale(holder, socket.gethostname(), time.time())
     if not stale and not args.force:
-        print(f"batchlib: the lock is held by a live run ({describe_holder(holder)}: {why}); "
-              "pass --force to remove it anyway", file=sys.stderr)
+        print(
+            f"batchlib: the lock is held by a live run ({describe_holder(holder)}: {why}); "
+            "pass --force to remove it anyway",
+            file=sys.stderr,
+        )
         return EXIT_LOCKED
     unlock(bookkeeping)
     print(f"removed the lock of {describe_holder(holder)}")

@@ -74,14 +74,16 @@ def format_status(status: dict) -> str:
     """``folder_status`` as a readable table."""
     lines = [f"folder: {status['folder']}"]
     lock = status["lock"]
-    lines.append("lock:   " + ("free" if lock is None else f"held by pid {lock['pid']} on {lock['host']} "
-                                                           f"since {lock['since']}"))
+    lines.append(
+        "lock:   " + ("free" if lock is None else f"held by pid {lock['pid']} on {lock['host']} since {lock['since']}")
+    )
     jobs = status["jobs"]
     width = max([len(n) for n in jobs] + [3])
     lines.append(f"{'job':<{width}}  {'done':>7} {'failed':>7} {'invalid':>7} {'pending':>7}  state")
     for name, c in jobs.items():
-        lines.append(f"{name:<{width}}  {c['done']:>7} {c['failed']:>7} {c['invalid']:>7} {c['pending']:>7}  "
-                     f"{c['state']}")
+        lines.append(
+            f"{name:<{width}}  {c['done']:>7} {c['failed']:>7} {c['invalid']:>7} {c['pending']:>7}  {c['state']}"
+        )
     return "\n".join(lines)
 
 
@@ -90,8 +92,9 @@ def explain(folder: str | os.PathLike, job: str | None = None, limit: int | None
     _, plans = plan_saved_jobs(folder, job)
     lines = []
     for name, plan in plans.items():
-        lines.append(f"{name}: {len(plan.tasks)} would run, {len(plan.up_to_date)} up to date, "
-                     f"{len(plan.still_invalid)} invalid")
+        lines.append(
+            f"{name}: {len(plan.tasks)} would run, {len(plan.up_to_date)} up to date, {len(plan.still_invalid)} invalid"
+        )
         shown = plan.tasks if limit is None else plan.tasks[:limit]
         for task in shown:
             lines.append(f"  run  {task.name}: {task.reason}")

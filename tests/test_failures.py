@@ -36,9 +36,12 @@ def test_invalid_inputs_are_skipped_with_ignore(plate):
     folder, raw = plate
     write_inputs(raw, 3)
     write_inputs(raw, 1, start=3, content="INVALID")
-    results = run(folder, raw, [CopyText(), CopyText(identifier="again", input_pattern="*.out",
-                                                      output_ext=".out2", input_folder=folder)],
-                  ignore_invalid_inputs=True)
+    results = run(
+        folder,
+        raw,
+        [CopyText(), CopyText(identifier="again", input_pattern="*.out", output_ext=".out2", input_folder=folder)],
+        ignore_invalid_inputs=True,
+    )
     assert exit_code(results) == 0
     assert results["CopyText"].invalid == 1 and results["CopyText_again"].processed == 3
     # Still invalid on rerun without being validated again, still reported.
@@ -62,9 +65,7 @@ def test_failures_are_per_file(plate):
     result = results["BatchedCopy"]
     assert (result.processed, result.failed) == (5, 1)
     assert result.failed_files == {"f002.txt": "RuntimeError: cannot process f002.txt"}
-    assert sorted(n for n in os.listdir(folder) if n.endswith(".out")) == [
-        f"f{i:03d}.out" for i in (0, 1, 3, 4, 5)
-    ]
+    assert sorted(n for n in os.listdir(folder) if n.endswith(".out")) == [f"f{i:03d}.out" for i in (0, 1, 3, 4, 5)]
     assert exit_code(results) == 0
     record = Ledger(os.path.join(folder, "batchlib"), writable=False).get("BatchedCopy", "f002.txt")
     assert record.state == "failed" and "cannot process" in record.error

@@ -1,0 +1,84 @@
+"""Process pool and dask.distributed give what the serial run gives."""
+
+import os
+
+from sample_jobs import CopyText, CountLoads, ImportText, Scale, SumPlate, read_text, write_inputs
+from test_crash_and_lock import outputs
+
+from batchlib import run_workflow
+from batchlib.executors import DaskExecutor
+from batchlib.state.ledger import Ledger
+
+
+def chain():
+    return [CopyText(), ImportText(), Scale(), SumPlate()]
+
+
+def ledger_states(folder):
+    ledger = Ledger(os.path.join(folder, "batchlib"), writable=False)
+    return {
+        job: {name: (r.state, r.params, r.version, r.error) for name, r in ledger.records(job).items()}
+        for job in ledger.jobs()
+    }
+
+
+def make_plate(tmp_path, n=12):
+    raw = str(tmp_path / "raw")
+    write_inputs(raw, n)
+    with open(os.path.join(raw, "f005.txt"), "w") as f:
+        f.write("5 FAIL")  # CopyText fails on it, ImportText does not
+    return raw
+
+
+def run_chain(folder, raw, **kwargs):
+    jobs = [CopyText(), ImportText(input_folder=raw), Scale(), SumPlate()]
+    return run_workflow("wf", folder, jobs, input_folder=raw, ignore_failed_outputs=True, progress=False, **kwargs)
+
+
+def test_dask_local_cluster_matches_serial(tmp_path):
+    raw = make_plate(tmp_path)
+    serial = str(tmp_path / "serial")
+    run_chain(serial, raw)
+    distributed = str(tmp_path / "dask")
+    results = run_chain(distributed, raw, executor="dask", n_jobs=2)
+    assert results["CopyText"].failed == 1 and results["Scale"].processed == 12
+    assert outputs(distributed) == outputs(serial)
+    assert ledger_states(distributed) == ledger_states(serial)
+
+
+def test_dask_scheduler_address(tmp_path):
+    raw = make_plate(tmp_path, n=4)
+    executor = DaskExecutor(n_workers=1)  # a LocalCluster we can give the address of
+    try:
+        address = executor._client.scheduler.address
+        folder = str(tmp_path / "plate")
+        results = run_chain(folder, raw, dask_scheduler=address)
+        assert results["Scale"].processed == 5  # f000-f003 and f005
+    finally:
+        executor.close()
+
+
+def test_process_pool_matches_serial(tmp_path):
+    raw = make_plate(tmp_path)
+    serial = str(tmp_path / "serial")
+    run_chain(serial, raw)
+    pooled = str(tmp_path / "pool")
+    run_chain(pooled, raw, n_jobs=2)
+    assert outputs(pooled) == outputs(serial)
+    assert ledger_states(pooled) == ledger_states(serial)
+
+
+def test_model_loaded_once_per_worker(tmp_path):
+    raw = str(tmp_path / "raw")
+    write_inputs(raw, 24)
+    logs = tmp_path / "loads"
+    logs.mkdir()
+    folder = str(tmp_path / "plate")
+    run_workflow("wf", folder, [CountLoads(str(logs))], input_folder=raw, n_jobs=2, progress=False)
+    loads = os.listdir(logs)
+    pids = {read_text(os.path.join(folder, n)) for n in os.listdir(folder) if n.endswith(".pid")}
+    assert len(loads) == len(pids) <= 2  # one load per worker process, not per file (24)
+    serial_logs = tmp_path / "serial_loads"
+    serial_logs.mkdir()
+    run_workflow("wf2", str(tmp_path / "p2"), [CountLoads(str(serial_logs))], input_folder=raw, progress=False)
+    assert len(os.listdir(serial_logs)) == 1
