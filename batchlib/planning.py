@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import ContainerError
 from .io import read_key_stamps
-from .state.ledger import DONE, FAILED, INVALID, FileState, Ledger, Record
+from .state.ledger import FAILED, INVALID, Ledger, Record, fingerprint
 from .state.stamps import ref, stat_stamp
 
 PER_FILE, PLATE = "per_file", "plate"
@@ -44,13 +44,24 @@ class JobLayout:
     params: str = ""
     version: str = ""
 
+    def output_file_name(self, input_name: str) -> str:
+        """Name of the output made from input ``input_name``.
+
+        Examples
+        --------
+        >>> JobLayout("J", PER_FILE, "/raw", "*.tif", "/plate", ".h5").output_file_name("a.b.tif")
+        'a.b.h5'
+        """
+        if self.kind == PLATE:
+            return self.output_name
+        if self.output_ext is None:
+            return input_name
+        stem, dot, _ = input_name.rpartition(".")
+        return (stem if dot else input_name) + self.output_ext
+
     def output_path(self, input_name: str) -> str:
         """Path of the output made from input ``input_name``."""
-        if self.kind == PLATE:
-            return os.path.join(self.output_folder, self.output_name)
-        if self.output_ext is not None:
-            input_name = os.path.splitext(input_name)[0] + self.output_ext
-        return os.path.join(self.output_folder, input_name)
+        return os.path.join(self.output_folder, self.output_file_name(input_name))
 
     def to_spec(self, plate_folder: str) -> dict:
         """A JSON-able copy, folders relative to ``plate_folder`` where inside."""
@@ -75,6 +86,9 @@ def _relative(path: str, start: str) -> str:
     return path if rel.startswith("..") else rel
 
 
+_UNKNOWN = object()
+
+
 class FolderScan:
     """Folder listings and file stamps of one run, each read at most once.
 
@@ -83,36 +97,63 @@ class FolderScan:
 
     def __init__(self) -> None:
         self._names: dict[str, list[str]] = {}
+        self._hidden: dict[str, list[str]] = {}
+        self._by_ext: dict[str, dict[str, list[str]]] = {}
         self._stamps: dict[str, str | None] = {}
 
+    def _list(self, folder: str) -> None:
+        try:
+            with os.scandir(folder) as entries:
+                all_names = [e.name for e in entries]
+        except FileNotFoundError:
+            all_names = []
+        self._names[folder] = sorted(n for n in all_names if n[0] != ".")
+        self._hidden[folder] = [n for n in all_names if n[0] == "."]
+
     def names(self, folder: str) -> list[str]:
-        """Sorted names of the visible regular files and folders in ``folder``."""
-        names = self._names.get(folder)
-        if names is None:
-            try:
-                with os.scandir(folder) as entries:
-                    names = sorted(e.name for e in entries if not e.name.startswith("."))
-            except FileNotFoundError:
-                names = []
-            self._names[folder] = names
-        return names
+        """Sorted names of the visible files and folders in ``folder``."""
+        if folder not in self._names:
+            self._list(folder)
+        return self._names[folder]
+
+    def matching(self, folder: str, pattern: str) -> list[str]:
+        """Sorted visible names in ``folder`` that match glob ``pattern``.
+
+        Patterns of the common form ``*.ext`` are answered from an index by
+        extension built once per listing, not by testing every name.
+        """
+        suffix = pattern[1:]
+        if pattern.startswith("*.") and "." not in suffix[1:] and not any(c in suffix for c in "*?[/"):
+            if folder not in self._by_ext:
+                index: dict[str, list[str]] = {}
+                for name in self.names(folder):
+                    index.setdefault(name[name.rfind(".") :] if "." in name else "", []).append(name)
+                self._by_ext[folder] = index
+            return self._by_ext[folder].get(suffix, [])
+        return match(self.names(folder), pattern)
+
+    def hidden_names(self, folder: str) -> list[str]:
+        """Names starting with a dot in ``folder`` (temporaries among them)."""
+        if folder not in self._hidden:
+            self._list(folder)
+        return self._hidden[folder]
 
     def stamp(self, path: str) -> str | None:
         """Stat stamp of ``path``, or None if it does not exist."""
-        try:
-            return self._stamps[path]
-        except KeyError:
-            pass
-        try:
-            stamp = stat_stamp(os.stat(path))
-        except (FileNotFoundError, NotADirectoryError):
-            stamp = None
-        self._stamps[path] = stamp
+        stamp = self._stamps.get(path, _UNKNOWN)
+        if stamp is _UNKNOWN:
+            try:
+                stamp = stat_stamp(os.stat(path))
+            except (FileNotFoundError, NotADirectoryError):
+                stamp = None
+            self._stamps[path] = stamp
         return stamp
 
     def forget(self, paths: list[str] | None = None) -> None:
         """Forget the stamps of ``paths`` (all if None) and every listing."""
         self._names.clear()
+        self._hidden.clear()
+        self._by_ext.clear()
         if paths is None:
             self._stamps.clear()
         else:
@@ -351,29 +392,69 @@ def plan_job(
     Plan
     """
     reader = StampReader(ledger, scan, plate_folder)
-    names = match(scan.names(layout.input_folder), layout.input_pattern)
-    records = ledger.records(layout.name)
+    names = scan.matching(layout.input_folder, layout.input_pattern)
     plan = Plan()
     if layout.kind == PLATE:
-        _plan_plate(layout, names, records, reader, force, validate_output, plan)
-    else:
-        join, input_folder = os.path.join, layout.input_folder
-        for name in names:
-            path = join(input_folder, name)
-            output = layout.output_path(name)
-            stamps = reader.stamps(path, name, layout.input_keys)
-            record = records.get(name)
-            action, reason = decide(
-                record,
-                layout.params,
-                layout.version,
-                stamps,
-                force,
-                lambda record=record, output=output: output_problem(layout, record, output, reader, validate_output),
-            )
-            _add(plan, action, reason, Task(name, [path], [output], stamps, reason))
+        _plan_plate(layout, names, ledger.records(layout.name), reader, force, validate_output, plan)
+        plan.observed = reader.observed
+        return plan
+    fingerprints = {} if force else ledger.fingerprints(layout.name)
+    records = None  # full records are loaded only if some file is not up to date
+    input_prefix = os.path.join(layout.input_folder, "")
+    output_prefix = os.path.join(layout.output_folder, "")
+    in_keys, out_keys, stamp = layout.input_keys, layout.output_keys, scan.stamp
+    if fingerprints and not in_keys and not out_keys:
+        names = _skip_up_to_date_files(layout, names, fingerprints, scan, plan)
+    for name in names:
+        path = input_prefix + name
+        out_name = layout.output_file_name(name)
+        output = output_prefix + out_name
+        stamps = reader.stamps(path, name, in_keys) if in_keys else {name: stamp(path)}
+        known = fingerprints.get(name)
+        if known is not None:
+            # Fast path: one string comparison says the file is up to date.
+            out_stamps = reader.stamps(output, out_name, out_keys).values() if out_keys else (stamp(output),)
+            if known == fingerprint(layout.params, layout.version, stamps.values(), out_stamps):
+                plan.up_to_date.append(name)
+                continue
+        if records is None:
+            records = ledger.records(layout.name)
+        record = records.get(name)
+        action, reason = decide(
+            record,
+            layout.params,
+            layout.version,
+            stamps,
+            force,
+            lambda record=record, output=output: output_problem(layout, record, output, reader, validate_output),
+        )
+        _add(plan, action, reason, Task(name, [path], [output], stamps, reason))
     plan.observed = reader.observed
     return plan
+
+
+def _skip_up_to_date_files(
+    layout: JobLayout, names: list[str], fingerprints: dict, scan: FolderScan, plan: Plan
+) -> list[str]:
+    """The fast path of plain file jobs: one stat per file, one string compare.
+
+    Adds the names that are up to date to ``plan`` and returns the others.
+    It computes exactly what :func:`fingerprint` would, inlined, because this
+    loop is most of the time of a no-op rerun over a large plate.
+    """
+    head = f"{layout.params}|{layout.version}|"
+    input_prefix = os.path.join(layout.input_folder, "")
+    output_prefix = os.path.join(layout.output_folder, "")
+    out_name, stamp, known = layout.output_file_name, scan.stamp, fingerprints.get
+    up_to_date = plan.up_to_date
+    others = []
+    for name in names:
+        fp = known(name)
+        if fp is not None and fp == f"{head}{stamp(input_prefix + name)}|{stamp(output_prefix + out_name(name))}":
+            up_to_date.append(name)
+        else:
+            others.append(name)
+    return others
 
 
 def _plan_plate(layout, names, records, reader, force, validate_output, plan) -> None:
@@ -405,26 +486,14 @@ def _add(plan: Plan, action: str, reason: str, task: Task) -> None:
         plan.up_to_date.append(task.name)
 
 
-def count_states(records: dict[str, Record], names: list[str]) -> dict[str, int]:
-    """How many of ``names`` have a record in each state."""
-    counts = {DONE: 0, FAILED: 0, INVALID: 0}
-    for name in names:
-        record = records.get(name)
-        if record is not None:
-            counts[record.state] += 1
-    return counts
-
-
 __all__ = [
     "JobLayout",
     "FolderScan",
     "Task",
     "Plan",
-    "FileState",
     "decide",
     "plan_job",
     "match",
-    "count_states",
     "describe_input_change",
     "PER_FILE",
     "PLATE",

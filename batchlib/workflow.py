@@ -201,13 +201,14 @@ def run_workflow(
         ledger = Ledger(bookkeeping)
         for layout in layouts:
             ledger.set_job_spec(layout.name, layout.to_spec(folder))
-        _remove_stale_temporaries([folder, *[layout.output_folder for layout in layouts]])
+        scan = FolderScan()
+        _remove_stale_temporaries(scan, [folder, *[layout.output_folder for layout in layouts]])
         run_executor = make_executor(executor, n_jobs, dask_scheduler)
         ctx = _Context(
             folder,
             bookkeeping,
             ledger,
-            FolderScan(),
+            scan,
             run_executor,
             force_recompute,
             ignore_invalid_inputs,
@@ -255,15 +256,12 @@ def exit_code(results: dict[str, JobResult]) -> int:
     return 1 if any(r.stops_workflow for r in results.values()) else 0
 
 
-def _remove_stale_temporaries(folders: list[str]) -> None:
+def _remove_stale_temporaries(scan: FolderScan, folders: list[str]) -> None:
     # Temporary outputs of a killed run; safe to remove while we hold the lock.
     for folder in dict.fromkeys(folders):
-        if not os.path.isdir(folder):
-            continue
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name.startswith(TMP_PREFIX):
-                    remove_path(entry.path)
+        for name in scan.hidden_names(folder):
+            if name.startswith(TMP_PREFIX):
+                remove_path(os.path.join(folder, name))
 
 
 def _write_workflow_status(
@@ -420,7 +418,8 @@ def _commit(ctx: _Context, layout: JobLayout, task: Task, r: FileResult) -> None
         time.time(),
     )
     for path, (stamp, keys) in r.written.items():
-        ctx.ledger.observe_file(_ledger_name(path, ctx.folder), stamp, keys, merge=True)
+        if keys:  # containers: remember the key stamps for later jobs
+            ctx.ledger.observe_file(_ledger_name(path, ctx.folder), stamp, keys, merge=True)
         ctx.scan.forget([path])
     ctx.ledger.commit(layout.name, task.name, record)
 
@@ -449,11 +448,14 @@ def _count(r: FileResult, task: Task, result: JobResult, ctx: _Context, logger: 
 
 
 def _write_job_status(job: BatchJob, layout: JobLayout, plan: Plan, result: JobResult, ctx: _Context) -> None:
-    records = ctx.ledger.records(job.name)
-    names = [t.name for t in plan.tasks] + plan.up_to_date + list(plan.still_invalid)
-    failed = {n: records[n].error for n in names if n in records and records[n].state == FAILED}
-    invalid = {n: records[n].error for n in names if n in records and records[n].state == INVALID}
-    done = sum(1 for n in names if n in records and records[n].state == DONE)
+    # Files not run are up to date or still invalid: the plan knows their
+    # state, so a no-op rerun never loads the full records.
+    ran = [t.name for t in plan.tasks]
+    records = ctx.ledger.records(job.name) if ran else {}
+    failed = {n: records[n].error for n in ran if n in records and records[n].state == FAILED}
+    invalid = dict(plan.still_invalid)
+    invalid.update({n: records[n].error for n in ran if n in records and records[n].state == INVALID})
+    done = len(plan.up_to_date) + sum(1 for n in ran if n in records and records[n].state == DONE)
     write_status(
         ctx.bookkeeping,
         job.name,

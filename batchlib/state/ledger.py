@@ -12,6 +12,11 @@ On disk the ledger is two files:
     line, each written with a single ``write`` call. A process killed at any
     instant leaves at worst a torn last line, which loading drops.
 
+Besides the full records, the ledger keeps for every successful record a
+*fingerprint*: one string joining the parameter hash, the version and the
+stamps of its inputs and outputs. A no-op rerun compares one string per file
+and never unpickles the full records (they are loaded on first use only).
+
 Committing a record appends one line: O(1) per file, however large the plate.
 :meth:`Ledger.compact` folds the journal into a new snapshot (at the end of a
 run); a crash between writing the snapshot and emptying the journal is
@@ -29,6 +34,7 @@ import logging
 import os
 import pickle
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -95,6 +101,24 @@ class _BuiltinsOnly(pickle.Unpickler):
         raise pickle.UnpicklingError(f"ledger snapshot refers to {module}.{name}; only builtin types are allowed")
 
 
+def fingerprint(params: str, version: str, inputs: Iterable, outputs: Iterable) -> str:
+    """One string that changes when parameters, version or any stamp changes.
+
+    Examples
+    --------
+    >>> fingerprint("p", "1", ["3:10"], ["s1", None])
+    'p|1|3:10|s1|None'
+    """
+    return "|".join([params, version, *map(str, inputs), *map(str, outputs)])
+
+
+def record_fingerprint(record: Record) -> str | None:
+    """The fingerprint of a successful record; None for failed or invalid ones."""
+    if record.state != DONE:
+        return None
+    return fingerprint(record.params, record.version, record.inputs.values(), record.outputs.values())
+
+
 class Ledger:
     """Records of every (job, file) of one plate folder.
 
@@ -112,7 +136,12 @@ class Ledger:
         self.writable = writable
         self.snapshot_path = self.folder / SNAPSHOT_NAME
         self.journal_path = self.folder / JOURNAL_NAME
-        self._records: dict[str, dict[str, Record]] = {}
+        # Full records are unpickled on first use; until then commits and
+        # replayed journal entries wait in _pending.
+        self._records: dict[str, dict[str, Record]] | None = None
+        self._records_blob: bytes | None = None
+        self._pending: list[tuple[str, str, Record]] = []
+        self._fingerprints: dict[str, dict[str, str]] = {}
         self._files: dict[str, FileState] = {}
         self._jobs: dict[str, dict] = {}
         self._journal_fd: int | None = None
@@ -122,13 +151,30 @@ class Ledger:
         self._load()
 
     # ----------------------------------------------------------------- reading
+    def _all_records(self) -> dict[str, dict[str, Record]]:
+        if self._records is None:
+            make_record = Record._make
+            stored = _BuiltinsOnly(io.BytesIO(self._records_blob)).load() if self._records_blob else {}
+            self._records = {
+                job: {name: make_record(rec) for name, rec in recs.items()} for job, recs in stored.items()
+            }
+            self._records_blob = None
+            for job, name, record in self._pending:
+                self._records.setdefault(job, {})[name] = record
+            self._pending.clear()
+        return self._records
+
     def records(self, job: str) -> dict[str, Record]:
         """All records of ``job``, by file name (do not modify)."""
-        return self._records.get(job, {})
+        return self._all_records().get(job, {})
 
     def get(self, job: str, name: str) -> Record | None:
         """The record of ``(job, name)``, or None."""
-        return self._records.get(job, {}).get(name)
+        return self._all_records().get(job, {}).get(name)
+
+    def fingerprints(self, job: str) -> dict[str, str]:
+        """Fingerprints of the successful records of ``job``, by file name."""
+        return self._fingerprints.get(job, {})
 
     def file_state(self, name: str) -> FileState | None:
         """What the ledger last saw of file ``name``, or None."""
@@ -140,13 +186,25 @@ class Ledger:
 
     def jobs(self) -> list[str]:
         """Names of all jobs that have a spec or records, in first-seen order."""
-        return list(dict.fromkeys([*self._jobs, *self._records]))
+        return list(dict.fromkeys([*self._jobs, *self._fingerprints, *self._all_records()]))
 
     # ----------------------------------------------------------------- writing
     def commit(self, job: str, name: str, record: Record) -> None:
         """Store the record of ``(job, name)``: one journal line."""
         self._append({"op": "record", "job": job, "name": name, "rec": list(record)})
-        self._records.setdefault(job, {})[name] = record
+        self._store_record(job, name, record)
+
+    def _store_record(self, job: str, name: str, record: Record) -> None:
+        if self._records is None:
+            self._pending.append((job, name, record))
+        else:
+            self._records.setdefault(job, {})[name] = record
+        fingerprints = self._fingerprints.setdefault(job, {})
+        fp = record_fingerprint(record)
+        if fp is None:
+            fingerprints.pop(name, None)
+        else:
+            fingerprints[name] = fp
 
     def observe_file(self, name: str, stamp: str, keys: dict | None = None, merge: bool = True) -> None:
         """Store the stat stamp of file ``name`` and the stamps of its keys.
@@ -188,14 +246,21 @@ class Ledger:
             os.fsync(self._journal_fd)
 
     def compact(self) -> None:
-        """Fold the journal into a new snapshot and empty the journal."""
+        """Fold the journal into a new snapshot and empty the journal.
+
+        Nothing is written when the journal is empty (a no-op rerun).
+        """
         if not self.writable:
             raise LedgerError(f"ledger {self.folder} was opened read-only")
+        if self._journal_lines == 0:
+            return
+        records = {job: {name: tuple(rec) for name, rec in recs.items()} for job, recs in self._all_records().items()}
         state = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "written": time.time(),
-            "records": {job: {name: tuple(rec) for name, rec in recs.items()} for job, recs in self._records.items()},
+            "fingerprints": self._fingerprints,
+            "records": pickle.dumps(records, protocol=5),
             "files": {name: tuple(fs) for name, fs in self._files.items()},
             "jobs": self._jobs,
         }
@@ -243,10 +308,8 @@ class Ledger:
                 f"{self.snapshot_path} has ledger format {state['version']}, this batchlib reads up to "
                 f"{FORMAT_VERSION}; update batchlib"
             )
-        make_record = Record._make
-        self._records = {
-            job: {name: make_record(rec) for name, rec in recs.items()} for job, recs in state["records"].items()
-        }
+        self._records_blob = state["records"]
+        self._fingerprints = state["fingerprints"]
         self._files = {name: FileState(*fs) for name, fs in state["files"].items()}
         self._jobs = dict(state["jobs"])
 
@@ -281,7 +344,7 @@ class Ledger:
     def _apply(self, entry: dict) -> None:
         op = entry["op"]
         if op == "record":
-            self._records.setdefault(entry["job"], {})[entry["name"]] = Record._make(entry["rec"])
+            self._store_record(entry["job"], entry["name"], Record._make(entry["rec"]))
         elif op == "file":
             self._apply_file(entry["name"], entry["stamp"], entry["keys"], entry["merge"])
         elif op == "job":
