@@ -74,6 +74,27 @@ def _unlock(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import os
+
+    from .demo import write_demo_plate
+    from .jobs.examples import ChannelStatistics, StatisticsTable
+    from .workflow import run_workflow
+
+    raw = os.path.join(args.folder, "raw")
+    results = os.path.join(args.folder, "results")
+    paths = write_demo_plate(raw, sites=args.sites, seed=args.seed)
+    print(f"demo plate: {len(paths)} raw images in {raw}")
+    code = run_and_exit_code(
+        lambda: run_workflow(
+            "DemoWorkflow", results, [ChannelStatistics(), StatisticsTable()], input_folder=raw, n_jobs=args.n_jobs
+        )
+    )
+    print(f"results in {results}; look at {os.path.join(results, 'channel_statistics.csv')}")
+    print(f"bookkeeping: batchlib status {results}")
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``batchlib`` command."""
     parser = argparse.ArgumentParser(prog="batchlib", description=__doc__.split("\n\n")[0])
@@ -89,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", help="only this job")
     p.add_argument("--all", action="store_true", help="list every file, not only the first 50 per job")
     p.set_defaults(func=_explain)
+
+    p = sub.add_parser("demo", help="write a synthetic plate and run a workflow on it")
+    p.add_argument("--folder", default="demo_plate", help="where the plate (raw/) and results (results/) go")
+    p.add_argument("--sites", type=int, default=4, help="sites per well (2 wells)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic images")
+    p.add_argument("--n-jobs", type=int, default=1, help="worker processes")
+    p.set_defaults(func=_demo)
 
     p = sub.add_parser("unlock", help="remove the folder lock left by a run that is gone")
     p.add_argument("folder", help="plate folder")

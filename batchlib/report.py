@@ -87,9 +87,38 @@ def format_status(status: dict) -> str:
     return "\n".join(lines)
 
 
+def explain_jobs(
+    folder: str | os.PathLike,
+    jobs: list,
+    input_folder: str | os.PathLike | None = None,
+    force_recompute: bool = False,
+    limit: int | None = 50,
+) -> str:
+    """Like :func:`explain`, but planned with the real jobs of a workflow script.
+
+    Parameter and version changes show here. Jobs are planned on the folder as
+    it is now, so files a job would only make in this run are still missing
+    for the jobs after it.
+    """
+    folder = os.path.abspath(folder)
+    bookkeeping = Path(folder) / BOOKKEEPING
+    ledger = Ledger(bookkeeping, writable=False)
+    scan = FolderScan()
+    plans = {}
+    for i, entry in enumerate(jobs):
+        job, kwargs = entry if isinstance(entry, tuple) else (entry, {})
+        layout = job.layout(folder, input_folder if i == 0 else None, kwargs)
+        plans[job.name] = plan_job(layout, ledger, scan, folder, force_recompute)
+    return _format_plans(plans, limit)
+
+
 def explain(folder: str | os.PathLike, job: str | None = None, limit: int | None = None) -> str:
     """Per job, which files would run and why, in words."""
     _, plans = plan_saved_jobs(folder, job)
+    return _format_plans(plans, limit)
+
+
+def _format_plans(plans: dict[str, Plan], limit: int | None) -> str:
     lines = []
     for name, plan in plans.items():
         lines.append(

@@ -116,8 +116,16 @@ def bench(n: int, work: str) -> dict:
     fl = min(floors)
     snake = snakemake_dry_run(folder) if shutil.which("snakemake") else float("nan")
     shutil.rmtree(folder, ignore_errors=True)
-    return {"n": n, "files": n * (N_CHAIN + 1), "first_wall": wall, "first_own": first._own,
-            "overhead_ms": overhead_ms, "noop": noop, "floor": fl, "snakemake": snake}
+    return {
+        "n": n,
+        "files": n * (N_CHAIN + 1),
+        "first_wall": wall,
+        "first_own": first._own,
+        "overhead_ms": overhead_ms,
+        "noop": noop,
+        "floor": fl,
+        "snakemake": snake,
+    }
 
 
 def main() -> int:
@@ -131,18 +139,26 @@ def main() -> int:
         print(f"N = {n} inputs ...", flush=True)
         row = bench(n, work)
         rows.append(row)
-        print(f"  (a) first run, 1 job: {row['first_wall']:.2f} s wall, {row['first_own']:.2f} s inside run(); "
-              f"bookkeeping {row['overhead_ms']:.3f} ms/file (target < 0.5)")
+        print(
+            f"  (a) first run, 1 job: {row['first_wall']:.2f} s wall, {row['first_own']:.2f} s inside run(); "
+            f"bookkeeping {row['overhead_ms']:.3f} ms/file (target < 0.5)"
+        )
         print(f"  (d) floor, listdir + stat of {row['files']} files: {row['floor']:.3f} s")
-        print(f"  (b) no-op rerun, {N_CHAIN} jobs: {row['noop']:.3f} s = {row['noop'] / row['floor']:.2f}x floor "
-              f"(target <= 2x)")
-        print(f"  (c) snakemake -n, {N_CHAIN} rules: {row['snakemake']:.2f} s; batchlib no-op is "
-              f"{row['snakemake'] / row['noop']:.0f}x faster (target >= 50x)")
+        print(
+            f"  (b) no-op rerun, {N_CHAIN} jobs: {row['noop']:.3f} s = {row['noop'] / row['floor']:.2f}x floor "
+            f"(target <= 2x)"
+        )
+        print(
+            f"  (c) snakemake -n, {N_CHAIN} rules: {row['snakemake']:.2f} s; batchlib no-op is "
+            f"{row['snakemake'] / row['noop']:.0f}x faster (target >= 50x)"
+        )
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
         scale = b["n"] / a["n"]
-        print(f"linearity, {a['n']} -> {b['n']} inputs ({scale:.0f}x): no-op {b['noop'] / a['noop']:.1f}x, "
-              f"first-run overhead per file {b['overhead_ms'] / a['overhead_ms']:.2f}x")
+        print(
+            f"linearity, {a['n']} -> {b['n']} inputs ({scale:.0f}x): no-op {b['noop'] / a['noop']:.1f}x, "
+            f"first-run overhead per file {b['overhead_ms'] / a['overhead_ms']:.2f}x"
+        )
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -1,0 +1,71 @@
+"""Command-line and config-file options shared by workflow scripts.
+
+Workflow scripts build their parser with :func:`workflow_parser`, add their
+own options, and pass :func:`run_options` to :func:`batchlib.run_workflow`.
+Every option can be set in a config file (``-c my.conf``, ``key = value``
+lines) and overridden on the command line (configargparse).
+"""
+
+from __future__ import annotations
+
+import configargparse
+
+
+def workflow_parser(description: str, default_config_files: list[str] | None = None) -> configargparse.ArgParser:
+    """A parser with the options every workflow script has.
+
+    Options: ``-c/--config``, ``--folder``, ``--input-folder``, ``--n-jobs``,
+    ``--executor``, ``--dask-scheduler``, ``--force-recompute``,
+    ``--ignore-invalid-inputs``, ``--ignore-failed-outputs``, ``--wait``,
+    ``--explain``, ``--no-progress``.
+    """
+    parser = configargparse.ArgParser(
+        description=description,
+        default_config_files=default_config_files or [],
+        formatter_class=configargparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add(
+        "-c",
+        "--config",
+        is_config_file=True,
+        help="config file (key = value lines); options given on the command line override it",
+    )
+    parser.add(
+        "--folder", required=True, help="plate folder: outputs, per-image containers and batchlib/ bookkeeping go here"
+    )
+    parser.add("--input-folder", default=None, help="folder with the raw images, if not the plate folder")
+    parser.add("--n-jobs", type=int, default=1, help="worker processes")
+    parser.add(
+        "--executor",
+        choices=["serial", "processes", "dask"],
+        default=None,
+        help="where files run (default: dask if --dask-scheduler, processes if --n-jobs > 1, else serial)",
+    )
+    parser.add(
+        "--dask-scheduler",
+        default=None,
+        help="address of a dask.distributed scheduler, e.g. "
+        "tcp://10.0.0.5:8786 (one started by dask-jobqueue on SLURM)",
+    )
+    parser.add("--force-recompute", action="store_true", help="process every file again")
+    parser.add("--ignore-invalid-inputs", action="store_true", help="record invalid inputs and go on")
+    parser.add("--ignore-failed-outputs", action="store_true", help="record failed files and go on")
+    parser.add("--wait", action="store_true", help="wait for the folder lock instead of exiting with code 75")
+    parser.add("--explain", action="store_true", help="print which files each job would run and why; run nothing")
+    parser.add("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def run_options(args: configargparse.Namespace) -> dict:
+    """Keyword arguments of :func:`batchlib.run_workflow` from parsed options."""
+    return {
+        "input_folder": args.input_folder,
+        "force_recompute": args.force_recompute,
+        "ignore_invalid_inputs": args.ignore_invalid_inputs,
+        "ignore_failed_outputs": args.ignore_failed_outputs,
+        "n_jobs": args.n_jobs,
+        "executor": args.executor,
+        "dask_scheduler": args.dask_scheduler,
+        "wait": args.wait,
+        "progress": not args.no_progress,
+    }

@@ -1,0 +1,93 @@
+"""Workflow scripts: config files, command-line overrides, exit codes; the demo command."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+from batchlib.cli import main as cli_main
+from batchlib.demo import write_demo_plate
+from batchlib.state.lock import FolderLock
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "workflows", "custom_job_example.py")
+
+
+def run_script(*args, cwd=None):
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+@pytest.fixture
+def raw_plate(tmp_path):
+    raw = tmp_path / "raw"
+    write_demo_plate(raw, sites=2, shape=(64, 64), n_nuclei=5)
+    return tmp_path, raw
+
+
+def test_config_file_and_override(raw_plate):
+    tmp_path, raw = raw_plate
+    conf = tmp_path / "plate.conf"
+    conf.write_text(f"folder = {tmp_path / 'from_config'}\ninput-folder = {raw}\ninput-pattern = *C01*.tiff\n")
+    result = run_script("-c", str(conf))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "from_config" / "channel_statistics.csv") as f:
+        assert len(list(csv.reader(f))) == 1 + 2  # header + the two C01 sites
+    # A command-line option overrides the config file.
+    result = run_script("-c", str(conf), "--input-pattern", "*.tiff")
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "from_config" / "channel_statistics.csv") as f:
+        assert len(list(csv.reader(f))) == 1 + 4
+
+
+def test_exit_codes(raw_plate):
+    tmp_path, raw = raw_plate
+    assert run_script("--input-folder", str(raw)).returncode == 2  # --folder missing
+    bad = run_script("--folder", str(tmp_path / "p"), "--input-folder", str(tmp_path / "nope"))
+    assert bad.returncode == 2 and "input_folder" in bad.stderr
+    (raw / "broken.tiff").write_bytes(b"not a tiff")
+    failing = run_script("--folder", str(tmp_path / "p"), "--input-folder", str(raw))
+    assert failing.returncode == 1 and "broken.tiff" in failing.stderr
+    ignoring = run_script("--folder", str(tmp_path / "p"), "--input-folder", str(raw), "--ignore-invalid-inputs")
+    assert ignoring.returncode == 0
+    with FolderLock(tmp_path / "p" / "batchlib", "someone"):
+        assert run_script("--folder", str(tmp_path / "p"), "--input-folder", str(raw)).returncode == 75
+
+
+def test_explain_option_runs_nothing(raw_plate):
+    tmp_path, raw = raw_plate
+    result = run_script("--folder", str(tmp_path / "p"), "--input-folder", str(raw), "--explain")
+    assert result.returncode == 0
+    assert "ChannelStatistics: 4 would run" in result.stdout and "new" in result.stdout
+    assert not (tmp_path / "p" / "channel_statistics.csv").exists()
+
+
+def test_help_documents_every_option():
+    result = run_script("--help")
+    assert result.returncode == 0
+    for option in (
+        "--config",
+        "--folder",
+        "--input-folder",
+        "--n-jobs",
+        "--dask-scheduler",
+        "--force-recompute",
+        "--ignore-invalid-inputs",
+        "--ignore-failed-outputs",
+        "--wait",
+        "--explain",
+    ):
+        assert option in result.stdout
+
+
+def test_demo_command(tmp_path, capsys):
+    folder = tmp_path / "demo"
+    assert cli_main(["demo", "--folder", str(folder), "--sites", "2"]) == 0
+    out = capsys.readouterr().out
+    assert str(folder / "results") in out
+    assert len(os.listdir(folder / "raw")) == 4
+    # A second demo run finds everything up to date.
+    assert cli_main(["demo", "--folder", str(folder), "--sites", "2"]) == 0
+    assert cli_main(["status", str(folder / "results"), "--json"]) == 0
+    assert '"pending": 0' in capsys.readouterr().out
