@@ -5,6 +5,7 @@ The main entry points::
     from batchlib import BatchJob, BatchJobOnContainer, PlateJob, run_workflow
 """
 
+from ._version import __version__
 from .base import BatchJob, BatchJobOnContainer, PlateJob
 from .errors import (
     BatchlibError,
@@ -17,8 +18,6 @@ from .errors import (
 )
 from .log import get_logger
 from .workflow import JobResult, exit_code, run_workflow
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BatchJob",

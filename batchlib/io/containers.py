@@ -1,28 +1,195 @@
-"""``open_file``: one h5py-like API over every container backend.
+"""``open_file``: one h5py-like API over HDF5, N5 and Zarr containers.
 
-Each backend is a function ``(path, mode) -> file object`` registered for its
-file extensions; jobs call :func:`open_file` and never a backend directly.
+Every backend is a small class that knows how to open its files and create
+datasets; :class:`Group` gives jobs the same interface on all of them::
+
+    with open_file("a.h5", "a") as f:          # or a.n5, a.zarr
+        f.create_dataset("raw/s0", data=image, chunks=(512, 512))
+        f["raw"].attrs["Color"] = "White"
+        "raw/s0" in f, f["raw/s0"][:100, :100], f["raw/s0"].shape
+        del f["raw"]
+
+Datasets are the backend's own array objects (``h5py.Dataset``,
+``z5py.Dataset``, ``zarr.Array``): all support numpy slicing, ``shape``,
+``dtype``, ``chunks`` and ``attrs``. Groups are wrapped, so creating
+datasets, ``in``, ``del``, ``require_*`` and context managers behave the same.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ContainerError
 
+#: Compression of new datasets when none is given: by backend, chosen with bench/io.py.
+DEFAULT_COMPRESSION = {"h5": ("gzip", 1), "n5": ("gzip", 1), "zarr": ("zstd", 1)}
+#: Zarr format of newly created ``.zarr`` containers (2 or 3).
+DEFAULT_ZARR_FORMAT = 2
 
-def _open_h5(path: str, mode: str) -> Any:
-    import h5py
 
-    return h5py.File(path, mode)
+class Backend:
+    """How one container format opens files and creates datasets."""
+
+    name = ""
+    extensions: tuple[str, ...] = ()
+
+    def open(self, path: str, mode: str, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def is_group(self, node: Any) -> bool:
+        raise NotImplementedError
+
+    def create_dataset(
+        self,
+        group: Any,
+        name: str,
+        shape: tuple,
+        dtype: Any,
+        chunks: tuple | None,
+        compression: str | None,
+        level: int | None,
+    ) -> Any:
+        raise NotImplementedError
+
+    def write(self, dataset: Any, data: np.ndarray) -> None:
+        """Write ``data`` into a freshly created dataset of the same shape."""
+        dataset[...] = data
+
+    def close(self, handle: Any) -> None:
+        close = getattr(handle, "close", None)
+        if close is not None:
+            close()
 
 
-#: Backends by file extension.
-BACKENDS: dict[str, Callable[[str, str], Any]] = {".h5": _open_h5, ".hdf5": _open_h5, ".hdf": _open_h5}
+class H5Backend(Backend):
+    """HDF5 through h5py. Only gzip or no compression, so Java HDF5 (Fiji) reads it."""
+
+    name, extensions = "h5", (".h5", ".hdf5", ".hdf")
+
+    def open(self, path: str, mode: str, **kwargs: Any) -> Any:
+        import h5py
+
+        return h5py.File(path, mode)
+
+    def is_group(self, node: Any) -> bool:
+        import h5py
+
+        return isinstance(node, h5py.Group)
+
+    def create_dataset(self, group, name, shape, dtype, chunks, compression, level):
+        if compression not in (None, "none", "gzip"):
+            raise ContainerError(f"HDF5 containers use 'gzip' or no compression (viewer-readable), got {compression!r}")
+        gzip = compression == "gzip"
+        return group.create_dataset(
+            name,
+            shape=shape,
+            dtype=dtype,
+            chunks=chunks,
+            compression="gzip" if gzip else None,
+            compression_opts=level if gzip else None,
+            shuffle=gzip and np.dtype(dtype).itemsize > 1,
+        )
+
+    def write(self, dataset: Any, data: np.ndarray) -> None:
+        from .h5chunks import write_compressed
+
+        write_compressed(dataset, data)
+
+
+class N5Backend(Backend):
+    """N5 through z5py."""
+
+    name, extensions = "n5", (".n5",)
+
+    def open(self, path: str, mode: str, **kwargs: Any) -> Any:
+        import z5py
+
+        if mode == "r" and not os.path.exists(path):
+            raise FileNotFoundError(path)
+        if mode in ("r", "r+") and not os.path.exists(os.path.join(path, "attributes.json")):
+            raise ContainerError(f"{path} is not an N5 container (no attributes.json)")
+        return z5py.File(path, mode="a" if mode == "r+" else mode)
+
+    def is_group(self, node: Any) -> bool:
+        import z5py
+
+        return isinstance(node, z5py.Group)
+
+    def create_dataset(self, group, name, shape, dtype, chunks, compression, level):
+        compression = "raw" if compression in (None, "none") else compression
+        options = {"level": level} if compression == "gzip" and level is not None else {}
+        return group.create_dataset(
+            name, shape=shape, dtype=dtype, chunks=chunks or shape, compression=compression, **options
+        )
+
+
+class ZarrBackend(Backend):
+    """Zarr (format 2 or 3) through zarr-python."""
+
+    name, extensions = "zarr", (".zarr",)
+
+    def open(self, path: str, mode: str, zarr_format: int | None = None, **kwargs: Any) -> Any:
+        import zarr
+
+        if mode in ("r", "r+") and not os.path.exists(path):
+            raise FileNotFoundError(path)
+        create_format = zarr_format or DEFAULT_ZARR_FORMAT
+        if mode in ("a", "w", "w-", "x") and not os.path.exists(path):
+            return zarr.open_group(path, mode=mode, zarr_format=create_format)
+        return zarr.open_group(path, mode=mode, zarr_format=zarr_format)
+
+    def is_group(self, node: Any) -> bool:
+        import zarr
+
+        return isinstance(node, zarr.Group)
+
+    def create_dataset(self, group, name, shape, dtype, chunks, compression, level):
+        import zarr
+
+        fmt = group.metadata.zarr_format
+        if compression in (None, "none"):
+            compressors = None
+        elif fmt == 2:
+            from numcodecs import GZip, Zstd
+
+            compressors = GZip(level or 1) if compression == "gzip" else Zstd(level or 1)
+        else:
+            codecs = zarr.codecs
+            compressors = (
+                codecs.GzipCodec(level=level or 1) if compression == "gzip" else codecs.ZstdCodec(level=level or 1)
+            )
+        if compression not in (None, "none", "gzip", "zstd"):
+            raise ContainerError(f"zarr containers use 'gzip', 'zstd' or no compression, got {compression!r}")
+        extra = {"dimension_names": None} if fmt == 3 else {}
+        return group.create_array(
+            name, shape=shape, dtype=dtype, chunks=chunks or shape, compressors=compressors, **extra
+        )
+
+    def close(self, handle: Any) -> None:
+        pass  # zarr writes through at once; nothing to close
+
+
+BACKENDS: dict[str, Backend] = {}
+for _backend in (H5Backend(), N5Backend(), ZarrBackend()):
+    for _ext in _backend.extensions:
+        BACKENDS[_ext] = _backend
 CONTAINER_EXTENSIONS = tuple(BACKENDS)
+
+
+def backend_of(path: str | os.PathLike) -> Backend:
+    """The backend for a path, by its extension."""
+    suffix = Path(path).suffix.lower()
+    backend = BACKENDS.get(suffix)
+    if backend is None:
+        raise ContainerError(
+            f"cannot open {path}: unknown container extension {suffix!r}; expected one of {', '.join(BACKENDS)}"
+        )
+    return backend
 
 
 def is_container(path: str | os.PathLike) -> bool:
@@ -30,37 +197,193 @@ def is_container(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in BACKENDS
 
 
-def open_file(path: str | os.PathLike, mode: str = "a") -> Any:
+def default_chunks(shape: tuple[int, ...], target: int = 512) -> tuple[int, ...]:
+    """Chunks of at most ``target`` along the last two axes, 1 along others.
+
+    Examples
+    --------
+    >>> default_chunks((3, 2048, 2048))
+    (1, 512, 512)
+    >>> default_chunks((100,))
+    (100,)
+    """
+    if len(shape) == 1:
+        return (min(shape[0], 1 << 20),)
+    lead = (1,) * (len(shape) - 2)
+    return lead + tuple(max(1, min(s, target)) for s in shape[-2:])
+
+
+class Group:
+    """An h5py-like group of any backend (the file itself is the root group)."""
+
+    def __init__(self, native: Any, backend: Backend, handle: Any = None, path: str = ""):
+        self.native = native
+        self.backend = backend
+        self._handle = handle
+        self.filename = path
+
+    # -- mapping
+    def __getitem__(self, key: str) -> Any:
+        try:
+            node = self.native[key]
+        except KeyError:
+            raise KeyError(f"{key!r} not found in {self.filename}") from None
+        return Group(node, self.backend, None, self.filename) if self.backend.is_group(node) else node
+
+    def __contains__(self, key: str) -> bool:
+        try:
+            return key in self.native
+        except (KeyError, ValueError):
+            return False
+
+    def __delitem__(self, key: str) -> None:
+        del self.native[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def keys(self) -> list[str]:
+        """Names of the members, sorted."""
+        return sorted(self.native.keys())
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, self[k]) for k in self.keys()]
+
+    @property
+    def attrs(self) -> Any:
+        """The group's attributes (a mutable mapping)."""
+        return self.native.attrs
+
+    # -- creation
+    def create_group(self, name: str) -> Group:
+        return Group(self.native.create_group(name), self.backend, None, self.filename)
+
+    def require_group(self, name: str) -> Group:
+        if name in self:
+            node = self[name]
+            if not isinstance(node, Group):
+                raise ContainerError(f"{name!r} in {self.filename} is a dataset, expected a group")
+            return node
+        return self.create_group(name)
+
+    def create_dataset(
+        self,
+        name: str,
+        data: Any = None,
+        shape: tuple | None = None,
+        dtype: Any = None,
+        chunks: tuple | None = None,
+        compression: str | None = "default",
+        compression_opts: int | None = None,
+    ) -> Any:
+        """Create a dataset, optionally filled with ``data``.
+
+        Parameters
+        ----------
+        name : str
+            Path of the new dataset (intermediate groups are created).
+        data : array-like, optional
+            Content; gives shape and dtype when those are not given.
+        shape, dtype : optional
+            Shape and dtype of an empty dataset.
+        chunks : tuple, optional
+            Chunk shape; default :func:`default_chunks`.
+        compression : str or None
+            ``"gzip"``, ``"zstd"`` (zarr), None for none; ``"default"`` takes
+            the backend's default.
+        compression_opts : int, optional
+            Compression level.
+        """
+        if data is not None:
+            data = np.asarray(data)
+            shape = data.shape if shape is None else shape
+            dtype = data.dtype if dtype is None else dtype
+        if shape is None or dtype is None:
+            raise ContainerError(f"create_dataset({name!r}) in {self.filename} needs data or shape and dtype")
+        shape = tuple(int(s) for s in shape)
+        if compression == "default":
+            compression, default_level = DEFAULT_COMPRESSION[self.backend.name]
+            compression_opts = compression_opts if compression_opts is not None else default_level
+        if name in self:
+            raise ContainerError(f"{name!r} already exists in {self.filename}; delete it first or use require_dataset")
+        chunks = tuple(chunks) if chunks is not None else default_chunks(shape) if shape else None
+        if chunks is not None:
+            chunks = tuple(min(c, s) if s > 0 else 1 for c, s in zip(chunks, shape))
+        dataset = self.backend.create_dataset(
+            self.native, name, shape, np.dtype(dtype), chunks, compression, compression_opts
+        )
+        if data is not None and data.size:
+            self.backend.write(dataset, data.astype(dtype, copy=False))
+        return dataset
+
+    def require_dataset(self, name: str, shape: tuple, dtype: Any, **kwargs: Any) -> Any:
+        """The dataset ``name`` if it exists with this shape and dtype, else a new one."""
+        if name in self:
+            dataset = self[name]
+            if tuple(dataset.shape) != tuple(shape) or np.dtype(dataset.dtype) != np.dtype(dtype):
+                raise ContainerError(
+                    f"{name!r} in {self.filename} has shape {tuple(dataset.shape)} and dtype {dataset.dtype}, "
+                    f"expected {tuple(shape)} and {np.dtype(dtype)}; delete it to recreate it"
+                )
+            return dataset
+        return self.create_dataset(name, shape=shape, dtype=dtype, **kwargs)
+
+    # -- life cycle
+    def close(self) -> None:
+        if self._handle is not None:
+            self.backend.close(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> Group:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<batchlib {self.backend.name} group {getattr(self.native, 'name', '/')} of {self.filename}>"
+
+
+def open_file(path: str | os.PathLike, mode: str = "a", **kwargs: Any) -> Group:
     """Open a container with the backend its extension names.
 
     Parameters
     ----------
     path : path-like
-        ``.h5``, ``.hdf5`` or ``.hdf`` file.
+        ``.h5``/``.hdf5``/``.hdf`` (HDF5), ``.n5`` (N5) or ``.zarr`` (Zarr).
     mode : str
         ``"r"`` read only, ``"r+"`` read/write (must exist), ``"a"``
         read/write (create if missing), ``"w"`` create (truncate).
+    **kwargs
+        Backend options: ``zarr_format`` (2 or 3) for new ``.zarr`` files.
 
     Returns
     -------
-    An h5py-like file object, usable as a context manager.
+    Group
+        The root group, usable as a context manager.
 
     Raises
     ------
     ContainerError
         If the extension is unknown or the file cannot be opened (missing,
         truncated, not a container); the message names the file.
+
+    Examples
+    --------
+    >>> import tempfile, os, numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.zarr")
+    >>> with open_file(path, "w") as f:
+    ...     _ = f.create_dataset("raw/s0", data=np.arange(6).reshape(2, 3))
+    >>> with open_file(path, "r") as f:
+    ...     f["raw/s0"][1].tolist(), "raw" in f, f.keys()
+    ([3, 4, 5], True, ['raw'])
     """
     path = os.fspath(path)
-    suffix = Path(path).suffix.lower()
-    backend = BACKENDS.get(suffix)
-    if backend is None:
-        raise ContainerError(
-            f"cannot open {path}: unknown container extension {suffix!r}; expected one of {', '.join(BACKENDS)}"
-        )
+    backend = backend_of(path)
     try:
-        return backend(path, mode)
+        handle = backend.open(path, mode, **kwargs)
     except ContainerError:
         raise
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
-        raise ContainerError(f"cannot open container {path} (mode {mode!r}): {err}") from err
+    except Exception as err:  # each library raises its own types for a bad file
+        raise ContainerError(f"cannot open container {path} (mode {mode!r}): {type(err).__name__}: {err}") from err
+    return Group(handle, backend, handle, path)

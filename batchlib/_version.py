@@ -1,0 +1,3 @@
+"""The version of batchlib."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,237 @@
+"""Multiscale images in the plate-viewer layout.
+
+One group per channel, levels ``s0, s1, ...``, and the group attributes the
+Fiji plate viewer reads (``shared/reference/plateviewer-format.md``)::
+
+    /<name>            Color, Visible, Skip, Alpha, ScaleFactors, ContrastLimits, ChannelInformation
+      /s0              full resolution (y, x)
+      /s1              downscaled by ScaleFactors[1]
+      ...
+
+Intensity levels are block means (cast back to the dtype), label levels take
+every n-th pixel, so label ids survive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import ContainerError
+
+COLORS = ("Gray", "Red", "Green", "Blue", "White", "Glasbey")
+#: dtypes the plate viewer reads.
+VIEWER_DTYPES = (np.uint8, np.uint16, np.uint32, np.float32)
+#: Root attribute holding the version of batchlib that wrote the container.
+VERSION_ATTR = "batchlib_version"
+
+
+def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
+    """Downscale ``image`` by ``factor`` with the mean of each block, in its dtype.
+
+    Edge blocks that stick out of the image average only the pixels inside.
+
+    Examples
+    --------
+    >>> block_mean(np.array([[0, 2, 4], [2, 4, 6]], dtype=np.uint8), 2)
+    array([[2, 5]], dtype=uint8)
+    """
+    if factor == 1:
+        return image.copy()
+    h, w = image.shape
+    ph, pw = -h % factor, -w % factor
+    data = image.astype(np.float64)
+    weights = np.ones_like(data)
+    if ph or pw:
+        data = np.pad(data, ((0, ph), (0, pw)))
+        weights = np.pad(weights, ((0, ph), (0, pw)))
+    shape = (data.shape[0] // factor, factor, data.shape[1] // factor, factor)
+    sums = data.reshape(shape).sum(axis=(1, 3))
+    counts = weights.reshape(shape).sum(axis=(1, 3))
+    mean = sums / counts
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        mean = np.clip(np.rint(mean), info.min, info.max)
+    return mean.astype(image.dtype)
+
+
+def nearest_downscale(labels: np.ndarray, factor: int) -> np.ndarray:
+    """Downscale a label image by taking every ``factor``-th pixel (ids survive).
+
+    Examples
+    --------
+    >>> nearest_downscale(np.arange(16).reshape(4, 4), 2)
+    array([[ 0,  2],
+           [ 8, 10]])
+    """
+    return labels[::factor, ::factor].copy()
+
+
+def default_scale_factors(shape: Sequence[int], coarsest: int = 256) -> list[int]:
+    """Powers of two until the larger side is at most ``coarsest`` pixels.
+
+    Examples
+    --------
+    >>> default_scale_factors((2048, 2048))
+    [1, 2, 4, 8]
+    >>> default_scale_factors((100, 120))
+    [1]
+    """
+    factors = [1]
+    while max(shape) / factors[-1] > coarsest:
+        factors.append(factors[-1] * 2)
+    return factors
+
+
+def _as_label_dtype(image: np.ndarray) -> np.ndarray:
+    if image.dtype in (np.uint8, np.uint16, np.uint32):
+        return image
+    if not np.issubdtype(image.dtype, np.integer) and image.dtype != bool:
+        raise ContainerError(f"a label image must have an integer dtype, got {image.dtype}")
+    if image.size and (image.min() < 0 or image.max() > np.iinfo(np.uint32).max):
+        raise ContainerError("label ids must be in 0 .. 2**32-1 to be stored as uint32 (the viewer reads no uint64)")
+    return image.astype(np.uint32)
+
+
+def write_image(
+    f,
+    name: str,
+    image: np.ndarray,
+    scale_factors: Sequence[int] | None = None,
+    is_label: bool = False,
+    color: str | None = None,
+    visible: bool = True,
+    skip: bool = False,
+    alpha: float = 1.0,
+    contrast_limits: Sequence[float] | None = None,
+    channel_information: str | None = None,
+    chunks: tuple[int, int] | None = None,
+    compression: str | None = "default",
+) -> None:
+    """Write a 2D image as a multiscale group with the plate-viewer attributes.
+
+    Parameters
+    ----------
+    f : Group
+        An open container (:func:`batchlib.io.open_file`).
+    name : str
+        Group name (e.g. ``"nuclei"``, ``"nucleus_segmentation"``); an
+        existing group of that name is replaced.
+    image : ndarray
+        2D image (y, x). Label images are stored as uint32 or smaller.
+    scale_factors : list of int, optional
+        Absolute factors of the levels, starting with 1; default: powers of 2
+        down to about 256 px.
+    is_label : bool
+        A label image: nearest downscaling, colour ``Glasbey``, no contrast.
+    color : str, optional
+        One of ``Gray, Red, Green, Blue, White, Glasbey``; default ``White``
+        (``Glasbey`` for labels).
+    visible, skip, alpha
+        Viewer attributes ``Visible``, ``Skip``, ``Alpha``.
+    contrast_limits : (float, float), optional
+        Default: 1st and 99th percentile of the image (not for labels).
+    channel_information : str, optional
+        The raw channel name (``ChannelInformation``).
+    chunks, compression
+        Storage options, see :meth:`batchlib.io.containers.Group.create_dataset`.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from batchlib.io import open_file
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.h5")
+    >>> with open_file(path, "w") as f:
+    ...     write_image(f, "raw", np.arange(1024 * 600, dtype=np.uint16).reshape(1024, 600))
+    >>> f = open_file(path, "r")
+    >>> [f[f"raw/s{i}"].shape for i in range(3)], f["raw"].attrs["ScaleFactors"].tolist()
+    ([(1024, 600), (512, 300), (256, 150)], [1, 2, 4])
+    >>> f.close()
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ContainerError(f"write_image({name!r}) expects a 2D (y, x) image, got shape {image.shape}")
+    if is_label:
+        image = _as_label_dtype(image)
+    elif image.dtype == np.float64:
+        image = image.astype(np.float32)
+    color = color or ("Glasbey" if is_label else "White")
+    if color not in COLORS:
+        raise ContainerError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
+    factors = list(scale_factors) if scale_factors is not None else default_scale_factors(image.shape)
+    if not factors or factors[0] != 1 or any(b % a for a, b in zip(factors, factors[1:])):
+        raise ContainerError(f"scale_factors must start with 1 and each divide the next, got {factors}")
+
+    if name in f:
+        del f[name]
+    group = f.create_group(name)
+    level, previous = image, 1
+    for i, factor in enumerate(factors):
+        if i:
+            step = factor // previous
+            level = nearest_downscale(level, step) if is_label else block_mean(level, step)
+            previous = factor
+        group.create_dataset(f"s{i}", data=level, chunks=chunks, compression=compression)
+
+    attrs = {
+        "Color": color,
+        "Visible": bool(visible),
+        "Skip": bool(skip),
+        "Alpha": float(alpha),
+        "ScaleFactors": np.array(factors, dtype=np.int64),
+    }
+    if color != "Glasbey":
+        if contrast_limits is None:
+            contrast_limits = np.percentile(image, [1, 99]) if image.size else [0.0, 0.0]
+        attrs["ContrastLimits"] = np.asarray(contrast_limits, dtype=np.float64)
+    if channel_information is not None:
+        attrs["ChannelInformation"] = str(channel_information)
+    _set_attrs(group, attrs)
+    f.attrs[VERSION_ATTR] = __version__
+
+
+def _set_attrs(group, attrs: dict) -> None:
+    json_like = group.backend.name != "h5"
+    for key, value in attrs.items():
+        if json_like and isinstance(value, np.ndarray):
+            value = value.tolist()
+        group.attrs[key] = value
+
+
+def read_image(f, name: str, scale: int = 0) -> np.ndarray:
+    """Level ``scale`` of the multiscale image ``name`` as a numpy array."""
+    key = f"{name}/s{scale}"
+    if key not in f:
+        levels = [k for k in f[name] if k.startswith("s")] if name in f else []
+        raise ContainerError(
+            f"{f.filename} has no image level {key!r}" + (f"; levels: {', '.join(levels)}" if levels else "")
+        )
+    return f[key][...]
+
+
+def has_image(f, name: str) -> bool:
+    """True if ``name`` is a multiscale image group (with level ``s0``)."""
+    return f"{name}/s0" in f
+
+
+def image_attrs(f, name: str) -> dict:
+    """The viewer attributes of image ``name``, as plain Python values."""
+    attrs = {}
+    for key, value in dict(f[name].attrs).items():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        attrs[key] = value
+    return attrs
+
+
+def set_image_info(f, image_information: str | None = None, well_information: str | None = None) -> None:
+    """Set the root attributes the viewer shows (replaced, never appended)."""
+    if image_information is not None:
+        f.attrs["ImageInformation"] = str(image_information)
+    if well_information is not None:
+        f.attrs["WellInformation"] = str(well_information)
+    f.attrs[VERSION_ATTR] = __version__

@@ -1,0 +1,250 @@
+"""Tables in the plate-viewer layout, as pandas DataFrames.
+
+A table is a group ``/tables/<name>`` (the name may be nested) with three
+datasets::
+
+    cells     2D strings, rows x columns (missing values are "nan")
+    columns   1D strings, the column names
+    visible   1D uint8, 0 hides a column in the viewer
+
+Strings are UTF-8, fixed width computed from the data (never cut). The group
+attribute ``dtypes`` (JSON) records each column's pandas dtype, so
+:func:`read_table` gives back the frame that was written: ints, floats, NaN,
+bools, nullable ints and strings of any length. N5 has no string type: there
+``cells`` and ``columns`` hold the UTF-8 bytes as uint8 with the string
+length as the last axis (attribute ``string_layout = "uint8-fixed"``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ContainerError
+
+TABLES = "tables"
+NAN = b"nan"
+
+
+# ------------------------------------------------------------ values <-> bytes
+def _column_to_bytes(series: pd.Series) -> np.ndarray:
+    """One column as a 1D array of UTF-8 bytes (``S`` dtype)."""
+    dtype = series.dtype
+    values = series.to_numpy()
+    if pd.api.types.is_bool_dtype(dtype) and dtype is not np.dtype(object):
+        if isinstance(dtype, pd.BooleanDtype):
+            out = np.where(
+                series.isna().to_numpy(), NAN, np.where(series.fillna(False).to_numpy(bool), b"True", b"False")
+            )
+            return out.astype("S5")
+        return np.where(values, b"True", b"False").astype("S5")
+    if pd.api.types.is_integer_dtype(dtype):
+        if isinstance(dtype, pd.api.extensions.ExtensionDtype):  # nullable Int64 and friends
+            mask = series.isna().to_numpy()
+            out = series.fillna(0).to_numpy(np.int64).astype("S21")
+            out[mask] = NAN
+            return out
+        return values.astype("S21")
+    if pd.api.types.is_float_dtype(dtype):
+        # numpy writes the shortest repr that round-trips; NaN becomes b"nan".
+        return values.astype(np.float64).astype("S32")
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return np.array([NAN if pd.isna(v) else str(v).encode() for v in series], dtype=object).astype(bytes)
+    # strings and everything else: str(value), UTF-8; missing -> nan
+    encoded = [NAN if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v).encode("utf-8") for v in values]
+    return np.array(encoded, dtype=bytes) if encoded else np.array([], dtype="S1")
+
+
+def _column_from_bytes(raw: np.ndarray, dtype: str) -> pd.Series:
+    """Inverse of :func:`_column_to_bytes` for a column written with ``dtype``."""
+    if dtype == "bool":
+        return pd.Series(raw == b"True")
+    if dtype == "boolean":
+        values = pd.array([None if v == NAN else v == b"True" for v in raw], dtype="boolean")
+        return pd.Series(values)
+    if dtype.startswith(("int", "uint")):
+        return pd.Series(raw.astype(np.int64).astype(dtype))
+    if dtype.startswith(("Int", "UInt")):
+        mask = raw == NAN
+        ints = np.where(mask, b"0", raw).astype(np.int64)
+        return pd.Series(pd.arrays.IntegerArray(ints, mask)).astype(dtype)
+    if dtype.startswith("float"):
+        return pd.Series(raw.astype(np.float64).astype(dtype))
+    if dtype.startswith("datetime64"):
+        return pd.Series(pd.to_datetime([None if v == NAN else v.decode() for v in raw])).astype(dtype)
+    strings = [None if v == NAN else v.decode("utf-8") for v in raw]
+    return pd.Series(strings, dtype=object if dtype == "object" else dtype)
+
+
+def _to_fixed(columns: list[np.ndarray], n_rows: int) -> np.ndarray:
+    width = max([1] + [c.dtype.itemsize for c in columns])
+    cells = np.empty((n_rows, len(columns)), dtype=f"S{width}")
+    for j, column in enumerate(columns):
+        cells[:, j] = column
+    return cells
+
+
+def _bytes_to_uint8(array: np.ndarray) -> np.ndarray:
+    width = max(array.dtype.itemsize, 1)
+    return np.ascontiguousarray(array).view(np.uint8).reshape(*array.shape, width)
+
+
+def _uint8_to_bytes(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array).view(f"S{array.shape[-1]}")[..., 0]
+
+
+# ------------------------------------------------------------------- storage
+def table_key(name: str) -> str:
+    """The group of table ``name``: ``tables/<name>``."""
+    name = name.strip("/")
+    if not name:
+        raise ContainerError("a table needs a name")
+    return f"{TABLES}/{name}"
+
+
+def write_table(
+    f, name: str, table: pd.DataFrame, visible: Sequence[bool] | None = None, chunk_rows: int = 16384
+) -> None:
+    """Write a DataFrame as table ``/tables/<name>`` (replacing one of that name).
+
+    Parameters
+    ----------
+    f : Group
+        An open container.
+    name : str
+        Table name, may be nested (``"cell_segmentation/default"``).
+    table : DataFrame
+        The values; the index is not stored (reset it first to keep it).
+    visible : list of bool, optional
+        Per column; default all visible.
+    chunk_rows : int
+        Rows per chunk on disk.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from batchlib.io import open_file
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.h5")
+    >>> df = pd.DataFrame({"label_id": [1, 2], "area": [10.5, float("nan")], "name": ["a", "ünï"]})
+    >>> with open_file(path, "w") as f:
+    ...     write_table(f, "cells/default", df)
+    ...     read_table(f, "cells/default").equals(df)
+    True
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise ContainerError(f"write_table({name!r}) expects a pandas DataFrame, got {type(table).__name__}")
+    columns = [str(c) for c in table.columns]
+    if len(set(columns)) != len(columns):
+        raise ContainerError(f"table {name!r} has duplicate column names")
+    if visible is None:
+        visible = [True] * len(columns)
+    if len(visible) != len(columns):
+        raise ContainerError(f"table {name!r}: {len(visible)} visible flags for {len(columns)} columns")
+
+    cells = _to_fixed([_column_to_bytes(table.iloc[:, j]) for j in range(len(columns))], len(table))
+    names = np.array([c.encode("utf-8") for c in columns], dtype=bytes) if columns else np.array([], "S1")
+    key = table_key(name)
+    if key in f:
+        del f[key]
+    group = f.create_group(key)
+    as_uint8 = group.backend.name == "n5"
+    if as_uint8:
+        cells, names = _bytes_to_uint8(cells), _bytes_to_uint8(names)
+    cell_chunks = (max(1, min(chunk_rows, len(table))), max(1, len(columns))) + cells.shape[2:]
+    group.create_dataset("cells", data=cells, chunks=cell_chunks if cells.size else None)
+    group.create_dataset("columns", data=names)
+    group.create_dataset("visible", data=np.array([bool(v) for v in visible], dtype=np.uint8))
+    group.attrs["dtypes"] = json.dumps([str(t) for t in table.dtypes])
+    group.attrs["string_layout"] = "uint8-fixed" if as_uint8 else "bytes-fixed"
+
+
+def has_table(f, name: str) -> bool:
+    """True if table ``name`` exists."""
+    return f"{table_key(name)}/cells" in f
+
+
+def read_table(f, name: str) -> pd.DataFrame:
+    """Read table ``name`` back as a DataFrame with its original dtypes.
+
+    Tables written by other tools (no ``dtypes`` attribute) come back with
+    numbers parsed where a whole column parses, strings otherwise.
+    """
+    key = table_key(name)
+    if f"{key}/cells" not in f:
+        raise ContainerError(f"{f.filename} has no table {name!r} (expected a group {key} with cells, columns)")
+    group = f[key]
+    cells = group["cells"][...]
+    names = group["columns"][...]
+    if group.attrs.get("string_layout") == "uint8-fixed":
+        cells, names = _uint8_to_bytes(cells), _uint8_to_bytes(names)
+    cells, names = np.asarray(cells), np.asarray(names)
+    if cells.dtype == object:  # variable-length strings written by other tools
+        cells = np.array([[_encode(v) for v in row] for row in cells], dtype=bytes).reshape(cells.shape)
+    columns = [_decode(c) for c in names]
+    dtypes = json.loads(group.attrs["dtypes"]) if "dtypes" in group.attrs else [None] * len(columns)
+    cells = cells.reshape(len(cells), len(columns)) if cells.size else np.empty((len(cells), len(columns)), "S1")
+    data = {}
+    for j, (column, dtype) in enumerate(zip(columns, dtypes)):
+        raw = cells[:, j]
+        data[column] = _column_from_bytes(raw, dtype) if dtype else _guess_column(raw)
+    return pd.DataFrame(data, columns=columns)
+
+
+def _encode(value) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def _decode(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _guess_column(raw: np.ndarray) -> pd.Series:
+    try:
+        return pd.Series(raw.astype(np.float64))
+    except ValueError:
+        return pd.Series([v.decode("utf-8") for v in raw], dtype=object)
+
+
+def table_visible(f, name: str) -> list[bool]:
+    """The ``visible`` flags of table ``name``."""
+    return [bool(v) for v in f[f"{table_key(name)}/visible"][...]]
+
+
+# ------------------------------------------------------- the plate table file
+#: First columns of the plate-level tables, by kind.
+PLATE_TABLE_KEYS = {"images": ("image_name", "site_name"), "wells": ("well_name",)}
+
+
+def plate_table_path(folder: str, plate_name: str | None = None) -> str:
+    """``<folder>/<plate>_table.hdf5`` (the ``.hdf5`` ending keeps it out of ``*.h5``)."""
+    import os
+
+    plate_name = plate_name or os.path.basename(os.path.abspath(folder))
+    return os.path.join(folder, f"{plate_name}_table.hdf5")
+
+
+def write_plate_table(
+    f, kind: str, table: pd.DataFrame, name: str = "default", visible: Sequence[bool] | None = None
+) -> None:
+    """Write an image table (``kind="images"``) or well table (``"wells"``) into the plate table file.
+
+    Image tables start with ``image_name`` (hidden in the viewer) and
+    ``site_name``; well tables with ``well_name``.
+    """
+    if kind not in PLATE_TABLE_KEYS:
+        raise ContainerError(f"plate table kind must be 'images' or 'wells', got {kind!r}")
+    first = PLATE_TABLE_KEYS[kind]
+    if tuple(table.columns[: len(first)]) != first:
+        found = ", ".join(map(str, table.columns[:3]))
+        raise ContainerError(f"a {kind} table must start with the columns {', '.join(first)}; got {found}")
+    if visible is None:
+        visible = [not (kind == "images" and c == "image_name") for c in table.columns]
+    write_table(f, f"{kind}/{name}", table, visible=visible)
+
+
+def read_plate_table(f, kind: str, name: str = "default") -> pd.DataFrame:
+    """Read an image or well table from the plate table file."""
+    return read_table(f, f"{kind}/{name}")
