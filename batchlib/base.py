@@ -136,7 +136,7 @@ class BatchJob:
             output_ext=self.output_ext,
             input_keys=tuple(self.input_keys),
             output_keys=tuple(self.output_keys),
-            output_name=self.output_name,
+            output_name=self.output_name.format(plate=os.path.basename(folder)) if self.output_name else None,
             params=self.params_hash(run_kwargs),
             version=str(self.version),
         )
@@ -301,7 +301,8 @@ class PlateJob(BatchJob):
     input_pattern : str
         Glob of the inputs.
     output_name : str
-        Name of the output file in the plate folder.
+        Name of the output file in the plate folder; ``{plate}`` in it is
+        replaced by the plate folder's name (``"{plate}_table.hdf5"``).
     input_key : str or list of str, optional
         Keys read in every input container.
     output_key : str or list of str, optional

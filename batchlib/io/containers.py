@@ -121,6 +121,8 @@ class N5Backend(Backend):
         return isinstance(node, z5py.Group)
 
     def create_dataset(self, group, name, shape, dtype, chunks, compression, level):
+        if 0 in shape:  # z5py crashes the process on empty datasets
+            raise ContainerError(f"N5 cannot store the empty dataset {name!r} of shape {shape}")
         compression = "raw" if compression in (None, "none") else compression
         options = {"level": level} if compression == "gzip" and level is not None else {}
         return group.create_dataset(
@@ -308,7 +310,9 @@ class Group:
             raise ContainerError(f"{name!r} already exists in {self.filename}; delete it first or use require_dataset")
         chunks = tuple(chunks) if chunks is not None else default_chunks(shape) if shape else None
         if chunks is not None:
-            chunks = tuple(min(c, s) if s > 0 else 1 for c, s in zip(chunks, shape))
+            chunks = tuple(max(1, min(c, s)) for c, s in zip(chunks, shape))
+        if 0 in shape and self.backend.name == "h5":
+            chunks, compression = None, None  # HDF5 cannot chunk an empty dataset
         dataset = self.backend.create_dataset(
             self.native, name, shape, np.dtype(dtype), chunks, compression, compression_opts
         )

@@ -10,9 +10,9 @@ datasets::
 Strings are UTF-8, fixed width computed from the data (never cut). The group
 attribute ``dtypes`` (JSON) records each column's pandas dtype, so
 :func:`read_table` gives back the frame that was written: ints, floats, NaN,
-bools, nullable ints and strings of any length. N5 has no string type: there
-``cells`` and ``columns`` hold the UTF-8 bytes as uint8 with the string
-length as the last axis (attribute ``string_layout = "uint8-fixed"``).
+bools, nullable ints and strings of any length. N5 has no string type and Zarr 3
+no stable one: there ``cells`` and ``columns`` hold the UTF-8 bytes as uint8
+with the string length as the last axis (``string_layout = "uint8-fixed"``).
 """
 
 from __future__ import annotations
@@ -150,15 +150,26 @@ def write_table(
     if key in f:
         del f[key]
     group = f.create_group(key)
-    as_uint8 = group.backend.name == "n5"
+    as_uint8 = _no_string_type(group)
     if as_uint8:
         cells, names = _bytes_to_uint8(cells), _bytes_to_uint8(names)
+        # N5 stores no empty arrays: pad to one row (n_rows says how many are real)
+        cells = cells if len(cells) else np.zeros((1, *cells.shape[1:]), np.uint8)
+        names = names if len(names) else np.zeros((1, 1), np.uint8)
     cell_chunks = (max(1, min(chunk_rows, len(table))), max(1, len(columns))) + cells.shape[2:]
     group.create_dataset("cells", data=cells, chunks=cell_chunks if cells.size else None)
     group.create_dataset("columns", data=names)
     group.create_dataset("visible", data=np.array([bool(v) for v in visible], dtype=np.uint8))
     group.attrs["dtypes"] = json.dumps([str(t) for t in table.dtypes])
+    group.attrs["n_rows"] = len(table)
     group.attrs["string_layout"] = "uint8-fixed" if as_uint8 else "bytes-fixed"
+
+
+def _no_string_type(group) -> bool:
+    # N5 has no string type; Zarr 3 has no stable one (zarr-python warns).
+    if group.backend.name == "n5":
+        return True
+    return group.backend.name == "zarr" and group.native.metadata.zarr_format == 3
 
 
 def has_table(f, name: str) -> bool:
@@ -181,10 +192,14 @@ def read_table(f, name: str) -> pd.DataFrame:
     if group.attrs.get("string_layout") == "uint8-fixed":
         cells, names = _uint8_to_bytes(cells), _uint8_to_bytes(names)
     cells, names = np.asarray(cells), np.asarray(names)
+    n_rows = int(group.attrs.get("n_rows", len(cells)))
+    dtypes = json.loads(group.attrs["dtypes"]) if "dtypes" in group.attrs else None
+    cells = cells[:n_rows]
+    names = names[: len(dtypes)] if dtypes is not None else names
     if cells.dtype == object:  # variable-length strings written by other tools
         cells = np.array([[_encode(v) for v in row] for row in cells], dtype=bytes).reshape(cells.shape)
     columns = [_decode(c) for c in names]
-    dtypes = json.loads(group.attrs["dtypes"]) if "dtypes" in group.attrs else [None] * len(columns)
+    dtypes = dtypes if dtypes is not None else [None] * len(columns)
     cells = cells.reshape(len(cells), len(columns)) if cells.size else np.empty((len(cells), len(columns)), "S1")
     data = {}
     for j, (column, dtype) in enumerate(zip(columns, dtypes)):

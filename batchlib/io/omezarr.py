@@ -1,0 +1,194 @@
+"""Writing an OME-NGFF (OME-Zarr) high-content-screening plate.
+
+Layout (``shared/reference/ome-ngff-hcs.md``)::
+
+    <plate>.ome.zarr/<row>/<column>/<field>/<level>
+                                   /<field>/labels/<label name>/<level>
+
+NGFF 0.4 (Zarr format 2, the version most readers know) by default, 0.5
+(Zarr format 3) as an option. The metadata is written with ome-zarr-py's
+writer functions; the pixel data with zarr-python. Fields are written one at
+a time and carry the stamp of their source, so adding images to a plate adds
+fields without rewriting the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ContainerError
+from ..plate import Well, plate_format, row_name
+
+VERSIONS = ("0.4", "0.5")
+#: Field attribute holding the stamp of the container the field came from.
+SOURCE_ATTR = "batchlib_source"
+COLOR_HEX = {"White": "FFFFFF", "Gray": "FFFFFF", "Red": "FF0000", "Green": "00FF00", "Blue": "0000FF"}
+
+
+@dataclass
+class FieldImage:
+    """One field of view to export.
+
+    Attributes
+    ----------
+    channels : list of (name, levels, attrs)
+        Per channel: its name, its pyramid (list of 2D arrays, finest first)
+        and its viewer attributes (Color, ContrastLimits).
+    labels : list of (name, levels)
+        Label pyramids with the same levels.
+    source : str
+        Stamp of the source, stored on the field.
+    """
+
+    channels: list[tuple[str, list[np.ndarray], dict]]
+    labels: list[tuple[str, list[np.ndarray]]]
+    source: str
+
+
+def _format(version: str):
+    from ome_zarr.format import FormatV04, FormatV05
+
+    if version not in VERSIONS:
+        raise ContainerError(f"NGFF version must be one of {', '.join(VERSIONS)}, got {version!r}")
+    return FormatV04() if version == "0.4" else FormatV05()
+
+
+def open_plate(path: str | os.PathLike, version: str = "0.4", mode: str = "a"):
+    """Open (or create) the root group of an OME-Zarr plate."""
+    import zarr
+
+    zarr_format = 2 if version == "0.4" else 3
+    path = os.fspath(path)
+    if os.path.exists(path):
+        root = zarr.open_group(path, mode=mode)
+        if root.metadata.zarr_format != zarr_format:
+            raise ContainerError(
+                f"{path} is a Zarr format {root.metadata.zarr_format} plate but NGFF {version} needs format "
+                f"{zarr_format}; remove it or export with the version it has"
+            )
+        return root
+    return zarr.open_group(path, mode="w", zarr_format=zarr_format)
+
+
+def _create_array(group, name: str, data: np.ndarray, chunks: tuple, version: str, dims: Sequence[str]):
+    import zarr
+
+    if name in group:
+        del group[name]
+    if version == "0.4":
+        from numcodecs import Zstd
+
+        return group.create_array(name, data=data, chunks=chunks, compressors=Zstd(level=3),
+                                  chunk_key_encoding={"name": "v2", "separator": "/"})
+    return group.create_array(name, data=data, chunks=chunks, compressors=zarr.codecs.ZstdCodec(level=3),
+                              dimension_names=list(dims))
+
+
+def _axes(with_channel: bool) -> list[dict]:
+    space = [{"name": "y", "type": "space", "unit": "micrometer"}, {"name": "x", "type": "space", "unit": "micrometer"}]
+    return ([{"name": "c", "type": "channel"}] if with_channel else []) + space
+
+
+def _datasets(n_levels: int, factors: Sequence[int], pixel_size: float, with_channel: bool) -> list[dict]:
+    datasets = []
+    for level in range(n_levels):
+        scale = [pixel_size * factors[level]] * 2
+        datasets.append({"path": str(level),
+                         "coordinateTransformations": [{"type": "scale", "scale": ([1.0] if with_channel else [])
+                                                        + scale}]})
+    return datasets
+
+
+def field_source(plate, well: Well, field: int) -> str | None:
+    """The source stamp stored on a field, or None if the field does not exist."""
+    path = f"{well.row_name}/{well.column_name}/{field}"
+    if path not in plate:
+        return None
+    return plate[path].attrs.get(SOURCE_ATTR)
+
+
+def write_field(plate, well: Well, field: int, image: FieldImage, scale_factors: Sequence[int],
+                pixel_size: float = 1.0, version: str = "0.4", chunk: int = 512) -> None:
+    """Write (or replace) one field of a well: multiscale image, omero metadata, labels."""
+    from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+
+    fmt = _format(version)
+    group = plate.require_group(f"{well.row_name}/{well.column_name}/{field}")
+    n_levels = len(image.channels[0][1])
+    for level in range(n_levels):
+        stack = np.stack([levels[level] for _, levels, _ in image.channels])
+        chunks = (1, min(chunk, stack.shape[1]), min(chunk, stack.shape[2]))
+        _create_array(group, str(level), stack, chunks, version, ("c", "y", "x"))
+    write_multiscales_metadata(group, _datasets(n_levels, scale_factors, pixel_size, True), fmt=fmt,
+                               axes=_axes(True), name="image")
+    group.attrs["omero"] = _omero(image.channels, version)
+
+    if image.labels:
+        labels_group = group.require_group("labels")
+        for name, levels in image.labels:
+            label_group = labels_group.require_group(name)
+            for level, data in enumerate(levels):
+                chunks = (min(chunk, data.shape[0]), min(chunk, data.shape[1]))
+                _create_array(label_group, str(level), data, chunks, version, ("y", "x"))
+            write_multiscales_metadata(label_group, _datasets(len(levels), scale_factors, pixel_size, False),
+                                       fmt=fmt, axes=_axes(False), name=name)
+            write_label_metadata(group, f"labels/{name}", fmt=fmt, source={"image": "../../"})
+        _set_ome_attr(labels_group, "labels", [name for name, _ in image.labels], version)
+    group.attrs[SOURCE_ATTR] = image.source
+
+
+def _set_ome_attr(group, key: str, value, version: str) -> None:
+    if version == "0.4":
+        group.attrs[key] = value
+    else:
+        ome = dict(group.attrs.get("ome", {}))
+        ome.update({"version": version, key: value})
+        group.attrs["ome"] = ome
+
+
+def _omero(channels, version: str) -> dict:
+    entries = []
+    for name, levels, attrs in channels:
+        dtype = levels[0].dtype
+        lo, hi = (0.0, float(np.iinfo(dtype).max)) if np.issubdtype(dtype, np.integer) else (0.0, 1.0)
+        start, end = [float(v) for v in attrs.get("ContrastLimits", (lo, hi))]
+        entries.append({"label": name, "color": COLOR_HEX.get(attrs.get("Color", "White"), "FFFFFF"),
+                        "window": {"start": start, "end": end, "min": lo, "max": hi}, "active": True})
+    omero = {"channels": entries, "rdefs": {"model": "color"}}
+    if version == "0.4":
+        omero["version"] = version
+    return omero
+
+
+def remove_field(plate, well: Well, field: int) -> None:
+    """Delete a field (its source image is gone)."""
+    path = f"{well.row_name}/{well.column_name}/{field}"
+    if path in plate:
+        del plate[path]
+
+
+def write_plate_metadata(plate, name: str, wells: dict[Well, list[int]], version: str = "0.4") -> None:
+    """Write the plate and well metadata for the wells and fields present.
+
+    Rows and columns list the whole standard plate (96, 384, 1536 wells);
+    well groups exist only where a well has fields.
+    """
+    from ome_zarr.writer import write_plate_metadata as ome_plate, write_well_metadata
+
+    fmt = _format(version)
+    n_rows, n_cols = plate_format(list(wells))
+    rows = [row_name(i) for i in range(n_rows)]
+    columns = [str(j + 1) for j in range(n_cols)]
+    present = {w: sorted(f) for w, f in wells.items() if f}
+    for well, fields in present.items():
+        group = plate.require_group(f"{well.row_name}/{well.column_name}")
+        write_well_metadata(group, [{"path": str(f), "acquisition": 0} for f in fields], fmt=fmt)
+    well_list = [{"path": f"{w.row_name}/{w.column_name}", "rowIndex": w.row, "columnIndex": w.column}
+                 for w in sorted(present)]
+    field_count = max((len(f) for f in present.values()), default=0)
+    ome_plate(plate, rows, columns, well_list, fmt=fmt, name=name, field_count=field_count,
+              acquisitions=[{"id": 0, "name": name, "maximumfieldcount": field_count}])

@@ -1,0 +1,131 @@
+"""Export a plate folder of containers as an OME-Zarr HCS plate."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from ..base import PlateJob
+from ..io import open_file, read_key_stamps
+from ..io.omezarr import FieldImage, field_source, open_plate, remove_field, write_field, write_plate_metadata
+from ..log import get_logger
+from ..plate import Well, compile_scheme, parse_image_name
+from ..state.stamps import stat_stamp
+
+
+class OmeZarrExport(PlateJob):
+    """Write ``<plate>.ome.zarr``: wells, fields, multiscale channels and label images.
+
+    Incremental: each field remembers the stamps of the container keys it was
+    made from; a rerun writes only new or changed fields, removes fields whose
+    image left the plate, and rewrites the (small) plate and well metadata.
+
+    Parameters
+    ----------
+    channels : list of str
+        Image groups exported as the channels of each field.
+    labels : list of str
+        Label image groups exported under ``labels/``.
+    ngff_version : str
+        NGFF version, ``"0.4"`` (Zarr 2, default) or ``"0.5"`` (Zarr 3).
+    pixel_size : float
+        Pixel size in micrometers (for the scale transforms).
+    scheme : str
+        Filename scheme (name in :data:`batchlib.plate.FILENAME_SCHEMES` or a
+        regular expression) giving well and site from the container names.
+    input_pattern : str
+        Containers to export.
+    """
+
+    atomic_outputs = False  # the plate is updated in place, field by field
+
+    def __init__(self, channels: Sequence[str], labels: Sequence[str] = (), ngff_version: str = "0.4",
+                 pixel_size: float = 1.0, scheme: str = "batchlib", input_pattern: str = "*.h5",
+                 identifier: str | None = None):
+        super().__init__(input_pattern=input_pattern, output_name="{plate}.ome.zarr",
+                         input_key=[*channels, *labels], identifier=identifier)
+        self.channels = list(channels)
+        self.labels = list(labels)
+        self.ngff_version = ngff_version
+        self.pixel_size = float(pixel_size)
+        self.scheme = scheme
+        compile_scheme(scheme)  # fail early on a bad scheme
+
+    def validate_input(self, path: str):
+        problem = super().validate_input(path)
+        if problem:
+            return problem
+        try:
+            parse_image_name(os.path.basename(path), self.scheme)
+        except Exception as err:
+            return str(err)
+        return None
+
+    def run(self, input_files, output_files, **kwargs):
+        logger = get_logger(self.name)
+        regex = compile_scheme(self.scheme)
+        plate_path = output_files[0]
+        plate = open_plate(plate_path, self.ngff_version)
+        plate_name = os.path.basename(plate_path).removesuffix(".ome.zarr")
+        wanted: dict[tuple[Well, int], str] = {}
+        for path in sorted(input_files):
+            name = parse_image_name(os.path.basename(path), regex)
+            wanted[(name.well, name.site)] = path
+
+        existing = _existing_fields(plate)
+        for well, field in existing - set(wanted):
+            remove_field(plate, well, field)
+        written = 0
+        for (well, field), path in wanted.items():
+            source = _source_stamp(path, [*self.channels, *self.labels])
+            if field_source(plate, well, field) == source:
+                continue
+            write_field(plate, well, field, self._read_field(path, source), self._scale_factors(path),
+                        self.pixel_size, self.ngff_version)
+            written += 1
+        wells: dict[Well, list[int]] = {}
+        for well, field in wanted:
+            wells.setdefault(well, []).append(field)
+        _remove_empty_wells(plate, {w for w, _ in existing} - set(wells))
+        write_plate_metadata(plate, plate_name, wells, self.ngff_version)
+        logger.info("%s: wrote %d field(s), kept %d, removed %d", plate_path, written, len(wanted) - written,
+                    len(existing - set(wanted)))
+
+    def _scale_factors(self, path: str) -> list[int]:
+        with open_file(path, "r") as f:
+            return [int(v) for v in f[self.channels[0]].attrs["ScaleFactors"]]
+
+    def _read_field(self, path: str, source: str) -> FieldImage:
+        with open_file(path, "r") as f:
+            n_levels = len([k for k in f[self.channels[0]].keys() if k.startswith("s")])
+            channels = [(c, [f[f"{c}/s{i}"][...] for i in range(n_levels)], dict(f[c].attrs)) for c in self.channels]
+            labels = [(lab, [f[f"{lab}/s{i}"][...] for i in range(n_levels)]) for lab in self.labels]
+        return FieldImage(channels, labels, source)
+
+
+def _source_stamp(path: str, keys: list[str]) -> str:
+    stamps = read_key_stamps(path, keys, stat_stamp(os.stat(path)))
+    return os.path.basename(path) + "|" + "|".join(f"{k}={stamps[k]}" for k in keys)
+
+
+def _existing_fields(plate) -> set[tuple[Well, int]]:
+    from ..plate import row_index
+
+    fields = set()
+    for row in plate.group_keys():
+        for column in plate[row].group_keys():
+            if not column.isdigit():
+                continue
+            for field in plate[f"{row}/{column}"].group_keys():
+                if field.isdigit():
+                    fields.add((Well(row_index(row), int(column) - 1), int(field)))
+    return fields
+
+
+def _remove_empty_wells(plate, wells: set[Well]) -> None:
+    for well in wells:
+        path = f"{well.row_name}/{well.column_name}"
+        if path in plate:
+            del plate[path]
+        if well.row_name in plate and not list(plate[well.row_name].group_keys()):
+            del plate[well.row_name]
