@@ -175,8 +175,12 @@ def parse_image_name(file_name: str, scheme: str | re.Pattern = "batchlib") -> I
     return ImageName(well, int(groups["site"]), groups.get("channel"), groups.get("plate"))
 
 
-def plate_format(wells: list[Well]) -> tuple[int, int]:
-    """The smallest standard plate (rows, columns) that holds all ``wells``.
+#: Plate sizes used in screening, tried in order by :func:`plate_format`.
+HTS_PLATES = (96, 384, 1536)
+
+
+def plate_format(wells: list[Well], size: int | None = None) -> tuple[int, int]:
+    """(rows, columns) of the plate: of ``size`` wells, else the smallest HTS plate holding ``wells``.
 
     Examples
     --------
@@ -185,11 +189,17 @@ def plate_format(wells: list[Well]) -> tuple[int, int]:
     >>> plate_format([parse_well("P24")])
     (16, 24)
     """
-    if not wells:
-        return PLATE_FORMATS[96]
-    need_rows = max(w.row for w in wells) + 1
-    need_cols = max(w.column for w in wells) + 1
-    for rows, cols in sorted(PLATE_FORMATS.values()):
+    need_rows = max((w.row for w in wells), default=0) + 1
+    need_cols = max((w.column for w in wells), default=0) + 1
+    if size is not None:
+        if size not in PLATE_FORMATS:
+            raise ConfigError(f"plate size must be one of {', '.join(map(str, PLATE_FORMATS))}, got {size}")
+        rows, cols = PLATE_FORMATS[size]
+        if rows < need_rows or cols < need_cols:
+            raise ConfigError(f"a {size}-well plate has no well {Well(need_rows - 1, need_cols - 1).name}")
+        return rows, cols
+    for candidate in HTS_PLATES:
+        rows, cols = PLATE_FORMATS[candidate]
         if rows >= need_rows and cols >= need_cols:
             return rows, cols
     return need_rows, need_cols

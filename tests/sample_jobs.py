@@ -134,3 +134,25 @@ def write_inputs(folder, n: int, start: int = 0, content=None) -> list[str]:
             f.write(content if content is not None else f"{i}")
         paths.append(path)
     return paths
+
+
+class SyntheticImages(BatchJobOnContainer):
+    """Turns each demo-plate TIFF into a container with two channels and a label image."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            input_pattern="*.tiff", output_ext=".h5", output_key=["nuclei", "marker", "nucleus_segmentation"], **kwargs
+        )
+
+    def run(self, input_files, output_files, **kwargs):
+        import tifffile
+
+        from batchlib.io import write_image
+
+        for inp, out in zip(input_files, output_files):
+            stack = tifffile.imread(inp)
+            labels = (stack[0] > np.percentile(stack[0], 90)).astype(np.uint32) * (1 + stack[0] % 5)
+            with open_file(out, "a") as f:
+                write_image(f, "nuclei", stack[0], color="Blue", channel_information="DAPI")
+                write_image(f, "marker", stack[2], color="Green")
+                write_image(f, "nucleus_segmentation", labels, is_label=True)

@@ -82,10 +82,16 @@ def _create_array(group, name: str, data: np.ndarray, chunks: tuple, version: st
     if version == "0.4":
         from numcodecs import Zstd
 
-        return group.create_array(name, data=data, chunks=chunks, compressors=Zstd(level=3),
-                                  chunk_key_encoding={"name": "v2", "separator": "/"})
-    return group.create_array(name, data=data, chunks=chunks, compressors=zarr.codecs.ZstdCodec(level=3),
-                              dimension_names=list(dims))
+        return group.create_array(
+            name,
+            data=data,
+            chunks=chunks,
+            compressors=Zstd(level=3),
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+        )
+    return group.create_array(
+        name, data=data, chunks=chunks, compressors=zarr.codecs.ZstdCodec(level=3), dimension_names=list(dims)
+    )
 
 
 def _axes(with_channel: bool) -> list[dict]:
@@ -97,9 +103,12 @@ def _datasets(n_levels: int, factors: Sequence[int], pixel_size: float, with_cha
     datasets = []
     for level in range(n_levels):
         scale = [pixel_size * factors[level]] * 2
-        datasets.append({"path": str(level),
-                         "coordinateTransformations": [{"type": "scale", "scale": ([1.0] if with_channel else [])
-                                                        + scale}]})
+        datasets.append(
+            {
+                "path": str(level),
+                "coordinateTransformations": [{"type": "scale", "scale": ([1.0] if with_channel else []) + scale}],
+            }
+        )
     return datasets
 
 
@@ -111,8 +120,16 @@ def field_source(plate, well: Well, field: int) -> str | None:
     return plate[path].attrs.get(SOURCE_ATTR)
 
 
-def write_field(plate, well: Well, field: int, image: FieldImage, scale_factors: Sequence[int],
-                pixel_size: float = 1.0, version: str = "0.4", chunk: int = 512) -> None:
+def write_field(
+    plate,
+    well: Well,
+    field: int,
+    image: FieldImage,
+    scale_factors: Sequence[int],
+    pixel_size: float = 1.0,
+    version: str = "0.4",
+    chunk: int = 512,
+) -> None:
     """Write (or replace) one field of a well: multiscale image, omero metadata, labels."""
     from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
@@ -123,9 +140,10 @@ def write_field(plate, well: Well, field: int, image: FieldImage, scale_factors:
         stack = np.stack([levels[level] for _, levels, _ in image.channels])
         chunks = (1, min(chunk, stack.shape[1]), min(chunk, stack.shape[2]))
         _create_array(group, str(level), stack, chunks, version, ("c", "y", "x"))
-    write_multiscales_metadata(group, _datasets(n_levels, scale_factors, pixel_size, True), fmt=fmt,
-                               axes=_axes(True), name="image")
-    group.attrs["omero"] = _omero(image.channels, version)
+    write_multiscales_metadata(
+        group, _datasets(n_levels, scale_factors, pixel_size, True), fmt=fmt, axes=_axes(True), name="image"
+    )
+    _set_ome_attr(group, "omero", _omero(image.channels, version), version)
 
     if image.labels:
         labels_group = group.require_group("labels")
@@ -134,8 +152,13 @@ def write_field(plate, well: Well, field: int, image: FieldImage, scale_factors:
             for level, data in enumerate(levels):
                 chunks = (min(chunk, data.shape[0]), min(chunk, data.shape[1]))
                 _create_array(label_group, str(level), data, chunks, version, ("y", "x"))
-            write_multiscales_metadata(label_group, _datasets(len(levels), scale_factors, pixel_size, False),
-                                       fmt=fmt, axes=_axes(False), name=name)
+            write_multiscales_metadata(
+                label_group,
+                _datasets(len(levels), scale_factors, pixel_size, False),
+                fmt=fmt,
+                axes=_axes(False),
+                name=name,
+            )
             write_label_metadata(group, f"labels/{name}", fmt=fmt, source={"image": "../../"})
         _set_ome_attr(labels_group, "labels", [name for name, _ in image.labels], version)
     group.attrs[SOURCE_ATTR] = image.source
@@ -156,8 +179,14 @@ def _omero(channels, version: str) -> dict:
         dtype = levels[0].dtype
         lo, hi = (0.0, float(np.iinfo(dtype).max)) if np.issubdtype(dtype, np.integer) else (0.0, 1.0)
         start, end = [float(v) for v in attrs.get("ContrastLimits", (lo, hi))]
-        entries.append({"label": name, "color": COLOR_HEX.get(attrs.get("Color", "White"), "FFFFFF"),
-                        "window": {"start": start, "end": end, "min": lo, "max": hi}, "active": True})
+        entries.append(
+            {
+                "label": name,
+                "color": COLOR_HEX.get(attrs.get("Color", "White"), "FFFFFF"),
+                "window": {"start": start, "end": end, "min": lo, "max": hi},
+                "active": True,
+            }
+        )
     omero = {"channels": entries, "rdefs": {"model": "color"}}
     if version == "0.4":
         omero["version"] = version
@@ -171,24 +200,37 @@ def remove_field(plate, well: Well, field: int) -> None:
         del plate[path]
 
 
-def write_plate_metadata(plate, name: str, wells: dict[Well, list[int]], version: str = "0.4") -> None:
+def write_plate_metadata(
+    plate, name: str, wells: dict[Well, list[int]], version: str = "0.4", plate_size: int | None = None
+) -> None:
     """Write the plate and well metadata for the wells and fields present.
 
-    Rows and columns list the whole standard plate (96, 384, 1536 wells);
+    Rows and columns list the whole plate (``plate_size`` wells, or the
+    smallest of 96, 384, 1536 that holds them);
     well groups exist only where a well has fields.
     """
-    from ome_zarr.writer import write_plate_metadata as ome_plate, write_well_metadata
+    from ome_zarr.writer import write_plate_metadata as ome_plate
+    from ome_zarr.writer import write_well_metadata
 
     fmt = _format(version)
-    n_rows, n_cols = plate_format(list(wells))
+    n_rows, n_cols = plate_format(list(wells), plate_size)
     rows = [row_name(i) for i in range(n_rows)]
     columns = [str(j + 1) for j in range(n_cols)]
     present = {w: sorted(f) for w, f in wells.items() if f}
     for well, fields in present.items():
         group = plate.require_group(f"{well.row_name}/{well.column_name}")
         write_well_metadata(group, [{"path": str(f), "acquisition": 0} for f in fields], fmt=fmt)
-    well_list = [{"path": f"{w.row_name}/{w.column_name}", "rowIndex": w.row, "columnIndex": w.column}
-                 for w in sorted(present)]
+    well_list = [
+        {"path": f"{w.row_name}/{w.column_name}", "rowIndex": w.row, "columnIndex": w.column} for w in sorted(present)
+    ]
     field_count = max((len(f) for f in present.values()), default=0)
-    ome_plate(plate, rows, columns, well_list, fmt=fmt, name=name, field_count=field_count,
-              acquisitions=[{"id": 0, "name": name, "maximumfieldcount": field_count}])
+    ome_plate(
+        plate,
+        rows,
+        columns,
+        well_list,
+        fmt=fmt,
+        name=name,
+        field_count=field_count,
+        acquisitions=[{"id": 0, "name": name, "maximumfieldcount": field_count}],
+    )

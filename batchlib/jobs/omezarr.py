@@ -30,6 +30,9 @@ class OmeZarrExport(PlateJob):
         NGFF version, ``"0.4"`` (Zarr 2, default) or ``"0.5"`` (Zarr 3).
     pixel_size : float
         Pixel size in micrometers (for the scale transforms).
+    plate_size : int, optional
+        Wells of the plate (96, 384, 1536, ...); default the smallest of
+        96, 384, 1536 that holds the wells present.
     scheme : str
         Filename scheme (name in :data:`batchlib.plate.FILENAME_SCHEMES` or a
         regular expression) giving well and site from the container names.
@@ -39,15 +42,28 @@ class OmeZarrExport(PlateJob):
 
     atomic_outputs = False  # the plate is updated in place, field by field
 
-    def __init__(self, channels: Sequence[str], labels: Sequence[str] = (), ngff_version: str = "0.4",
-                 pixel_size: float = 1.0, scheme: str = "batchlib", input_pattern: str = "*.h5",
-                 identifier: str | None = None):
-        super().__init__(input_pattern=input_pattern, output_name="{plate}.ome.zarr",
-                         input_key=[*channels, *labels], identifier=identifier)
+    def __init__(
+        self,
+        channels: Sequence[str],
+        labels: Sequence[str] = (),
+        ngff_version: str = "0.4",
+        pixel_size: float = 1.0,
+        plate_size: int | None = None,
+        scheme: str = "batchlib",
+        input_pattern: str = "*.h5",
+        identifier: str | None = None,
+    ):
+        super().__init__(
+            input_pattern=input_pattern,
+            output_name="{plate}.ome.zarr",
+            input_key=[*channels, *labels],
+            identifier=identifier,
+        )
         self.channels = list(channels)
         self.labels = list(labels)
         self.ngff_version = ngff_version
         self.pixel_size = float(pixel_size)
+        self.plate_size = plate_size
         self.scheme = scheme
         compile_scheme(scheme)  # fail early on a bad scheme
 
@@ -80,16 +96,28 @@ class OmeZarrExport(PlateJob):
             source = _source_stamp(path, [*self.channels, *self.labels])
             if field_source(plate, well, field) == source:
                 continue
-            write_field(plate, well, field, self._read_field(path, source), self._scale_factors(path),
-                        self.pixel_size, self.ngff_version)
+            write_field(
+                plate,
+                well,
+                field,
+                self._read_field(path, source),
+                self._scale_factors(path),
+                self.pixel_size,
+                self.ngff_version,
+            )
             written += 1
         wells: dict[Well, list[int]] = {}
         for well, field in wanted:
             wells.setdefault(well, []).append(field)
         _remove_empty_wells(plate, {w for w, _ in existing} - set(wells))
-        write_plate_metadata(plate, plate_name, wells, self.ngff_version)
-        logger.info("%s: wrote %d field(s), kept %d, removed %d", plate_path, written, len(wanted) - written,
-                    len(existing - set(wanted)))
+        write_plate_metadata(plate, plate_name, wells, self.ngff_version, self.plate_size)
+        logger.info(
+            "%s: wrote %d field(s), kept %d, removed %d",
+            plate_path,
+            written,
+            len(wanted) - written,
+            len(existing - set(wanted)),
+        )
 
     def _scale_factors(self, path: str) -> list[int]:
         with open_file(path, "r") as f:

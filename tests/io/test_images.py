@@ -98,8 +98,9 @@ def test_labels_beyond_uint32_are_refused(container):
 def test_rewrite_replaces_and_root_attrs_do_not_grow(container):
     with open_file(container, "a") as f:
         for value in (1, 2, 3):
-            write_image(f, "raw", np.full((64, 64), value, np.uint16), visible=False, color="Green",
-                        contrast_limits=(0, 10))
+            write_image(
+                f, "raw", np.full((64, 64), value, np.uint16), visible=False, color="Green", contrast_limits=(0, 10)
+            )
             set_image_info(f, image_information=f"run {value}", well_information="C01")
     with open_file(container, "r") as f:
         assert read_image(f, "raw")[0, 0] == 3

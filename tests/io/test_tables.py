@@ -23,18 +23,20 @@ def container(request, tmp_path):
 
 def awkward_table() -> pd.DataFrame:
     long_text = "ünïcødé ✓ " * 2000  # 20k characters: earlier tools cut at 100 bytes
-    return pd.DataFrame({
-        "label_id": np.array([1, 2, 3, 4, 5], dtype=np.uint32),
-        "int64": np.array([0, -1, 2**62, -(2**62), 7], dtype=np.int64),
-        "int8": np.array([1, -2, 3, -4, 127], dtype=np.int8),
-        "float": [0.1, np.nan, np.inf, -0.0, 1e-308],
-        "float32": np.array([1.5, np.nan, -2.25, 3e38, 0], dtype=np.float32),
-        "bool": [True, False, True, False, True],
-        "nullable_int": pd.array([1, None, 3, None, 5], dtype="Int64"),
-        "nullable_bool": pd.array([True, None, False, True, None], dtype="boolean"),
-        "text": ["plain", long_text, "", None, 'quotes " , \n newline'],
-        "emoji": ["🧫", "🔬", "a,b", "nan?", "x"],
-    })
+    return pd.DataFrame(
+        {
+            "label_id": np.array([1, 2, 3, 4, 5], dtype=np.uint32),
+            "int64": np.array([0, -1, 2**62, -(2**62), 7], dtype=np.int64),
+            "int8": np.array([1, -2, 3, -4, 127], dtype=np.int8),
+            "float": [0.1, np.nan, np.inf, -0.0, 1e-308],
+            "float32": np.array([1.5, np.nan, -2.25, 3e38, 0], dtype=np.float32),
+            "bool": [True, False, True, False, True],
+            "nullable_int": pd.array([1, None, 3, None, 5], dtype="Int64"),
+            "nullable_bool": pd.array([True, None, False, True, None], dtype="boolean"),
+            "text": ["plain", long_text, "", None, 'quotes " , \n newline'],
+            "emoji": ["🧫", "🔬", "a,b", "nan?", "x"],
+        }
+    )
 
 
 def test_awkward_values_round_trip(container):

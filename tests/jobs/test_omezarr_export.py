@@ -1,0 +1,112 @@
+"""The OME-Zarr plate export, read back with ome-zarr-py's reader."""
+
+import os
+
+import numpy as np
+import pytest
+import zarr
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+from sample_jobs import SyntheticImages
+
+from batchlib import run_workflow
+from batchlib.demo import write_demo_plate
+from batchlib.io import open_file, read_image
+from batchlib.jobs.omezarr import OmeZarrExport
+
+
+def export_workflow(folder, raw, version="0.4"):
+    jobs = [SyntheticImages(), OmeZarrExport(["nuclei", "marker"], ["nucleus_segmentation"], ngff_version=version)]
+    return run_workflow("wf", folder, jobs, input_folder=raw, progress=False)
+
+
+def read_node(path):
+    nodes = list(Reader(parse_url(path))())
+    return nodes[0]
+
+
+@pytest.fixture
+def plate(tmp_path):
+    raw = tmp_path / "raw"
+    write_demo_plate(raw, wells={"C01": 1.0, "D02": 2.0}, sites=2, shape=(300, 300), n_nuclei=8)
+    return str(tmp_path / "P1"), str(raw)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_plate_reads_back_with_ome_zarr(plate, version):
+    folder, raw = plate
+    results = export_workflow(folder, raw, version)
+    assert results["OmeZarrExport"].processed == 1
+    path = os.path.join(folder, "P1.ome.zarr")
+    root = zarr.open_group(path, mode="r")
+    assert root.metadata.zarr_format == (2 if version == "0.4" else 3)
+    attrs = root.attrs.asdict()
+    plate_meta = attrs["plate"] if version == "0.4" else attrs["ome"]["plate"]
+    if version == "0.5":
+        assert attrs["ome"]["version"] == "0.5"
+    assert [r["name"] for r in plate_meta["rows"]] == list("ABCDEFGH")  # every row of a 96-well plate
+    assert [c["name"] for c in plate_meta["columns"]] == [str(i) for i in range(1, 13)]
+    assert plate_meta["wells"] == [
+        {"path": "C/1", "rowIndex": 2, "columnIndex": 0},
+        {"path": "D/2", "rowIndex": 3, "columnIndex": 1},
+    ]
+    assert plate_meta["field_count"] == 2
+    assert "A" not in root and "C" in root  # row groups only where wells have images
+
+    node = read_node(path)
+    assert "Plate" in [type(s).__name__ for s in node.specs]
+    well = read_node(os.path.join(path, "C", "1"))
+    assert "Well" in [type(s).__name__ for s in well.specs]
+
+    image_path = os.path.join(path, "D", "2", "1")
+    image_nodes = list(Reader(parse_url(image_path))())
+    image = image_nodes[0]
+    assert [type(s).__name__ for s in image.specs][:2] == ["Labels", "Multiscales"] or "Multiscales" in [
+        type(s).__name__ for s in image.specs
+    ]
+    assert [tuple(level.shape) for level in image.data] == [(2, 300, 300), (2, 150, 150)]
+    channels = image.metadata["channel_names"]
+    assert channels == ["nuclei", "marker"]
+    container = os.path.join(folder, "WellD02_PointD02_0001_ChannelDAPI,WF_GFP,TRITC_Seq0003.h5")
+    with open_file(container, "r") as f:
+        np.testing.assert_array_equal(np.asarray(image.data[0][0]), read_image(f, "nuclei"))
+        np.testing.assert_array_equal(np.asarray(image.data[1][1]), read_image(f, "marker", 1))
+        labels_expected = read_image(f, "nucleus_segmentation")
+    label_nodes = [n for n in image_nodes if "Label" in [type(s).__name__ for s in n.specs]]
+    assert len(label_nodes) == 1
+    label = label_nodes[0]
+    np.testing.assert_array_equal(np.asarray(label.data[0]), labels_expected)
+    assert [tuple(level.shape) for level in label.data] == [(300, 300), (150, 150)]
+
+
+def test_export_is_incremental(plate, tmp_path):
+    folder, raw = plate
+    export_workflow(folder, raw)
+    path = os.path.join(folder, "P1.ome.zarr")
+    old_field = os.path.join(path, "C", "1", "0", "0", ".zarray")
+    before = os.stat(old_field).st_mtime_ns
+    # A new image arrives: only its field is written.
+    write_demo_plate(raw, wells={"E05": 1.0}, sites=1, shape=(300, 300), n_nuclei=8)
+    results = export_workflow(folder, raw)
+    assert results["SyntheticImages"].processed == 1 and results["OmeZarrExport"].processed == 1
+    assert os.stat(old_field).st_mtime_ns == before
+    root = zarr.open_group(path, mode="r")
+    assert [w["path"] for w in root.attrs["plate"]["wells"]] == ["C/1", "D/2", "E/5"]
+    assert "0" in root["E/5"]
+    # Nothing new: nothing runs.
+    assert export_workflow(folder, raw)["OmeZarrExport"].processed == 0
+    # An image leaves the plate: its field and then-empty well go.
+    os.remove(os.path.join(folder, "WellE05_PointE05_0000_ChannelDAPI,WF_GFP,TRITC_Seq0000.h5"))
+    os.remove(os.path.join(raw, "WellE05_PointE05_0000_ChannelDAPI,WF_GFP,TRITC_Seq0000.tiff"))
+    assert export_workflow(folder, raw)["OmeZarrExport"].processed == 1
+    root = zarr.open_group(path, mode="r")
+    assert [w["path"] for w in root.attrs["plate"]["wells"]] == ["C/1", "D/2"] and "E" not in root
+
+
+def test_unparsable_container_name_is_invalid(plate):
+    folder, raw = plate
+    export_workflow(folder, raw)
+    with open_file(os.path.join(folder, "stray.h5"), "w") as f:
+        f.create_dataset("x", data=np.zeros(3))
+    results = run_workflow("wf", folder, [OmeZarrExport(["nuclei"])], ignore_invalid_inputs=True, progress=False)
+    assert "stray.h5" in results["OmeZarrExport"].invalid_files
