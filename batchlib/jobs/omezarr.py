@@ -125,7 +125,7 @@ class OmeZarrExport(PlateJob):
 
     def _read_field(self, path: str, source: str) -> FieldImage:
         with open_file(path, "r") as f:
-            n_levels = len([k for k in f[self.channels[0]].keys() if k.startswith("s")])
+            n_levels = len([k for k in f[self.channels[0]] if k.startswith("s")])
             channels = [(c, [f[f"{c}/s{i}"][...] for i in range(n_levels)], dict(f[c].attrs)) for c in self.channels]
             labels = [(lab, [f[f"{lab}/s{i}"][...] for i in range(n_levels)]) for lab in self.labels]
         return FieldImage(channels, labels, source)
