@@ -25,6 +25,7 @@ CORE = [
     "tqdm>=4.60",
     "configargparse>=1.5",
     "dask[distributed]>=2023.1",
+    "ome-zarr>=0.9",
 ]
 STARDIST = ["stardist>=0.9.1", "csbdeep>=0.8"]
 

@@ -1,12 +1,14 @@
 """The ledger: one record per (job, file), kept in the ``batchlib/`` folder.
 
-On disk the ledger is two files:
+On disk the ledger is three files:
 
 ``ledger.snapshot``
-    The compacted state, a pickle of builtin types only (dicts, tuples,
-    strings, numbers), written atomically (temporary sibling, then rename).
-    It is loaded with an unpickler that refuses every class, so a crafted
-    file cannot run code.
+    The compacted index: fingerprints, container key stamps, job layouts.
+``ledger.records``
+    The compacted full records, read only when a record is needed.
+    Both are pickles of builtin types only (dicts, tuples, strings, numbers),
+    written atomically (temporary sibling, then rename) and loaded with an
+    unpickler that refuses every class, so a crafted file cannot run code.
 ``ledger.journal``
     An append-only log of changes since the snapshot, one JSON object per
     line, each written with a single ``write`` call. A process killed at any
@@ -28,6 +30,8 @@ file system.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import io
 import json
 import logging
@@ -44,6 +48,7 @@ from .atomic import atomic_write
 logger = logging.getLogger("Workflow.ledger")
 
 SNAPSHOT_NAME = "ledger.snapshot"
+RECORDS_NAME = "ledger.records"
 JOURNAL_NAME = "ledger.journal"
 FORMAT = "batchlib-ledger"
 FORMAT_VERSION = 1
@@ -96,6 +101,19 @@ class FileState(NamedTuple):
     keys: dict
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    # Building hundreds of thousands of small objects triggers the cyclic
+    # garbage collector again and again; none of them form cycles.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class _BuiltinsOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         raise pickle.UnpicklingError(f"ledger snapshot refers to {module}.{name}; only builtin types are allowed")
@@ -135,11 +153,11 @@ class Ledger:
         self.folder = Path(folder)
         self.writable = writable
         self.snapshot_path = self.folder / SNAPSHOT_NAME
+        self.records_path = self.folder / RECORDS_NAME
         self.journal_path = self.folder / JOURNAL_NAME
         # Full records are unpickled on first use; until then commits and
         # replayed journal entries wait in _pending.
         self._records: dict[str, dict[str, Record]] | None = None
-        self._records_blob: bytes | None = None
         self._pending: list[tuple[str, str, Record]] = []
         self._fingerprints: dict[str, dict[str, str]] = {}
         self._files: dict[str, FileState] = {}
@@ -154,11 +172,11 @@ class Ledger:
     def _all_records(self) -> dict[str, dict[str, Record]]:
         if self._records is None:
             make_record = Record._make
-            stored = _BuiltinsOnly(io.BytesIO(self._records_blob)).load() if self._records_blob else {}
-            self._records = {
-                job: {name: make_record(rec) for name, rec in recs.items()} for job, recs in stored.items()
-            }
-            self._records_blob = None
+            stored = self._read_pickle(self.records_path)["records"] if self.records_path.exists() else {}
+            with _gc_paused():
+                self._records = {
+                    job: {name: make_record(rec) for name, rec in recs.items()} for job, recs in stored.items()
+                }
             for job, name, record in self._pending:
                 self._records.setdefault(job, {})[name] = record
             self._pending.clear()
@@ -255,12 +273,14 @@ class Ledger:
         if self._journal_lines == 0:
             return
         records = {job: {name: tuple(rec) for name, rec in recs.items()} for job, recs in self._all_records().items()}
+        # Records first, then the index: a crash between them leaves the
+        # journal in place, and replaying it over either gives the same state.
+        atomic_write(self.records_path, pickle.dumps({"format": FORMAT, "records": records}, protocol=5))
         state = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "written": time.time(),
             "fingerprints": self._fingerprints,
-            "records": pickle.dumps(records, protocol=5),
             "files": {name: tuple(fs) for name, fs in self._files.items()},
             "jobs": self._jobs,
         }
@@ -292,23 +312,26 @@ class Ledger:
         if self.journal_path.exists():
             self._replay_journal()
 
-    def _load_snapshot(self) -> None:
+    def _read_pickle(self, path: Path) -> dict:
         try:
-            with open(self.snapshot_path, "rb") as f:
+            with open(path, "rb") as f, _gc_paused():
                 state = _BuiltinsOnly(io.BufferedReader(f)).load()
         except Exception as err:
             raise LedgerError(
-                f"cannot read the ledger snapshot {self.snapshot_path}: {err}. "
-                "Move it away to rebuild the bookkeeping (all files are then checked and rerun as needed)."
+                f"cannot read the ledger file {path}: {err}. Move {self.folder} away to rebuild the bookkeeping "
+                "(every file is then checked and rerun as needed)."
             ) from err
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise LedgerError(f"{self.snapshot_path} is not a batchlib ledger snapshot")
+            raise LedgerError(f"{path} is not a batchlib ledger file")
+        return state
+
+    def _load_snapshot(self) -> None:
+        state = self._read_pickle(self.snapshot_path)
         if state.get("version", 0) > FORMAT_VERSION:
             raise LedgerError(
                 f"{self.snapshot_path} has ledger format {state['version']}, this batchlib reads up to "
                 f"{FORMAT_VERSION}; update batchlib"
             )
-        self._records_blob = state["records"]
         self._fingerprints = state["fingerprints"]
         self._files = {name: FileState(*fs) for name, fs in state["files"].items()}
         self._jobs = dict(state["jobs"])
