@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import ContainerError
 from .io import read_key_stamps
-from .state.ledger import FAILED, INVALID, Ledger, Record, fingerprint
+from .state.ledger import FAILED, INVALID, Ledger, Record, fingerprint, gc_paused
 from .state.stamps import ref, stat_stamp
 
 PER_FILE, PLATE = "per_file", "plate"
@@ -92,45 +92,38 @@ _UNKNOWN = object()
 class FolderScan:
     """Folder listings and file stamps of one run, each read at most once.
 
-    After a job writes files, :meth:`forget` drops what is now outdated.
+    Stamps are kept per folder and keyed by file name (the listing's own
+    strings, whose hashes Python caches), because looking them up is most of
+    the time of a no-op rerun. After a job writes files, :meth:`forget` drops
+    what is now outdated.
     """
 
     def __init__(self) -> None:
         self._names: dict[str, list[str]] = {}
         self._hidden: dict[str, list[str]] = {}
-        self._by_ext: dict[str, dict[str, list[str]]] = {}
-        self._stamps: dict[str, str | None] = {}
+        self._matches: dict[tuple[str, str], list[str]] = {}
+        self._stamps: dict[str, dict[str, str | None]] = {}
 
     def _list(self, folder: str) -> None:
         try:
-            with os.scandir(folder) as entries:
-                all_names = [e.name for e in entries]
+            all_names = os.listdir(folder)
         except FileNotFoundError:
             all_names = []
-        self._names[folder] = sorted(n for n in all_names if n[0] != ".")
+        self._names[folder] = [n for n in all_names if n[0] != "."]
         self._hidden[folder] = [n for n in all_names if n[0] == "."]
 
     def names(self, folder: str) -> list[str]:
-        """Sorted names of the visible files and folders in ``folder``."""
+        """Names of the visible files and folders in ``folder`` (unsorted)."""
         if folder not in self._names:
             self._list(folder)
         return self._names[folder]
 
     def matching(self, folder: str, pattern: str) -> list[str]:
-        """Sorted visible names in ``folder`` that match glob ``pattern``.
-
-        Patterns of the common form ``*.ext`` are answered from an index by
-        extension built once per listing, not by testing every name.
-        """
-        suffix = pattern[1:]
-        if pattern.startswith("*.") and "." not in suffix[1:] and not any(c in suffix for c in "*?[/"):
-            if folder not in self._by_ext:
-                index: dict[str, list[str]] = {}
-                for name in self.names(folder):
-                    index.setdefault(name[name.rfind(".") :] if "." in name else "", []).append(name)
-                self._by_ext[folder] = index
-            return self._by_ext[folder].get(suffix, [])
-        return match(self.names(folder), pattern)
+        """Visible names in ``folder`` that match glob ``pattern`` (unsorted)."""
+        key = (folder, pattern)
+        if key not in self._matches:
+            self._matches[key] = match(self.names(folder), pattern)
+        return self._matches[key]
 
     def hidden_names(self, folder: str) -> list[str]:
         """Names starting with a dot in ``folder`` (temporaries among them)."""
@@ -138,27 +131,39 @@ class FolderScan:
             self._list(folder)
         return self._hidden[folder]
 
+    def stamps_in(self, folder: str) -> dict[str, str | None]:
+        """The stamps known so far in ``folder``, by name (filled by :meth:`stat`)."""
+        stamps = self._stamps.get(folder)
+        if stamps is None:
+            stamps = self._stamps[folder] = {}
+        return stamps
+
+    def stat(self, folder: str, name: str) -> str | None:
+        """Stat ``folder/name`` and remember its stamp (None if missing)."""
+        try:
+            stamp = stat_stamp(os.stat(os.path.join(folder, name)))
+        except (FileNotFoundError, NotADirectoryError):
+            stamp = None
+        self.stamps_in(folder)[name] = stamp
+        return stamp
+
     def stamp(self, path: str) -> str | None:
         """Stat stamp of ``path``, or None if it does not exist."""
-        stamp = self._stamps.get(path, _UNKNOWN)
-        if stamp is _UNKNOWN:
-            try:
-                stamp = stat_stamp(os.stat(path))
-            except (FileNotFoundError, NotADirectoryError):
-                stamp = None
-            self._stamps[path] = stamp
-        return stamp
+        folder, name = os.path.split(path)
+        stamp = self.stamps_in(folder).get(name, _UNKNOWN)
+        return self.stat(folder, name) if stamp is _UNKNOWN else stamp
 
     def forget(self, paths: list[str] | None = None) -> None:
         """Forget the stamps of ``paths`` (all if None) and every listing."""
         self._names.clear()
         self._hidden.clear()
-        self._by_ext.clear()
+        self._matches.clear()
         if paths is None:
             self._stamps.clear()
         else:
             for path in paths:
-                self._stamps.pop(path, None)
+                folder, name = os.path.split(path)
+                self._stamps.get(folder, {}).pop(name, None)
 
 
 def match(names: list[str], pattern: str) -> list[str]:
@@ -169,6 +174,9 @@ def match(names: list[str], pattern: str) -> list[str]:
     >>> match(["a.tif", "b.h5", "c.tif"], "*.tif")
     ['a.tif', 'c.tif']
     """
+    suffix = pattern[1:]
+    if pattern.startswith("*") and not any(c in suffix for c in "*?["):
+        return [name for name in names if name.endswith(suffix)]  # "*.h5": no regex needed
     regex = re.compile(fnmatch.translate(pattern))
     return [name for name in names if regex.match(name)]
 
@@ -429,35 +437,63 @@ def plan_job(
             lambda record=record, output=output: output_problem(layout, record, output, reader, validate_output),
         )
         _add(plan, action, reason, Task(name, [path], [output], stamps, reason))
+    plan.tasks.sort(key=lambda task: task.name)  # run in name order; up-to-date names need no sorting
     plan.observed = reader.observed
     return plan
 
 
-def _skip_up_to_date_files(
-    layout: JobLayout, names: list[str], fingerprints: dict, scan: FolderScan, plan: Plan
-) -> list[str]:
+def _skip_up_to_date_files(layout: JobLayout, names: list[str], fingerprints: dict, scan: FolderScan,
+                           plan: Plan) -> list[str]:
     """The fast path of plain file jobs: one stat per file, one string compare.
 
     Adds the names that are up to date to ``plan`` and returns the others.
-    It computes exactly what :func:`fingerprint` would, inlined, because this
-    loop is most of the time of a no-op rerun over a large plate.
+    It computes exactly what :func:`fingerprint` and :func:`stat_stamp`
+    would, inlined, because this loop is most of the time of a no-op rerun
+    over a large plate (a function call per file costs as much as the stat).
     """
     head = f"{layout.params}|{layout.version}|"
-    input_prefix = os.path.join(layout.input_folder, "")
-    output_prefix = os.path.join(layout.output_folder, "")
-    out_name, stamp, known = layout.output_file_name, scan.stamp, fingerprints.get
+    in_prefix = os.path.join(layout.input_folder, "")
+    out_prefix = os.path.join(layout.output_folder, "")
+    in_stamps = scan.stamps_in(layout.input_folder)
+    out_stamps = scan.stamps_in(layout.output_folder)
+    in_get, out_get, known = in_stamps.get, out_stamps.get, fingerprints.get
+    ext, out_name = layout.output_ext, layout.output_file_name
+    os_stat, unknown = os.stat, _UNKNOWN
     up_to_date = plan.up_to_date
     others = []
-    for name in names:
-        fp = known(name)
-        if fp is not None and fp == f"{head}{stamp(input_prefix + name)}|{stamp(output_prefix + out_name(name))}":
-            up_to_date.append(name)
-        else:
-            others.append(name)
+    with gc_paused():
+        for name in names:
+            fp = known(name)
+            if fp is None:
+                others.append(name)
+                continue
+            a = in_get(name, unknown)
+            if a is unknown:
+                try:
+                    st = os_stat(in_prefix + name)
+                    a = f"{st.st_size}:{st.st_mtime_ns}"
+                except FileNotFoundError:
+                    a = None
+                in_stamps[name] = a
+            dot = name.rfind(".")
+            out = name[:dot] + ext if ext is not None and dot > 0 else out_name(name)
+            b = out_get(out, unknown)
+            if b is unknown:
+                try:
+                    st = os_stat(out_prefix + out)
+                    b = f"{st.st_size}:{st.st_mtime_ns}"
+                except FileNotFoundError:
+                    b = None
+                out_stamps[out] = b
+            if fp == f"{head}{a}|{b}":
+                up_to_date.append(name)
+            else:
+                others.append(name)
     return others
 
 
 def _plan_plate(layout, names, records, reader, force, validate_output, plan) -> None:
+    names = sorted(names)
     paths = [os.path.join(layout.input_folder, n) for n in names]
     stamps: dict[str, str | None] = {}
     for path, name in zip(paths, names):

@@ -102,7 +102,7 @@ class FileState(NamedTuple):
 
 
 @contextlib.contextmanager
-def _gc_paused():
+def gc_paused():
     # Building hundreds of thousands of small objects triggers the cyclic
     # garbage collector again and again; none of them form cycles.
     enabled = gc.isenabled()
@@ -173,7 +173,7 @@ class Ledger:
         if self._records is None:
             make_record = Record._make
             stored = self._read_pickle(self.records_path)["records"] if self.records_path.exists() else {}
-            with _gc_paused():
+            with gc_paused():
                 self._records = {
                     job: {name: make_record(rec) for name, rec in recs.items()} for job, recs in stored.items()
                 }
@@ -314,7 +314,7 @@ class Ledger:
 
     def _read_pickle(self, path: Path) -> dict:
         try:
-            with open(path, "rb") as f, _gc_paused():
+            with open(path, "rb") as f, gc_paused():
                 state = _BuiltinsOnly(io.BufferedReader(f)).load()
         except Exception as err:
             raise LedgerError(
