@@ -442,8 +442,9 @@ def plan_job(
     return plan
 
 
-def _skip_up_to_date_files(layout: JobLayout, names: list[str], fingerprints: dict, scan: FolderScan,
-                           plan: Plan) -> list[str]:
+def _skip_up_to_date_files(
+    layout: JobLayout, names: list[str], fingerprints: dict, scan: FolderScan, plan: Plan
+) -> list[str]:
     """The fast path of plain file jobs: one stat per file, one string compare.
 
     Adds the names that are up to date to ``plan`` and returns the others.

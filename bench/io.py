@@ -44,8 +44,14 @@ def baseline_h5py(path: str, image: np.ndarray, level: int) -> None:
             for i in range(len(default_scale_factors(channel.shape))):
                 if i:
                     data = block_mean(data, 2)
-                f.create_dataset(f"c{c}/s{i}", data=data, chunks=(512, 512), compression="gzip",
-                                 compression_opts=level, shuffle=True)
+                f.create_dataset(
+                    f"c{c}/s{i}",
+                    data=data,
+                    chunks=(min(512, data.shape[0]), min(512, data.shape[1])),
+                    compression="gzip",
+                    compression_opts=level,
+                    shuffle=True,
+                )
 
 
 def timed(fn, repeat: int) -> float:
@@ -76,11 +82,13 @@ def bench_images(work: str, repeat: int) -> None:
     print(f"image: 3 x 2048 x 2048 uint16 = {mib:.0f} MiB at s0, pyramid {default_scale_factors((2048, 2048))}")
     base_path = os.path.join(work, "baseline.h5")
     baseline = {lvl: timed(lambda lvl=lvl: baseline_h5py(base_path, image, lvl), repeat) for lvl in (6, 1)}
-    print(f"{'backend / codec / chunk':42} {'write MiB/s':>11} {'vs h5py gzip6':>13} {'read MiB/s':>10} "
-          f"{'size MiB':>8}")
+    print(
+        f"{'backend / codec / chunk':42} {'write MiB/s':>11} {'vs h5py gzip6':>13} {'read MiB/s':>10} {'size MiB':>8}"
+    )
     for lvl, seconds in baseline.items():
-        print(f"{f'h5py gzip-{lvl}+shuffle serial (baseline)':42} {mib / seconds:>11.0f} "
-              f"{baseline[6] / seconds:>12.2f}x")
+        print(
+            f"{f'h5py gzip-{lvl}+shuffle serial (baseline)':42} {mib / seconds:>11.0f} {baseline[6] / seconds:>12.2f}x"
+        )
     candidates = [
         (".h5", None, None, 512, {}),
         (".h5", "gzip", 1, 256, {}),
@@ -113,8 +121,10 @@ def bench_images(work: str, repeat: int) -> None:
         read_seconds = timed(read, repeat)
         fmt = f" v{kwargs['zarr_format']}" if kwargs else ""
         label = f"{ext[1:]}{fmt} {codec or 'none'}{'-' + str(level) if level else ''} {chunk}"
-        print(f"{label:42} {mib / seconds:>11.0f} {baseline[6] / seconds:>12.2f}x {mib / read_seconds:>10.0f} "
-              f"{size_of(path) / MIB:>8.1f}")
+        print(
+            f"{label:42} {mib / seconds:>11.0f} {baseline[6] / seconds:>12.2f}x {mib / read_seconds:>10.0f} "
+            f"{size_of(path) / MIB:>8.1f}"
+        )
         remove(path)
 
 
@@ -149,8 +159,9 @@ def make_table(rows: int) -> pd.DataFrame:
 
 def bench_table(work: str, rows: int) -> None:
     table = make_table(rows)
-    print(f"table: {rows} rows x {table.shape[1]} columns ({table.memory_usage(deep=True).sum() / MIB:.0f} MiB in "
-          "pandas)")
+    print(
+        f"table: {rows} rows x {table.shape[1]} columns ({table.memory_usage(deep=True).sum() / MIB:.0f} MiB in pandas)"
+    )
     for ext, kwargs in ((".h5", {}), (".n5", {}), (".zarr", {"zarr_format": 2})):
         path = os.path.join(work, "table" + ext)
         remove(path)

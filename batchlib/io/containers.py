@@ -56,9 +56,14 @@ class Backend:
     ) -> Any:
         raise NotImplementedError
 
-    def write(self, dataset: Any, data: np.ndarray) -> None:
-        """Write ``data`` into a freshly created dataset of the same shape."""
-        dataset[...] = data
+    def write(self, dataset: Any, data: np.ndarray, offset: tuple[int, ...] | None = None) -> None:
+        """Write ``data`` into ``dataset`` at ``offset`` (default: the origin)."""
+        offset = offset or (0,) * data.ndim
+        dataset[tuple(slice(o, o + s) for o, s in zip(offset, data.shape))] = data
+
+    def read(self, dataset: Any) -> np.ndarray:
+        """All of ``dataset`` as a numpy array."""
+        return dataset[...]
 
     def close(self, handle: Any) -> None:
         close = getattr(handle, "close", None)
@@ -95,10 +100,15 @@ class H5Backend(Backend):
             shuffle=gzip and np.dtype(dtype).itemsize > 1,
         )
 
-    def write(self, dataset: Any, data: np.ndarray) -> None:
+    def write(self, dataset: Any, data: np.ndarray, offset: tuple[int, ...] | None = None) -> None:
         from .h5chunks import write_compressed
 
-        write_compressed(dataset, data)
+        write_compressed(dataset, data, offset)
+
+    def read(self, dataset: Any) -> np.ndarray:
+        from .h5chunks import read_compressed
+
+        return read_compressed(dataset)
 
 
 class N5Backend(Backend):

@@ -29,16 +29,24 @@ def _chunk_origins(shape: tuple[int, ...], chunks: tuple[int, ...]):
     return itertools.product(*(range(0, s, c) for s, c in zip(shape, chunks)))
 
 
-def write_compressed(dataset, data: np.ndarray, threads: int | None = None) -> None:
-    """Write all of ``data`` into an empty chunked h5py ``dataset``.
+def write_compressed(
+    dataset, data: np.ndarray, offset: tuple[int, ...] | None = None, threads: int | None = None
+) -> None:
+    """Write ``data`` into a chunked h5py ``dataset`` at ``offset`` (default the origin).
 
-    Falls back to a plain write when the dataset's filters are not just
-    (shuffle +) gzip.
+    The region must start on chunk boundaries and end on them or at the
+    dataset's edge (whole chunks are written). Falls back to a plain write
+    when it does not, or when the filters are not just (shuffle +) gzip.
     """
     chunks = dataset.chunks
+    offset = tuple(offset) if offset is not None else (0,) * data.ndim
+    region = tuple(slice(o, o + s) for o, s in zip(offset, data.shape))
     filters = dataset.compression, dataset.scaleoffset, dataset.fletcher32
-    if chunks is None or filters != ("gzip", None, False) or data.shape != dataset.shape:
-        dataset[...] = data
+    aligned = chunks is not None and all(
+        o % c == 0 and (s % c == 0 or o + s == n) for o, s, c, n in zip(offset, data.shape, chunks, dataset.shape)
+    )
+    if not aligned or filters != ("gzip", None, False):
+        dataset[region] = data
         return
     level = dataset.compression_opts if dataset.compression_opts is not None else 4
     shuffle = bool(dataset.shuffle)
@@ -57,4 +65,44 @@ def write_compressed(dataset, data: np.ndarray, threads: int | None = None) -> N
     threads = threads or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(threads) as pool:
         for origin, payload in pool.map(compress, _chunk_origins(data.shape, chunks)):
-            dataset.id.write_direct_chunk(origin, payload)
+            dataset.id.write_direct_chunk(tuple(o + p for o, p in zip(origin, offset)), payload)
+
+
+def _unshuffle(raw: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    itemsize = dtype.itemsize
+    flat = np.frombuffer(raw, dtype=np.uint8)
+    if itemsize > 1:
+        flat = flat.reshape(itemsize, -1).T.copy()
+    return flat.view(dtype).reshape(shape)
+
+
+def read_compressed(dataset, threads: int | None = None) -> np.ndarray:
+    """Read a whole chunked h5py ``dataset``, decompressing chunks in parallel threads.
+
+    The inverse of :func:`write_compressed`, for any dataset written with
+    (shuffle +) gzip; other datasets are read the usual way.
+    """
+    chunks = dataset.chunks
+    filters = dataset.compression, dataset.scaleoffset, dataset.fletcher32
+    if chunks is None or filters != ("gzip", None, False) or dataset.size == 0:
+        return dataset[...]
+    dtype = dataset.dtype
+    shuffle = bool(dataset.shuffle)
+    out = np.empty(dataset.shape, dtype=dtype)
+    origins = list(_chunk_origins(dataset.shape, chunks))
+    raw_chunks = [dataset.id.read_direct_chunk(origin) for origin in origins]
+
+    def decompress(item):
+        origin, (mask, payload) = item
+        if mask:  # a chunk stored without its filters
+            block = np.frombuffer(payload, dtype=dtype).reshape(chunks)
+        else:
+            raw = zlib.decompress(payload)
+            block = _unshuffle(raw, dtype, chunks) if shuffle else np.frombuffer(raw, dtype=dtype).reshape(chunks)
+        region = tuple(slice(o, min(o + c, n)) for o, c, n in zip(origin, chunks, dataset.shape))
+        out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
+
+    threads = threads or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(decompress, zip(origins, raw_chunks)))
+    return out

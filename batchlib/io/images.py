@@ -31,7 +31,8 @@ VERSION_ATTR = "batchlib_version"
 def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
     """Downscale ``image`` by ``factor`` with the mean of each block, in its dtype.
 
-    Edge blocks that stick out of the image average only the pixels inside.
+    Integer means are rounded half to even (as ``np.rint``). Edge blocks that
+    stick out of the image average only the pixels inside.
 
     Examples
     --------
@@ -41,20 +42,48 @@ def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return image.copy()
     h, w = image.shape
-    ph, pw = -h % factor, -w % factor
-    data = image.astype(np.float64)
-    weights = np.ones_like(data)
-    if ph or pw:
-        data = np.pad(data, ((0, ph), (0, pw)))
-        weights = np.pad(weights, ((0, ph), (0, pw)))
-    shape = (data.shape[0] // factor, factor, data.shape[1] // factor, factor)
-    sums = data.reshape(shape).sum(axis=(1, 3))
-    counts = weights.reshape(shape).sum(axis=(1, 3))
-    mean = sums / counts
+    hc, wc = h // factor * factor, w // factor * factor
+    # Sums in float64 are exact for every integer dtype up to 32 bits.
+    acc = np.float64 if image.dtype.itemsize > 2 or image.dtype.kind == "f" else np.float32
+    inner = image[:hc, :wc].reshape(hc // factor, factor, wc // factor, factor)
+    out = np.empty((-(-h // factor), -(-w // factor)), dtype=acc)
+    out[: hc // factor, : wc // factor] = inner.sum(axis=(1, 3), dtype=acc) / (factor * factor)
+    if hc < h or wc < w:  # partial blocks at the lower and right edges
+        for y in range(0, out.shape[0]):
+            for x in ([out.shape[1] - 1] if wc < w else []) + (list(range(out.shape[1])) if y * factor >= hc else []):
+                block = image[y * factor : (y + 1) * factor, x * factor : (x + 1) * factor]
+                out[y, x] = block.mean(dtype=np.float64)
     if np.issubdtype(image.dtype, np.integer):
         info = np.iinfo(image.dtype)
-        mean = np.clip(np.rint(mean), info.min, info.max)
-    return mean.astype(image.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    return out.astype(image.dtype)
+
+
+def contrast_limits(image: np.ndarray, low: float = 1, high: float = 99) -> list[float]:
+    """The ``low``-th and ``high``-th percentile of ``image``, exactly as ``np.percentile``.
+
+    For 8- and 16-bit images they come from a histogram (no sort), which is
+    what makes writing a 2048 x 2048 image fast.
+
+    Examples
+    --------
+    >>> img = np.arange(1000, dtype=np.uint16).reshape(10, 100)
+    >>> contrast_limits(img) == list(np.percentile(img, [1, 99]))
+    True
+    """
+    if image.size == 0:
+        return [0.0, 0.0]
+    if image.dtype not in (np.uint8, np.uint16):
+        return [float(v) for v in np.percentile(image, [low, high])]
+    cumulative = np.cumsum(np.bincount(image.ravel()))
+    limits = []
+    for q in (low, high):
+        position = q / 100 * (image.size - 1)  # numpy's default "linear" method
+        below = int(np.floor(position))
+        lo = int(np.searchsorted(cumulative, below, side="right"))
+        hi = int(np.searchsorted(cumulative, min(below + 1, image.size - 1), side="right"))
+        limits.append(float(lo + (position - below) * (hi - lo)))
+    return limits
 
 
 def nearest_downscale(labels: np.ndarray, factor: int) -> np.ndarray:
@@ -105,7 +134,7 @@ def write_image(
     visible: bool = True,
     skip: bool = False,
     alpha: float = 1.0,
-    contrast_limits: Sequence[float] | None = None,
+    limits: Sequence[float] | None = None,
     channel_information: str | None = None,
     chunks: tuple[int, int] | None = None,
     compression: str | None = "default",
@@ -131,8 +160,9 @@ def write_image(
         (``Glasbey`` for labels).
     visible, skip, alpha
         Viewer attributes ``Visible``, ``Skip``, ``Alpha``.
-    contrast_limits : (float, float), optional
-        Default: 1st and 99th percentile of the image (not for labels).
+    limits : (float, float), optional
+        ``ContrastLimits``; default: 1st and 99th percentile of the image
+        (not for labels).
     channel_information : str, optional
         The raw channel name (``ChannelInformation``).
     chunks, compression
@@ -183,9 +213,8 @@ def write_image(
         "ScaleFactors": np.array(factors, dtype=np.int64),
     }
     if color != "Glasbey":
-        if contrast_limits is None:
-            contrast_limits = np.percentile(image, [1, 99]) if image.size else [0.0, 0.0]
-        attrs["ContrastLimits"] = np.asarray(contrast_limits, dtype=np.float64)
+        limits = contrast_limits(image) if limits is None else limits
+        attrs["ContrastLimits"] = np.asarray(limits, dtype=np.float64)
     if channel_information is not None:
         attrs["ChannelInformation"] = str(channel_information)
     _set_attrs(group, attrs)
@@ -208,7 +237,7 @@ def read_image(f, name: str, scale: int = 0) -> np.ndarray:
         raise ContainerError(
             f"{f.filename} has no image level {key!r}" + (f"; levels: {', '.join(levels)}" if levels else "")
         )
-    return f[key][...]
+    return f.backend.read(f[key])
 
 
 def has_image(f, name: str) -> bool:

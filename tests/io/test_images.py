@@ -44,6 +44,15 @@ def test_intensity_round_trip(container, dtype):
         assert f.attrs[VERSION_ATTR]
 
 
+def test_contrast_limits_equal_numpy_percentiles():
+    from batchlib.io.images import contrast_limits
+
+    rng = np.random.default_rng(5)
+    for image in (rng.integers(0, 65535, (300, 301)).astype(np.uint16), rng.integers(0, 9, (7, 5)).astype(np.uint8),
+                  rng.normal(size=(50, 50)).astype(np.float32), np.full((4, 4), 7, np.uint16)):
+        np.testing.assert_allclose(contrast_limits(image), np.percentile(image, [1, 99]), rtol=0, atol=1e-9)
+
+
 def test_block_mean_matches_skimage():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 60000, (512, 384)).astype(np.uint16)
@@ -52,6 +61,11 @@ def test_block_mean_matches_skimage():
     # Edge blocks average only pixels inside the image.
     edge = np.array([[10, 20, 30]], dtype=np.uint8)
     np.testing.assert_array_equal(block_mean(edge, 2), [[15, 30]])
+    odd = rng.integers(0, 1000, (9, 7)).astype(np.uint16)
+    expected = [[np.rint(odd[y : y + 4, x : x + 4].mean()) for x in range(0, 7, 4)] for y in range(0, 9, 4)]
+    np.testing.assert_array_equal(block_mean(odd, 4), expected)
+    floats = rng.random((6, 6)).astype(np.float32)
+    np.testing.assert_allclose(block_mean(floats, 3), downscale_local_mean(floats, (3, 3)), rtol=1e-6)
 
 
 def test_levels_are_block_means_of_s0(container):
@@ -99,7 +113,7 @@ def test_rewrite_replaces_and_root_attrs_do_not_grow(container):
     with open_file(container, "a") as f:
         for value in (1, 2, 3):
             write_image(
-                f, "raw", np.full((64, 64), value, np.uint16), visible=False, color="Green", contrast_limits=(0, 10)
+                f, "raw", np.full((64, 64), value, np.uint16), visible=False, color="Green", limits=(0, 10)
             )
             set_image_info(f, image_information=f"run {value}", well_information="C01")
     with open_file(container, "r") as f:

@@ -63,7 +63,7 @@ def test_layout_is_what_the_viewer_reads(tmp_path):
         assert group["cells"].shape == (2, 2) and group["cells"].dtype.kind == "S"
         assert [c.decode() for c in group["columns"][...]] == ["label_id", "area"]
         assert group["visible"][...].tolist() == [0, 1]
-        assert group["cells"][1, 1] == b"4.0" and group["cells"][0, 0] == b"1"
+        assert group["cells"][1, 1] == b"4" and group["cells"][0, 0] == b"1"
     with open_file(path, "r") as f:
         assert table_visible(f, "cell_segmentation/nuclei") == [False, True]
 
