@@ -15,6 +15,7 @@ from setuptools import find_packages, setup
 CORE = [
     "numpy>=1.24",
     "h5py>=3.8",
+    "isal>=1.0",
     "z5py>=2.0",
     "zarr>=2.16",
     "tifffile>=2023.1",

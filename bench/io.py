@@ -97,10 +97,14 @@ def bench_images(work: str, repeat: int) -> None:
         (".h5", "gzip", 6, 512, {}),
         (".n5", None, None, 512, {}),
         (".n5", "gzip", 1, 512, {}),
+        (".n5", "lz4", None, 512, {}),
+        (".n5", "zstd", None, 512, {}),
         (".zarr", None, None, 512, {"zarr_format": 2}),
         (".zarr", "zstd", 1, 512, {"zarr_format": 2}),
         (".zarr", "gzip", 1, 512, {"zarr_format": 2}),
+        (".zarr", "blosc", 5, 512, {"zarr_format": 2}),
         (".zarr", "zstd", 1, 512, {"zarr_format": 3}),
+        (".zarr", "blosc", 5, 512, {"zarr_format": 3}),
     ]
     for ext, codec, level, chunk, kwargs in candidates:
         path = os.path.join(work, "bench" + ext)

@@ -26,8 +26,11 @@ import numpy as np
 
 from ..errors import ContainerError
 
-#: Compression of new datasets when none is given: by backend, chosen with bench/io.py.
-DEFAULT_COMPRESSION = {"h5": ("gzip", 1), "n5": ("gzip", 1), "zarr": ("zstd", 1)}
+#: Compression of new datasets when none is given, by backend (chosen with bench/io.py):
+#: gzip for HDF5 and N5 (what the Java readers of the plate viewer decode), blosc-lz4 for Zarr.
+DEFAULT_COMPRESSION = {"h5": ("gzip", 1), "n5": ("gzip", 1), "zarr": ("blosc", 5)}
+#: Threads for compressing and decompressing chunks.
+THREADS = min(8, os.cpu_count() or 1)
 #: Zarr format of newly created ``.zarr`` containers (2 or 3).
 DEFAULT_ZARR_FORMAT = 2
 
@@ -43,6 +46,10 @@ class Backend:
 
     def is_group(self, node: Any) -> bool:
         raise NotImplementedError
+
+    def dataset(self, node: Any) -> Any:
+        """A dataset as handed to callers (a backend may tune it first)."""
+        return node
 
     def create_dataset(
         self,
@@ -130,14 +137,20 @@ class N5Backend(Backend):
 
         return isinstance(node, z5py.Group)
 
+    def dataset(self, node: Any) -> Any:
+        node.n_threads = THREADS  # z5py (de)compresses chunks in parallel
+        return node
+
     def create_dataset(self, group, name, shape, dtype, chunks, compression, level):
         if 0 in shape:  # z5py crashes the process on empty datasets
             raise ContainerError(f"N5 cannot store the empty dataset {name!r} of shape {shape}")
         compression = "raw" if compression in (None, "none") else compression
+        if compression not in ("raw", "gzip", "lz4", "zstd", "blosc", "xz", "bzip2"):
+            raise ContainerError(f"N5 containers use gzip, lz4, zstd, blosc, xz, bzip2 or none, got {compression!r}")
         options = {"level": level} if compression == "gzip" and level is not None else {}
-        return group.create_dataset(
-            name, shape=shape, dtype=dtype, chunks=chunks or shape, compression=compression, **options
-        )
+        node = group.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks or shape, compression=compression,
+                                    **options)
+        return self.dataset(node)
 
 
 class ZarrBackend(Backend):
@@ -161,22 +174,11 @@ class ZarrBackend(Backend):
         return isinstance(node, zarr.Group)
 
     def create_dataset(self, group, name, shape, dtype, chunks, compression, level):
-        import zarr
 
+        if compression not in (None, "none", "gzip", "zstd", "blosc"):
+            raise ContainerError(f"zarr containers use 'blosc', 'gzip', 'zstd' or no compression, got {compression!r}")
         fmt = group.metadata.zarr_format
-        if compression in (None, "none"):
-            compressors = None
-        elif fmt == 2:
-            from numcodecs import GZip, Zstd
-
-            compressors = GZip(level or 1) if compression == "gzip" else Zstd(level or 1)
-        else:
-            codecs = zarr.codecs
-            compressors = (
-                codecs.GzipCodec(level=level or 1) if compression == "gzip" else codecs.ZstdCodec(level=level or 1)
-            )
-        if compression not in (None, "none", "gzip", "zstd"):
-            raise ContainerError(f"zarr containers use 'gzip', 'zstd' or no compression, got {compression!r}")
+        compressors = None if compression in (None, "none") else _zarr_codec(fmt, compression, level)
         extra = {"dimension_names": None} if fmt == 3 else {}
         return group.create_array(
             name, shape=shape, dtype=dtype, chunks=chunks or shape, compressors=compressors, **extra
@@ -184,6 +186,20 @@ class ZarrBackend(Backend):
 
     def close(self, handle: Any) -> None:
         pass  # zarr writes through at once; nothing to close
+
+
+def _zarr_codec(zarr_format: int, compression: str, level: int | None) -> Any:
+    if zarr_format == 2:
+        from numcodecs import Blosc, GZip, Zstd
+
+        if compression == "blosc":
+            return Blosc("lz4", level or 5, Blosc.SHUFFLE)
+        return GZip(level or 1) if compression == "gzip" else Zstd(level or 1)
+    from zarr import codecs
+
+    if compression == "blosc":
+        return codecs.BloscCodec(cname="lz4", clevel=level or 5, shuffle="shuffle")
+    return codecs.GzipCodec(level=level or 1) if compression == "gzip" else codecs.ZstdCodec(level=level or 1)
 
 
 BACKENDS: dict[str, Backend] = {}
@@ -240,7 +256,9 @@ class Group:
             node = self.native[key]
         except KeyError:
             raise KeyError(f"{key!r} not found in {self.filename}") from None
-        return Group(node, self.backend, None, self.filename) if self.backend.is_group(node) else node
+        if self.backend.is_group(node):
+            return Group(node, self.backend, None, self.filename)
+        return self.backend.dataset(node)
 
     def __contains__(self, key: str) -> bool:
         try:
@@ -301,8 +319,9 @@ class Group:
         chunks : tuple, optional
             Chunk shape; default :func:`default_chunks`.
         compression : str or None
-            ``"gzip"``, ``"zstd"`` (zarr), None for none; ``"default"`` takes
-            the backend's default.
+            ``"gzip"`` (all), ``"blosc"`` (lz4 + shuffle), ``"zstd"`` (zarr, n5),
+            ``"lz4"`` (n5), None for none; ``"default"`` takes the backend's
+            default (:data:`DEFAULT_COMPRESSION`).
         compression_opts : int, optional
             Compression level.
         """

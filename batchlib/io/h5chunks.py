@@ -1,9 +1,10 @@
-"""Fast compressed HDF5 writes: chunks compressed in parallel threads.
+"""Fast compressed HDF5 writes and reads: chunks (de)compressed in parallel threads.
 
-h5py compresses chunk by chunk in one thread. Here every chunk is shuffled
-and deflated with :mod:`zlib` (which releases the GIL) in a thread pool, and
-written with ``write_direct_chunk``. The file is the same as h5py would
-write with ``compression="gzip", shuffle=True``: the standard HDF5 filters,
+h5py compresses chunk by chunk in one thread with zlib. Here every chunk is
+shuffled and deflated in a thread pool with ISA-L (``isal``: the same zlib
+stream format, about 8x faster than zlib at level 1; zlib if isal is
+missing) and written with ``write_direct_chunk``. The file is what h5py
+writes with ``compression="gzip", shuffle=True``: the standard HDF5 filters,
 readable by any HDF5 library (Java HDF5 in Fiji included).
 """
 
@@ -15,6 +16,13 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+try:  # ISA-L writes standard zlib streams, much faster; both release the GIL
+    from isal import isal_zlib as _zlib
+
+    _MAX_LEVEL = 3
+except ImportError:  # pragma: no cover - isal is a dependency, zlib the fallback
+    _zlib, _MAX_LEVEL = zlib, 9
 
 
 def _shuffle(chunk: np.ndarray) -> bytes:
@@ -60,7 +68,7 @@ def write_compressed(
             block = padded
         block = np.ascontiguousarray(block)
         raw = _shuffle(block) if shuffle else block.tobytes()
-        return origin, zlib.compress(raw, level)
+        return origin, _zlib.compress(raw, min(level, _MAX_LEVEL))
 
     threads = threads or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(threads) as pool:
@@ -97,7 +105,7 @@ def read_compressed(dataset, threads: int | None = None) -> np.ndarray:
         if mask:  # a chunk stored without its filters
             block = np.frombuffer(payload, dtype=dtype).reshape(chunks)
         else:
-            raw = zlib.decompress(payload)
+            raw = _zlib.decompress(payload)
             block = _unshuffle(raw, dtype, chunks) if shuffle else np.frombuffer(raw, dtype=dtype).reshape(chunks)
         region = tuple(slice(o, min(o + c, n)) for o, c, n in zip(origin, chunks, dataset.shape))
         out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]

@@ -42,6 +42,8 @@ def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return image.copy()
     h, w = image.shape
+    if factor == 2 and image.dtype in (np.uint8, np.uint16) and h % 2 == 0 and w % 2 == 0:
+        return _half_mean_uint(image)
     hc, wc = h // factor * factor, w // factor * factor
     # Sums in float64 are exact for every integer dtype up to 32 bits.
     acc = np.float64 if image.dtype.itemsize > 2 or image.dtype.kind == "f" else np.float32
@@ -57,6 +59,18 @@ def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
         info = np.iinfo(image.dtype)
         out = np.clip(np.rint(out), info.min, info.max)
     return out.astype(image.dtype)
+
+
+def _half_mean_uint(image: np.ndarray) -> np.ndarray:
+    # 2x2 means in integer arithmetic, rounded half to even like np.rint: the
+    # common case (every pyramid level of a 16-bit image), several times faster.
+    total = image[0::2, 0::2].astype(np.uint32)
+    total += image[1::2, 0::2]
+    total += image[0::2, 1::2]
+    total += image[1::2, 1::2]
+    quotient, remainder = total >> 2, total & 3
+    quotient += (remainder > 2) | ((remainder == 2) & (quotient & 1).astype(bool))
+    return quotient.astype(image.dtype)
 
 
 def contrast_limits(image: np.ndarray, low: float = 1, high: float = 99) -> list[float]:
@@ -218,15 +232,14 @@ def write_image(
     if channel_information is not None:
         attrs["ChannelInformation"] = str(channel_information)
     _set_attrs(group, attrs)
-    f.attrs[VERSION_ATTR] = __version__
+    if f.attrs.get(VERSION_ATTR) != __version__:
+        f.attrs[VERSION_ATTR] = __version__
 
 
 def _set_attrs(group, attrs: dict) -> None:
-    json_like = group.backend.name != "h5"
-    for key, value in attrs.items():
-        if json_like and isinstance(value, np.ndarray):
-            value = value.tolist()
-        group.attrs[key] = value
+    if group.backend.name != "h5":  # JSON attributes: plain lists
+        attrs = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in attrs.items()}
+    group.attrs.update(attrs)  # one metadata write where the backend allows
 
 
 def read_image(f, name: str, scale: int = 0) -> np.ndarray:
