@@ -64,7 +64,10 @@ def normalize(image: np.ndarray) -> np.ndarray:
     return csb_normalize(image.astype(np.float32), 1, 99.8, axis=(0, 1))
 
 
-def augment(x: np.ndarray, y: np.ndarray, rng=np.random.default_rng(1)) -> tuple[np.ndarray, np.ndarray]:
+AUGMENT_RNG = np.random.default_rng(1)
+
+
+def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator = AUGMENT_RNG) -> tuple[np.ndarray, np.ndarray]:
     """Flips, 90-degree rotations, intensity scale and shift, Gaussian noise."""
     k = int(rng.integers(4))
     x, y = np.rot90(x, k), np.rot90(y, k)
@@ -80,8 +83,14 @@ def f1_at(model, images, labels, iou: float = 0.5) -> dict:
 
     predictions = [model.predict_instances(normalize(x))[0] for x in images]
     stats = matching_dataset(labels, predictions, thresh=iou, show_progress=False)
-    return {"f1": float(stats.f1), "precision": float(stats.precision), "recall": float(stats.recall),
-            "n_true": int(stats.n_true), "n_pred": int(stats.n_pred), "iou": iou}
+    return {
+        "f1": float(stats.f1),
+        "precision": float(stats.precision),
+        "recall": float(stats.recall),
+        "n_true": int(stats.n_true),
+        "n_pred": int(stats.n_pred),
+        "iou": iou,
+    }
 
 
 def main() -> int:
@@ -107,16 +116,23 @@ def main() -> int:
     Y_val = [y for _, y in val]
 
     config = Config2D(
-        n_rays=32, grid=(2, 2), n_channel_in=1, unet_n_depth=3, unet_n_filter_base=16,
-        train_patch_size=(128, 128), train_batch_size=8, train_epochs=args.epochs,
-        train_steps_per_epoch=args.steps, train_tensorboard=False, use_gpu=False,
+        n_rays=32,
+        grid=(2, 2),
+        n_channel_in=1,
+        unet_n_depth=3,
+        unet_n_filter_base=16,
+        train_patch_size=(128, 128),
+        train_batch_size=8,
+        train_epochs=args.epochs,
+        train_steps_per_epoch=args.steps,
+        train_tensorboard=False,
+        use_gpu=False,
     )
     staging = os.path.abspath(os.path.join(args.out, ".training"))
     shutil.rmtree(staging, ignore_errors=True)
     model = StarDist2D(config, name=MODEL_NAME, basedir=staging)
     start = time.time()
-    model.train(X, Y, validation_data=(X_val, Y_val), augmenter=augment, epochs=args.epochs,
-                steps_per_epoch=args.steps)
+    model.train(X, Y, validation_data=(X_val, Y_val), augmenter=augment, epochs=args.epochs, steps_per_epoch=args.steps)
     model.optimize_thresholds(X_val, Y_val)
     seconds = time.time() - start
 
@@ -127,8 +143,13 @@ def main() -> int:
         "held_out_real_frames": list(TEST_FRAMES),
         "held_out_real": held_out,
         "synthetic_test": synthetic_scores,
-        "train": {"real_frames": list(TRAIN_FRAMES), "synthetic_images": args.synthetic, "epochs": args.epochs,
-                  "steps_per_epoch": args.steps, "seconds": round(seconds)},
+        "train": {
+            "real_frames": list(TRAIN_FRAMES),
+            "synthetic_images": args.synthetic,
+            "epochs": args.epochs,
+            "steps_per_epoch": args.steps,
+            "seconds": round(seconds),
+        },
         "normalization": "percentiles 1 / 99.8",
         "thresholds": model.thresholds._asdict(),
     }

@@ -148,8 +148,9 @@ class N5Backend(Backend):
         if compression not in ("raw", "gzip", "lz4", "zstd", "blosc", "xz", "bzip2"):
             raise ContainerError(f"N5 containers use gzip, lz4, zstd, blosc, xz, bzip2 or none, got {compression!r}")
         options = {"level": level} if compression == "gzip" and level is not None else {}
-        node = group.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks or shape, compression=compression,
-                                    **options)
+        node = group.create_dataset(
+            name, shape=shape, dtype=dtype, chunks=chunks or shape, compression=compression, **options
+        )
         return self.dataset(node)
 
 

@@ -48,8 +48,12 @@ def test_contrast_limits_equal_numpy_percentiles():
     from batchlib.io.images import contrast_limits
 
     rng = np.random.default_rng(5)
-    for image in (rng.integers(0, 65535, (300, 301)).astype(np.uint16), rng.integers(0, 9, (7, 5)).astype(np.uint8),
-                  rng.normal(size=(50, 50)).astype(np.float32), np.full((4, 4), 7, np.uint16)):
+    for image in (
+        rng.integers(0, 65535, (300, 301)).astype(np.uint16),
+        rng.integers(0, 9, (7, 5)).astype(np.uint8),
+        rng.normal(size=(50, 50)).astype(np.float32),
+        np.full((4, 4), 7, np.uint16),
+    ):
         np.testing.assert_allclose(contrast_limits(image), np.percentile(image, [1, 99]), rtol=0, atol=1e-9)
 
 
@@ -112,9 +116,7 @@ def test_labels_beyond_uint32_are_refused(container):
 def test_rewrite_replaces_and_root_attrs_do_not_grow(container):
     with open_file(container, "a") as f:
         for value in (1, 2, 3):
-            write_image(
-                f, "raw", np.full((64, 64), value, np.uint16), visible=False, color="Green", limits=(0, 10)
-            )
+            write_image(f, "raw", np.full((64, 64), value, np.uint16), visible=False, color="Green", limits=(0, 10))
             set_image_info(f, image_information=f"run {value}", well_information="C01")
     with open_file(container, "r") as f:
         assert read_image(f, "raw")[0, 0] == 3

@@ -1,0 +1,104 @@
+"""Import of raw TIFFs and the segmentation jobs."""
+
+import os
+
+import numpy as np
+import pytest
+import tifffile
+
+from batchlib import run_workflow
+from batchlib.demo import write_demo_plate
+from batchlib.io import image_attrs, open_file, read_image
+from batchlib.jobs.importer import ImportImages
+from batchlib.jobs.segmentation import SegmentCells, SegmentNucleiThreshold, seeded_cells, threshold_nuclei
+from batchlib.synthetic import synthetic_site
+
+CHANNELS = {"DAPI": "nuclei", "WF_GFP": "cells", "TRITC": "marker"}
+
+
+@pytest.fixture
+def raw_plate(tmp_path):
+    raw = tmp_path / "raw"
+    paths = write_demo_plate(raw, sites=2, shape=(128, 128), n_nuclei=12)
+    return str(tmp_path / "plate"), str(raw), paths
+
+
+def run(folder, raw, jobs, **kwargs):
+    return run_workflow("wf", folder, jobs, input_folder=raw, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("ext", [".h5", ".n5", ".zarr"])
+def test_import_writes_one_container_per_image(raw_plate, ext):
+    folder, raw, paths = raw_plate
+    result = run(folder, raw, [ImportImages(CHANNELS, output_ext=ext)])["ImportImages"]
+    assert result.processed == 4
+    stack = tifffile.imread(paths[1])
+    container = os.path.join(folder, os.path.basename(paths[1]).replace(".tiff", ext))
+    with open_file(container, "r") as f:
+        for i, name in enumerate(["nuclei", "cells", "marker"]):
+            np.testing.assert_array_equal(read_image(f, name), stack[i])
+        assert image_attrs(f, "nuclei")["ChannelInformation"] == "DAPI"
+        assert f.attrs["ImageInformation"] == "C01-0001" and f.attrs["WellInformation"] == "C01"
+
+
+def test_channel_mapping_drops_channels(raw_plate):
+    folder, raw, paths = raw_plate
+    run(folder, raw, [ImportImages({"DAPI": "nuclei", "WF_GFP": None})])
+    with open_file(os.path.join(folder, os.path.basename(paths[0]).replace(".tiff", ".h5")), "r") as f:
+        assert f.keys() == ["nuclei"]
+
+
+def test_bad_raw_files_are_invalid_and_the_rest_processed(raw_plate):
+    folder, raw, _ = raw_plate
+    with open(os.path.join(raw, "WellC02_PointC02_0009_ChannelDAPI,WF_GFP,TRITC_Seq0100.tiff"), "wb") as f:
+        f.write(b"not a tiff at all")
+    tifffile.imwrite(
+        os.path.join(raw, "WellC02_PointC02_0010_ChannelDAPI,WF_GFP,TRITC_Seq0101.tiff"),
+        np.zeros((3, 64, 64), np.uint16),
+        photometric="minisblack",
+    )
+    tifffile.imwrite(
+        os.path.join(raw, "WellC02_PointC02_0011_ChannelDAPI,WF_GFP,TRITC_Seq0102.tiff"),
+        np.zeros((3, 128, 128), np.float32),
+        photometric="minisblack",
+    )
+    tifffile.imwrite(
+        os.path.join(raw, "random_name.tiff"), np.zeros((3, 128, 128), np.uint16), photometric="minisblack"
+    )
+    results = run(folder, raw, [ImportImages(CHANNELS)], ignore_invalid_inputs=True)
+    result = results["ImportImages"]
+    assert result.processed == 4 and result.invalid == 4
+    reasons = result.invalid_files
+    assert "not a readable TIFF" in reasons["WellC02_PointC02_0009_ChannelDAPI,WF_GFP,TRITC_Seq0100.tiff"]
+    assert "(3, 64, 64)" in reasons["WellC02_PointC02_0010_ChannelDAPI,WF_GFP,TRITC_Seq0101.tiff"]
+    assert "float32" in reasons["WellC02_PointC02_0011_ChannelDAPI,WF_GFP,TRITC_Seq0102.tiff"]
+    assert "does not match" in reasons["random_name.tiff"]
+
+
+def test_threshold_segmentation_finds_the_nuclei():
+    channels, truth, _ = synthetic_site((256, 256), n_nuclei=25, seed=3)
+    labels = threshold_nuclei(channels["nuclei"])
+    from stardist.matching import matching
+
+    assert matching(truth, labels, thresh=0.5).f1 > 0.7
+
+
+def test_seeded_cells_keep_nucleus_ids(raw_plate):
+    channels, nuclei, _ = synthetic_site((256, 256), n_nuclei=25, seed=4)
+    cells = seeded_cells(nuclei, channels["cells"])
+    assert set(np.unique(cells)) == set(np.unique(nuclei))
+    inside = nuclei > 0
+    np.testing.assert_array_equal(cells[inside], nuclei[inside])
+
+
+def test_classical_pipeline_on_a_plate(raw_plate):
+    folder, raw, _ = raw_plate
+    jobs = [ImportImages(CHANNELS), SegmentNucleiThreshold(), SegmentCells()]
+    results = run(folder, raw, jobs)
+    assert [r.processed for r in results.values()] == [4, 4, 4]
+    name = sorted(n for n in os.listdir(folder) if n.endswith(".h5"))[0]
+    with open_file(os.path.join(folder, name), "r") as f:
+        nuclei, cells = read_image(f, "nucleus_segmentation"), read_image(f, "cell_segmentation")
+        assert nuclei.max() > 3 and image_attrs(f, "cell_segmentation")["Color"] == "Glasbey"
+        assert set(np.unique(cells)) <= set(np.unique(nuclei))
+    assert [r.processed for r in run(folder, raw, jobs).values()] == [0, 0, 0]
