@@ -7,7 +7,7 @@ is megabytes of s0 per second (24 MiB for the three channels). The baseline,
 measured in the same run, is plain h5py (``create_dataset`` with gzip level
 6 + shuffle, single-threaded) writing the same pyramid.
 
-Run:  python bench/io.py [--repeat 3] [--table-rows 1000000] [--skip-table]
+Run:  python bench/io.py [--repeat 3] [--table-rows 1000000] [--skip-table] [--skip-images]
 Target: viewer-readable HDF5 multiscale write >= 150 MiB/s; Zarr/N5 faster.
 """
 
@@ -187,10 +187,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--table-rows", type=int, default=1_000_000)
     parser.add_argument("--skip-table", action="store_true")
+    parser.add_argument("--skip-images", action="store_true")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="batchlib-bench-io-")
     try:
-        bench_images(work, args.repeat)
+        if not args.skip_images:
+            bench_images(work, args.repeat)
         if not args.skip_table:
             bench_table(work, args.table_rows)
     finally:
