@@ -20,6 +20,8 @@ def _ellipse_mask(
     cy, cx = center
     y0, y1 = max(int(cy) - radius, 0), min(int(cy) + radius + 1, shape[0])
     x0, x1 = max(int(cx) - radius, 0), min(int(cx) + radius + 1, shape[1])
+    if y1 <= y0 or x1 <= x0:  # entirely outside the image
+        return np.empty(0, int), np.empty(0, int)
     yy, xx = np.mgrid[y0:y1, x0:x1]
     dy, dx = yy - cy, xx - cx
     cos, sin = np.cos(angle), np.sin(angle)
