@@ -18,8 +18,16 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-INTENSITY_FEATURES = ("MeanIntensity", "IntegratedIntensity", "StdIntensity", "MinIntensity", "MaxIntensity",
-                      "MedianIntensity", "LowerQuartileIntensity", "UpperQuartileIntensity")
+INTENSITY_FEATURES = (
+    "MeanIntensity",
+    "IntegratedIntensity",
+    "StdIntensity",
+    "MinIntensity",
+    "MaxIntensity",
+    "MedianIntensity",
+    "LowerQuartileIntensity",
+    "UpperQuartileIntensity",
+)
 
 # Weights of scikit-image's perimeter() by the code 1 + 2 * (4-neighbours) + 10 * (diagonal neighbours).
 _PERIMETER_WEIGHTS = np.zeros(50)
@@ -138,8 +146,16 @@ def perimeters(labels: np.ndarray, pixels: ObjectPixels) -> np.ndarray:
     is_border = np.zeros(flat.shape, bool)
     is_border[border_at] = True
     code = np.ones(border_at.shape, np.int64)
-    for offset, weight in ((-stride, 2), (stride, 2), (-1, 2), (1, 2),
-                           (-stride - 1, 10), (-stride + 1, 10), (stride - 1, 10), (stride + 1, 10)):
+    for offset, weight in (
+        (-stride, 2),
+        (stride, 2),
+        (-1, 2),
+        (1, 2),
+        (-stride - 1, 10),
+        (-stride + 1, 10),
+        (stride - 1, 10),
+        (stride + 1, 10),
+    ):
         neighbour = border_at + offset
         code += weight * (is_border[neighbour] & (flat[neighbour] == border_id))
     per_pixel = _PERIMETER_WEIGHTS[np.minimum(code, 49)]
@@ -152,10 +168,14 @@ def convex_areas(labels: np.ndarray, pixels: ObjectPixels, shape_table: Mapping[
     from skimage.morphology import convex_hull_image
 
     areas = np.zeros(len(pixels.ids))
-    y0, x0 = shape_table["AreaShape_BoundingBoxMinimum_Y"].astype(int), shape_table[
-        "AreaShape_BoundingBoxMinimum_X"].astype(int)
-    y1, x1 = shape_table["AreaShape_BoundingBoxMaximum_Y"].astype(int), shape_table[
-        "AreaShape_BoundingBoxMaximum_X"].astype(int)
+    y0, x0 = (
+        shape_table["AreaShape_BoundingBoxMinimum_Y"].astype(int),
+        shape_table["AreaShape_BoundingBoxMinimum_X"].astype(int),
+    )
+    y1, x1 = (
+        shape_table["AreaShape_BoundingBoxMaximum_Y"].astype(int),
+        shape_table["AreaShape_BoundingBoxMaximum_X"].astype(int),
+    )
     for i, label in enumerate(pixels.ids):
         crop = labels[y0[i] : y1[i], x0[i] : x1[i]] == label
         areas[i] = np.count_nonzero(convex_hull_image(crop))
@@ -184,9 +204,14 @@ def intensity_features(pixels: ObjectPixels, image: np.ndarray, channel: str) ->
     # Sort the values within each object: by value (stable), then by object (stable).
     key = values.astype(np.uint16) if values.dtype.kind == "u" and values.dtype.itemsize <= 2 else values
     by_value = np.argsort(key, kind="stable")
-    by_object = by_value[np.argsort(pixels.object_of_pixel[by_value].astype(np.uint16)
-                                    if len(pixels.ids) and pixels.ids[-1] < 2**16 else
-                                    pixels.object_of_pixel[by_value], kind="stable")]
+    by_object = by_value[
+        np.argsort(
+            pixels.object_of_pixel[by_value].astype(np.uint16)
+            if len(pixels.ids) and pixels.ids[-1] < 2**16
+            else pixels.object_of_pixel[by_value],
+            kind="stable",
+        )
+    ]
     ordered = as_float[by_object]
 
     def quantile(q: float) -> np.ndarray:
@@ -209,8 +234,9 @@ def intensity_features(pixels: ObjectPixels, image: np.ndarray, channel: str) ->
     return pd.DataFrame({f"Intensity_{name}_{channel}": values for name, values in features.items()})
 
 
-def measure_objects(labels: np.ndarray, images: Mapping[str, np.ndarray], compartment: str,
-                    solidity: bool = True) -> pd.DataFrame:
+def measure_objects(
+    labels: np.ndarray, images: Mapping[str, np.ndarray], compartment: str, solidity: bool = True
+) -> pd.DataFrame:
     """Shape and intensity features of every object, CellProfiler names.
 
     Parameters

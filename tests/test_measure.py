@@ -17,21 +17,43 @@ def site():
 def test_matches_regionprops(site):
     channels, nuclei, _ = site
     ours = measure_objects(nuclei, {"DAPI": channels["nuclei"], "GFP": channels["marker"]}, "Nuclei")
-    props = regionprops_table(nuclei, intensity_image=np.stack([channels["nuclei"], channels["marker"]], -1),
-                              properties=("label", "area", "centroid", "bbox", "eccentricity", "solidity",
-                                          "perimeter", "intensity_mean", "intensity_min", "intensity_max",
-                                          "intensity_std"))
+    props = regionprops_table(
+        nuclei,
+        intensity_image=np.stack([channels["nuclei"], channels["marker"]], -1),
+        properties=(
+            "label",
+            "area",
+            "centroid",
+            "bbox",
+            "eccentricity",
+            "solidity",
+            "perimeter",
+            "intensity_mean",
+            "intensity_min",
+            "intensity_max",
+            "intensity_std",
+        ),
+    )
     np.testing.assert_array_equal(ours["label_id"], props["label"])
     pairs = {
-        "Nuclei_AreaShape_Area": "area", "Nuclei_AreaShape_Center_Y": "centroid-0",
-        "Nuclei_AreaShape_Center_X": "centroid-1", "Nuclei_AreaShape_BoundingBoxMinimum_Y": "bbox-0",
-        "Nuclei_AreaShape_BoundingBoxMinimum_X": "bbox-1", "Nuclei_AreaShape_BoundingBoxMaximum_Y": "bbox-2",
-        "Nuclei_AreaShape_BoundingBoxMaximum_X": "bbox-3", "Nuclei_AreaShape_Eccentricity": "eccentricity",
-        "Nuclei_AreaShape_Solidity": "solidity", "Nuclei_AreaShape_Perimeter": "perimeter",
+        "Nuclei_AreaShape_Area": "area",
+        "Nuclei_AreaShape_Center_Y": "centroid-0",
+        "Nuclei_AreaShape_Center_X": "centroid-1",
+        "Nuclei_AreaShape_BoundingBoxMinimum_Y": "bbox-0",
+        "Nuclei_AreaShape_BoundingBoxMinimum_X": "bbox-1",
+        "Nuclei_AreaShape_BoundingBoxMaximum_Y": "bbox-2",
+        "Nuclei_AreaShape_BoundingBoxMaximum_X": "bbox-3",
+        "Nuclei_AreaShape_Eccentricity": "eccentricity",
+        "Nuclei_AreaShape_Solidity": "solidity",
+        "Nuclei_AreaShape_Perimeter": "perimeter",
     }
     for channel, index in (("DAPI", 0), ("GFP", 1)):
-        for ours_name, theirs in (("MeanIntensity", "intensity_mean"), ("MinIntensity", "intensity_min"),
-                                  ("MaxIntensity", "intensity_max"), ("StdIntensity", "intensity_std")):
+        for ours_name, theirs in (
+            ("MeanIntensity", "intensity_mean"),
+            ("MinIntensity", "intensity_min"),
+            ("MaxIntensity", "intensity_max"),
+            ("StdIntensity", "intensity_std"),
+        ):
             pairs[f"Nuclei_Intensity_{ours_name}_{channel}"] = f"{theirs}-{index}"
     for ours_name, theirs in pairs.items():
         np.testing.assert_allclose(ours[ours_name], props[theirs], rtol=1e-6, atol=1e-9, err_msg=ours_name)
@@ -45,8 +67,11 @@ def test_sum_median_quartiles_match_numpy(site):
         values = image[cells == row.label_id].astype(np.float64)
         assert row.Cells_Intensity_IntegratedIntensity_GFP == values.sum()
         expected = np.percentile(values, [25, 50, 75])
-        got = [row.Cells_Intensity_LowerQuartileIntensity_GFP, row.Cells_Intensity_MedianIntensity_GFP,
-               row.Cells_Intensity_UpperQuartileIntensity_GFP]
+        got = [
+            row.Cells_Intensity_LowerQuartileIntensity_GFP,
+            row.Cells_Intensity_MedianIntensity_GFP,
+            row.Cells_Intensity_UpperQuartileIntensity_GFP,
+        ]
         np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
@@ -56,8 +81,9 @@ def test_edge_cases():
     labels[2:6, 5] = 70000  # a line at the edge, id beyond uint16
     image = np.arange(36, dtype=np.float32).reshape(6, 6)
     ours = measure_objects(labels, {"X": image}, "Nuclei")
-    props = regionprops_table(labels, intensity_image=image, properties=("label", "area", "perimeter",
-                                                                          "eccentricity", "intensity_mean"))
+    props = regionprops_table(
+        labels, intensity_image=image, properties=("label", "area", "perimeter", "eccentricity", "intensity_mean")
+    )
     np.testing.assert_array_equal(ours["label_id"], [5, 70000])
     np.testing.assert_allclose(ours["Nuclei_AreaShape_Perimeter"], props["perimeter"])
     np.testing.assert_allclose(ours["Nuclei_AreaShape_Eccentricity"], props["eccentricity"])

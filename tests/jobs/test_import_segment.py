@@ -102,3 +102,39 @@ def test_classical_pipeline_on_a_plate(raw_plate):
         assert nuclei.max() > 3 and image_attrs(f, "cell_segmentation")["Color"] == "Glasbey"
         assert set(np.unique(cells)) <= set(np.unique(nuclei))
     assert [r.processed for r in run(folder, raw, jobs).values()] == [0, 0, 0]
+
+
+def test_measure_job_writes_cell_tables(raw_plate):
+    from batchlib.io import read_table
+    from batchlib.jobs.measure import MeasureObjects
+    from batchlib.measure import measure_objects
+
+    folder, raw, _ = raw_plate
+    jobs = [
+        ImportImages(CHANNELS),
+        SegmentNucleiThreshold(),
+        SegmentCells(),
+        MeasureObjects({"nuclei": "DAPI", "marker": "GFP"}),
+    ]
+    results = run(folder, raw, jobs)
+    assert results["MeasureObjects"].processed == 4
+    name = sorted(n for n in os.listdir(folder) if n.endswith(".h5"))[0]
+    with open_file(os.path.join(folder, name), "r") as f:
+        nuclei_table = read_table(f, "nucleus_segmentation/default")
+        cells_table = read_table(f, "cell_segmentation/default")
+        cytoplasm = read_table(f, "cell_segmentation/cytoplasm")
+        expected = measure_objects(
+            read_image(f, "nucleus_segmentation"),
+            {"DAPI": read_image(f, "nuclei"), "GFP": read_image(f, "marker")},
+            "Nuclei",
+        )
+    assert nuclei_table.columns[0] == "label_id" and "Nuclei_Intensity_MeanIntensity_GFP" in nuclei_table
+    assert "Cells_AreaShape_Area" in cells_table and "Cytoplasm_Intensity_MedianIntensity_DAPI" in cytoplasm
+    np.testing.assert_allclose(
+        nuclei_table.drop(columns="label_id").to_numpy(), expected.drop(columns="label_id").to_numpy()
+    )
+    # Cytoplasm area = cell area - nucleus area, object by object.
+    merged = cells_table.merge(nuclei_table, on="label_id").merge(cytoplasm, on="label_id", how="left")
+    np.testing.assert_array_equal(
+        merged["Cells_AreaShape_Area"] - merged["Nuclei_AreaShape_Area"], merged["Cytoplasm_AreaShape_Area"].fillna(0)
+    )
