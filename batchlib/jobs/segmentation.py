@@ -22,7 +22,7 @@ def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.nda
     Examples
     --------
     >>> x = normalize(np.arange(1000.0))
-    >>> round(float(x[10]), 3), round(float(x[998]), 3)
+    >>> round(float(x[10]), 3), round(float(x[997]), 3)
     (0.0, 1.0)
     """
     lo, hi = np.percentile(image, [low, high])
