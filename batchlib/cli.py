@@ -78,20 +78,32 @@ def _demo(args: argparse.Namespace) -> int:
     import os
 
     from .demo import write_demo_plate
-    from .jobs.examples import ChannelStatistics, StatisticsTable
-    from .workflow import run_workflow
+    from .pipelines import cell_analysis_main
 
     raw = os.path.join(args.folder, "raw")
-    results = os.path.join(args.folder, "results")
+    results = os.path.join(args.folder, "DemoPlate")
     paths = write_demo_plate(raw, sites=args.sites, seed=args.seed)
     print(f"demo plate: {len(paths)} raw images in {raw}")
-    code = run_and_exit_code(
-        lambda: run_workflow(
-            "DemoWorkflow", results, [ChannelStatistics(), StatisticsTable()], input_folder=raw, n_jobs=args.n_jobs
-        )
+    code = cell_analysis_main(
+        [
+            "--input-folder",
+            raw,
+            "--folder",
+            results,
+            "--n-jobs",
+            str(args.n_jobs),
+            "--nuclei-method",
+            args.nuclei_method,
+        ]
     )
-    print(f"results in {results}; look at {os.path.join(results, 'channel_statistics.csv')}")
-    print(f"bookkeeping: batchlib status {results}")
+    plate = os.path.basename(os.path.abspath(results))
+    print(f"""
+results in {results}:
+  per-image containers (*.h5)       Fiji: Plugins > PlateViewer, open {results}
+  {plate}_table.hdf5          image and well tables (the viewer's default tables)
+  {plate}.ome.zarr            napari --plugin napari-ome-zarr {os.path.join(results, plate + ".ome.zarr")}
+  batchlib status {results}     what ran, what failed
+""")
     return code
 
 
@@ -111,11 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list every file, not only the first 50 per job")
     p.set_defaults(func=_explain)
 
-    p = sub.add_parser("demo", help="write a synthetic plate and run a workflow on it")
+    p = sub.add_parser("demo", help="write a synthetic plate and run the cell-analysis workflow on it")
     p.add_argument("--folder", default="demo_plate", help="where the plate (raw/) and results (results/) go")
     p.add_argument("--sites", type=int, default=4, help="sites per well (2 wells)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic images")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes")
+    p.add_argument(
+        "--nuclei-method",
+        default="stardist",
+        choices=["stardist", "threshold"],
+        help="nuclei segmentation (StarDist needs the cpu or gpu extra)",
+    )
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("unlock", help="remove the folder lock left by a run that is gone")

@@ -85,9 +85,13 @@ def test_demo_command(tmp_path, capsys):
     folder = tmp_path / "demo"
     assert cli_main(["demo", "--folder", str(folder), "--sites", "2"]) == 0
     out = capsys.readouterr().out
-    assert str(folder / "results") in out
+    results = folder / "DemoPlate"
+    assert str(results) in out and "napari" in out
     assert len(os.listdir(folder / "raw")) == 4
+    assert len([n for n in os.listdir(results) if n.endswith(".h5")]) == 4
+    assert (results / "DemoPlate_table.hdf5").exists() and (results / "DemoPlate.ome.zarr").is_dir()
     # A second demo run finds everything up to date.
     assert cli_main(["demo", "--folder", str(folder), "--sites", "2"]) == 0
-    assert cli_main(["status", str(folder / "results"), "--json"]) == 0
-    assert '"pending": 0' in capsys.readouterr().out
+    assert cli_main(["status", str(results), "--json"]) == 0
+    status = capsys.readouterr().out
+    assert '"pending": 0' in status and '"failed": 1' not in status

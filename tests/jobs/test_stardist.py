@@ -45,15 +45,20 @@ def test_job_labels_equal_direct_prediction(tmp_path, real_frames):
     assert result.processed == 2
     model = load_stardist(SHIPPED_MODEL)
     for t in (7, 8):
-        direct, _ = model.predict_instances(normalize(images[t]), n_tiles=auto_tiles(images[t].shape, 256),
-                                            show_tile_progress=False)
+        direct, _ = model.predict_instances(
+            normalize(images[t]), n_tiles=auto_tiles(images[t].shape, 256), show_tile_progress=False
+        )
         with open_file(str(folder / f"WellC01_PointC01_{t:04d}_ChannelDAPI_Seq{t:04d}.h5"), "r") as f:
             ours = read_image(f, "nucleus_segmentation")
         assert ours.dtype == np.uint32 and ours.max() > 20
         np.testing.assert_array_equal(ours, direct)
     # The model's files are parameters: the same model reruns nothing.
-    assert run_workflow("wf", str(folder), [SegmentNucleiStarDist(tile_size=256)],
-                        progress=False)["SegmentNucleiStarDist"].processed == 0
+    assert (
+        run_workflow("wf", str(folder), [SegmentNucleiStarDist(tile_size=256)], progress=False)[
+            "SegmentNucleiStarDist"
+        ].processed
+        == 0
+    )
 
 
 def test_unknown_model_is_a_clear_error(tmp_path):

@@ -1,0 +1,136 @@
+"""Aggregate cell tables into the plate's image and well tables (``<plate>_table.hdf5``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..base import PlateJob
+from ..io import open_file, read_table, write_plate_table
+from ..io.tables import table_key
+from ..plate import compile_scheme, parse_image_name
+
+
+def image_table(
+    cells: pd.DataFrame, names: pd.DataFrame, features: Sequence[str], min_cells: int, score_feature: str | None
+) -> pd.DataFrame:
+    """One row per image: n_cells, median and mean of each feature, QC flags, score.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        One row per cell with an ``image_name`` column and the features.
+    names : DataFrame
+        ``image_name``, ``site_name``, ``well_name`` of every image (also those without cells).
+    """
+    grouped = cells.groupby("image_name", sort=False)[list(features)]
+    medians = grouped.median().add_prefix("median_")
+    means = grouped.mean().add_prefix("mean_")
+    table = names.set_index("image_name")
+    table["n_cells"] = cells.groupby("image_name", sort=False).size().reindex(table.index).fillna(0).astype(np.int64)
+    table = table.join(medians).join(means)
+    table["too_few_cells"] = (table["n_cells"] < min_cells).astype(np.int64)
+    table["is_outlier"] = table["too_few_cells"]
+    table["score"] = table[f"median_{score_feature}"] if score_feature else np.nan
+    table = table.reset_index()
+    first = ["image_name", "site_name", "well_name", "n_cells", "score", "is_outlier", "too_few_cells"]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+def well_table(
+    cells: pd.DataFrame, images: pd.DataFrame, features: Sequence[str], score_feature: str | None
+) -> pd.DataFrame:
+    """One row per well: median of each feature over the well's cells, n_cells, n_images."""
+    wells = images.groupby("well_name", sort=True).agg(
+        n_images=("image_name", "size"), n_outlier_images=("is_outlier", "sum")
+    )
+    wells["n_cells"] = cells.groupby("well_name").size().reindex(wells.index).fillna(0).astype(np.int64)
+    medians = cells.groupby("well_name")[list(features)].median().add_prefix("median_")
+    table = wells.join(medians)
+    table["score"] = table[f"median_{score_feature}"] if score_feature else np.nan
+    table["is_outlier"] = (table["n_outlier_images"] == table["n_images"]).astype(np.int64)
+    table = table.reset_index()
+    first = ["well_name", "n_cells", "n_images", "score", "is_outlier"]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+class AggregateTables(PlateJob):
+    """Image table and well table of the plate, as the plate viewer's ``default`` tables.
+
+    Reads the ``Cells`` table of every container (one row per cell, with the
+    nucleus and cytoplasm features of the same object joined in) and writes
+    ``/tables/images/default`` and ``/tables/wells/default`` into
+    ``<plate>_table.hdf5``. Reruns when any image's tables change or images
+    are added.
+
+    Parameters
+    ----------
+    cell_key, nuclei_key : str
+        The segmentations whose tables are aggregated.
+    min_cells : int
+        Images with fewer cells are flagged ``too_few_cells`` (``is_outlier``).
+    score_feature : str, optional
+        Feature whose median is the ``score`` column (the viewer's default
+        scatter plot shows ``score`` against ``n_cells``).
+    scheme : str
+        Filename scheme giving well and site of each container.
+    """
+
+    def __init__(
+        self,
+        cell_key: str = "cell_segmentation",
+        nuclei_key: str = "nucleus_segmentation",
+        min_cells: int = 10,
+        score_feature: str | None = None,
+        scheme: str = "batchlib",
+        input_pattern: str = "*.h5",
+        identifier: str | None = None,
+    ):
+        self.table_keys = [
+            table_key(f"{cell_key}/default"),
+            table_key(f"{nuclei_key}/default"),
+            table_key(f"{cell_key}/cytoplasm"),
+        ]
+        super().__init__(
+            input_pattern=input_pattern,
+            output_name="{plate}_table.hdf5",
+            input_key=self.table_keys,
+            output_key=[table_key("images/default"), table_key("wells/default")],
+            identifier=identifier,
+        )
+        self.min_cells = int(min_cells)
+        self.score_feature = score_feature
+        self.scheme = scheme
+
+    def load_cells(self, input_files: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """All cells of the plate (one row per cell) and the names of every image."""
+        regex = compile_scheme(self.scheme)
+        frames, names = [], []
+        for path in sorted(input_files):
+            image_name = os.path.splitext(os.path.basename(path))[0]
+            parsed = parse_image_name(os.path.basename(path), regex)
+            names.append((image_name, parsed.site_name, parsed.well.name))
+            with open_file(path, "r") as f:
+                cells, nuclei, cytoplasm = (read_table(f, key.removeprefix("tables/")) for key in self.table_keys)
+            table = cells.merge(nuclei, on="label_id", how="left").merge(cytoplasm, on="label_id", how="left")
+            table.insert(0, "image_name", image_name)
+            table.insert(1, "well_name", parsed.well.name)
+            frames.append(table)
+        cells = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_name", "well_name"])
+        return cells, pd.DataFrame(names, columns=["image_name", "site_name", "well_name"])
+
+    def run(self, input_files, output_files, **kwargs):
+        cells, names = self.load_cells(input_files)
+        features = [
+            c
+            for c in cells.columns
+            if c not in ("image_name", "well_name", "label_id") and pd.api.types.is_numeric_dtype(cells[c])
+        ]
+        images = image_table(cells, names, features, self.min_cells, self.score_feature)
+        wells = well_table(cells, images, features, self.score_feature)
+        with open_file(output_files[0], "a") as f:
+            write_plate_table(f, "images", images)
+            write_plate_table(f, "wells", wells)

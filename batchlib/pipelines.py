@@ -1,0 +1,167 @@
+"""The cell-analysis workflow: its options, its jobs, and its entry point.
+
+``workflows/cell_analysis_workflow.py`` and ``batchlib demo`` both call
+:func:`cell_analysis_main`; :func:`cell_analysis_jobs` builds the job list from
+parsed options, so other scripts can reuse it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from .cli import run_and_exit_code
+from .config import run_options, workflow_parser
+from .errors import ConfigError
+
+#: Steps of the workflow, in order.
+STEPS = ("import", "segment_nuclei", "segment_cells", "measure", "aggregate", "export_omezarr")
+
+
+def parse_channels(text: str) -> dict[str, str | None]:
+    """``"DAPI:nuclei,WF_GFP:cells,TRITC:-"`` -> ``{"DAPI": "nuclei", "WF_GFP": "cells", "TRITC": None}``.
+
+    Examples
+    --------
+    >>> parse_channels("DAPI:nuclei, TRITC:marker, GFP:-")
+    {'DAPI': 'nuclei', 'TRITC': 'marker', 'GFP': None}
+    """
+    mapping: dict[str, str | None] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        raw, sep, name = part.partition(":")
+        if not sep or not raw:
+            raise ConfigError(f"--channels: expected raw:name pairs separated by commas, got {part!r}")
+        mapping[raw.strip()] = None if name.strip() in ("", "-") else name.strip()
+    return mapping
+
+
+def parse_steps(steps: str | None, skip: str | None) -> list[str]:
+    """The steps to run from ``--steps`` and ``--skip`` (comma-separated).
+
+    Examples
+    --------
+    >>> parse_steps(None, "export_omezarr")
+    ['import', 'segment_nuclei', 'segment_cells', 'measure', 'aggregate']
+    """
+    chosen = [s.strip() for s in steps.split(",") if s.strip()] if steps else list(STEPS)
+    skipped = {s.strip() for s in skip.split(",") if s.strip()} if skip else set()
+    unknown = [s for s in [*chosen, *skipped] if s not in STEPS]
+    if unknown:
+        raise ConfigError(f"--steps/--skip: unknown step(s) {', '.join(unknown)}; steps are {', '.join(STEPS)}")
+    return [s for s in STEPS if s in chosen and s not in skipped]
+
+
+def cell_analysis_parser(default_config_files: list[str] | None = None):
+    """The options of the cell-analysis workflow (on top of the common ones)."""
+    parser = workflow_parser(
+        "Cell analysis of an HTS plate: import, segment, measure, aggregate, export.", default_config_files
+    )
+    parser.add("--input-pattern", default="*.tiff", help="glob of the raw images")
+    parser.add(
+        "--scheme",
+        default="batchlib",
+        help="filename scheme: batchlib, operetta, imagexpress, or a "
+        "regular expression with named groups well (or row, column), site, channel",
+    )
+    parser.add(
+        "--channels",
+        default="DAPI:nuclei,WF_GFP:cells,TRITC:marker",
+        help="raw channel -> name pairs, e.g. DAPI:nuclei,WF_GFP:cells,TRITC:marker; name - drops a channel",
+    )
+    parser.add("--nuclei-channel", default="nuclei", help="channel the nuclei are segmented on")
+    parser.add("--cell-channel", default="cells", help="channel the cells are grown on (membrane, serum)")
+    parser.add("--container-ext", default=".h5", choices=[".h5", ".n5", ".zarr"], help="per-image containers")
+    parser.add(
+        "--nuclei-method",
+        default="stardist",
+        choices=["stardist", "threshold"],
+        help="StarDist (a model) or a classical threshold + watershed",
+    )
+    parser.add(
+        "--model",
+        default=None,
+        help="StarDist model: a folder, or a registered name (needs internet); "
+        "default: the model shipped with batchlib",
+    )
+    parser.add("--prob-thresh", type=float, default=None, help="StarDist probability threshold (default: model's)")
+    parser.add("--nms-thresh", type=float, default=None, help="StarDist overlap threshold (default: model's)")
+    parser.add("--gpu", action="store_true", help="let StarDist use a GPU (default: CPU only)")
+    parser.add("--min-cells", type=int, default=10, help="images with fewer cells are flagged as outliers")
+    parser.add(
+        "--score-feature",
+        default=None,
+        help="feature whose median is the tables' score column (default: Cells_Intensity_MeanIntensity_<last channel>)",
+    )
+    parser.add("--ngff-version", default="0.4", choices=["0.4", "0.5"], help="OME-Zarr version of the export")
+    parser.add("--steps", default=None, help=f"comma-separated steps to run (default all: {', '.join(STEPS)})")
+    parser.add("--skip", default=None, help="comma-separated steps not to run")
+    return parser
+
+
+def cell_analysis_jobs(args) -> list:
+    """The jobs of the workflow for parsed options ``args``."""
+    from .jobs.aggregate import AggregateTables
+    from .jobs.importer import ImportImages
+    from .jobs.measure import MeasureObjects
+    from .jobs.omezarr import OmeZarrExport
+    from .jobs.segmentation import SegmentCells, SegmentNucleiStarDist, SegmentNucleiThreshold
+
+    channels = parse_channels(args.channels)
+    names = [name for name in channels.values() if name]
+    for option, channel in (("--nuclei-channel", args.nuclei_channel), ("--cell-channel", args.cell_channel)):
+        if channel not in names:
+            raise ConfigError(f"{option} {channel!r} is not among the imported channels {', '.join(names)}")
+    pattern = f"*{args.container_ext}"
+    score = args.score_feature or f"Cells_Intensity_MeanIntensity_{names[-1]}"
+    jobs = {
+        "import": lambda: ImportImages(
+            channels, input_pattern=args.input_pattern, output_ext=args.container_ext, scheme=args.scheme
+        ),
+        "segment_nuclei": lambda: (
+            SegmentNucleiStarDist(
+                args.nuclei_channel,
+                model=args.model,
+                prob_thresh=args.prob_thresh,
+                nms_thresh=args.nms_thresh,
+                gpu=args.gpu,
+                input_pattern=pattern,
+            )
+            if args.nuclei_method == "stardist"
+            else SegmentNucleiThreshold(args.nuclei_channel, input_pattern=pattern)
+        ),
+        "segment_cells": lambda: SegmentCells(cell_key=args.cell_channel, input_pattern=pattern),
+        "measure": lambda: MeasureObjects(names, input_pattern=pattern),
+        "aggregate": lambda: AggregateTables(
+            min_cells=args.min_cells, score_feature=score, scheme=args.scheme, input_pattern=pattern
+        ),
+        "export_omezarr": lambda: OmeZarrExport(
+            names,
+            ["nucleus_segmentation", "cell_segmentation"],
+            ngff_version=args.ngff_version,
+            scheme=args.scheme,
+            input_pattern=pattern,
+        ),
+    }
+    return [jobs[step]() for step in parse_steps(args.steps, args.skip)]
+
+
+def cell_analysis_main(argv: Sequence[str] | None = None) -> int:
+    """Run the cell-analysis workflow from command-line options; return the exit code."""
+    from .report import explain_jobs
+    from .workflow import run_workflow
+
+    parser = cell_analysis_parser()
+    args = parser.parse_args(argv)
+
+    def run():
+        jobs = cell_analysis_jobs(args)
+        if args.explain:
+            print(explain_jobs(args.folder, jobs, args.input_folder, args.force_recompute))
+            return {}
+        return run_workflow("CellAnalysisWorkflow", args.folder, jobs, **run_options(args))
+
+    return run_and_exit_code(run)
+
+
+if __name__ == "__main__":
+    sys.exit(cell_analysis_main())

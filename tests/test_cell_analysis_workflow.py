@@ -1,0 +1,63 @@
+"""End to end: the cell-analysis workflow on a small synthetic plate."""
+
+import os
+
+import numpy as np
+import pytest
+import zarr
+
+from batchlib.demo import write_demo_plate
+from batchlib.errors import ConfigError
+from batchlib.io import open_file, read_plate_table, read_table
+from batchlib.pipelines import cell_analysis_main, parse_steps
+
+
+def run(folder, raw, *extra):
+    return cell_analysis_main(
+        ["--folder", folder, "--input-folder", raw, "--nuclei-method", "threshold", "--no-progress", *extra]
+    )
+
+
+def test_outputs_layout_and_incremental_rerun(tmp_path):
+    raw, folder = str(tmp_path / "raw"), str(tmp_path / "P7")
+    write_demo_plate(raw, wells={"C01": 1.0, "C02": 2.5}, sites=2, shape=(160, 160), n_nuclei=15)
+    assert run(folder, raw) == 0
+    containers = sorted(n for n in os.listdir(folder) if n.endswith(".h5"))
+    assert len(containers) == 4
+    with open_file(os.path.join(folder, containers[0]), "r") as f:
+        for key in ("nuclei", "cells", "marker", "nucleus_segmentation", "cell_segmentation"):
+            assert f"{key}/s0" in f
+        assert len(read_table(f, "cell_segmentation/default")) > 5
+    table_file = os.path.join(folder, "P7_table.hdf5")
+    with open_file(table_file, "r") as f:
+        images, wells = read_plate_table(f, "images"), read_plate_table(f, "wells")
+    assert images["site_name"].tolist() == ["C01-0000", "C01-0001", "C02-0000", "C02-0001"]
+    assert wells["well_name"].tolist() == ["C01", "C02"] and wells["n_images"].tolist() == [2, 2]
+    assert wells["n_cells"].sum() == images["n_cells"].sum()
+    # The marker level differs between the wells, and the score shows it.
+    assert wells["score"][1] > 1.5 * wells["score"][0]
+    plate = zarr.open_group(os.path.join(folder, "P7.ome.zarr"), mode="r")
+    assert [w["path"] for w in plate.attrs["plate"]["wells"]] == ["C/1", "C/2"]
+
+    # New images arrive: only they are processed, and the aggregates include them.
+    write_demo_plate(raw, wells={"C01": 1.0, "C02": 2.5, "D05": 1.0}, sites=2, shape=(160, 160), n_nuclei=15)
+    before = {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in containers}
+    assert run(folder, raw) == 0
+    assert {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in containers} == before
+    with open_file(table_file, "r") as f:
+        wells = read_plate_table(f, "wells")
+    assert wells["well_name"].tolist() == ["C01", "C02", "D05"]
+    assert "D/5" in zarr.open_group(os.path.join(folder, "P7.ome.zarr"), mode="r")
+
+
+def test_steps_and_bad_options(tmp_path, capsys):
+    assert parse_steps("import,measure", None) == ["import", "measure"]
+    with pytest.raises(ConfigError, match="unknown step"):
+        parse_steps("import,nope", None)
+    raw, folder = str(tmp_path / "raw"), str(tmp_path / "P")
+    write_demo_plate(raw, sites=1, shape=(96, 96), n_nuclei=5)
+    assert run(folder, raw, "--steps", "import,segment_nuclei") == 0
+    assert not os.path.exists(os.path.join(folder, "P_table.hdf5"))
+    assert run(folder, raw, "--channels", "DAPI:dna") == 2
+    assert "--nuclei-channel 'nuclei'" in capsys.readouterr().err
+    np.testing.assert_equal(run(folder, raw, "--skip", "export_omezarr,aggregate"), 0)
