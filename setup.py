@@ -44,7 +44,7 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.15", *STARDIST],
         "gpu": ["tensorflow[and-cuda]>=2.15", *STARDIST],
-        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5", "pycytominer>=1.0", "ndev-sampledata>=0.0.3"],
         "bench": ["snakemake>=8"],
     },
     entry_points={"console_scripts": ["batchlib = batchlib.cli:main"]},

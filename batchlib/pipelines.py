@@ -15,7 +15,7 @@ from .config import run_options, workflow_parser
 from .errors import ConfigError
 
 #: Steps of the workflow, in order.
-STEPS = ("import", "segment_nuclei", "segment_cells", "measure", "aggregate", "export_omezarr")
+STEPS = ("import", "segment_nuclei", "segment_cells", "measure", "aggregate", "export", "export_omezarr")
 
 
 def parse_channels(text: str) -> dict[str, str | None]:
@@ -40,7 +40,7 @@ def parse_steps(steps: str | None, skip: str | None) -> list[str]:
 
     Examples
     --------
-    >>> parse_steps(None, "export_omezarr")
+    >>> parse_steps(None, "export_omezarr,export")
     ['import', 'segment_nuclei', 'segment_cells', 'measure', 'aggregate']
     """
     chosen = [s.strip() for s in steps.split(",") if s.strip()] if steps else list(STEPS)
@@ -101,6 +101,7 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
 def cell_analysis_jobs(args) -> list:
     """The jobs of the workflow for parsed options ``args``."""
     from .jobs.aggregate import AggregateTables
+    from .jobs.export import ExportProfiles
     from .jobs.importer import ImportImages
     from .jobs.measure import MeasureObjects
     from .jobs.omezarr import OmeZarrExport
@@ -134,6 +135,7 @@ def cell_analysis_jobs(args) -> list:
         "aggregate": lambda: AggregateTables(
             min_cells=args.min_cells, score_feature=score, scheme=args.scheme, input_pattern=pattern
         ),
+        "export": lambda: ExportProfiles(scheme=args.scheme, input_pattern=pattern),
         "export_omezarr": lambda: OmeZarrExport(
             names,
             ["nucleus_segmentation", "cell_segmentation"],

@@ -61,3 +61,34 @@ def test_steps_and_bad_options(tmp_path, capsys):
     assert run(folder, raw, "--channels", "DAPI:dna") == 2
     assert "--nuclei-channel 'nuclei'" in capsys.readouterr().err
     np.testing.assert_equal(run(folder, raw, "--skip", "export_omezarr,aggregate"), 0)
+
+
+def test_export_matches_pycytominer(tmp_path):
+    import sqlite3
+
+    import pandas as pd
+    from pycytominer import aggregate
+
+    raw, folder = str(tmp_path / "raw"), str(tmp_path / "P9")
+    write_demo_plate(raw, wells={"B02": 1.0, "B03": 2.0}, sites=2, shape=(160, 160), n_nuclei=15)
+    assert run(folder, raw, "--skip", "export_omezarr") == 0
+    out = os.path.join(folder, "P9_profiles")
+    single = pd.read_parquet(os.path.join(out, "P9_single_cell.parquet"))
+    assert list(single.columns[:3]) == ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
+    pd.testing.assert_frame_equal(pd.read_csv(os.path.join(out, "P9_single_cell.csv")), single, check_dtype=False)
+    theirs = aggregate(single, strata=["Metadata_Plate", "Metadata_Well"], features="infer", operation="median")
+    with open_file(os.path.join(folder, "P9_table.hdf5"), "r") as f:
+        ours = read_plate_table(f, "wells")
+    features = [c for c in theirs.columns if c.startswith(("Nuclei_", "Cells_", "Cytoplasm_"))]
+    assert len(features) > 50
+    for feature in features:
+        np.testing.assert_allclose(ours[f"median_{feature}"], theirs[feature], rtol=1e-9, err_msg=feature)
+    wells = pd.read_parquet(os.path.join(out, "P9_well_profiles.parquet"))
+    np.testing.assert_allclose(wells[features].to_numpy(), theirs[features].to_numpy(), rtol=1e-9)
+    with sqlite3.connect(os.path.join(out, "P9.sqlite")) as db:
+        tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
+        assert tables == {"Image", "Nuclei", "Cells", "Cytoplasm"}
+        n_cells = db.execute("select count(*) from Cells").fetchone()[0]
+        assert n_cells == len(single)
+        joined = db.execute("select count(*) from Cells c join Image i on c.ImageNumber = i.ImageNumber").fetchone()
+        assert joined[0] == n_cells

@@ -57,6 +57,29 @@ def well_table(
     return table[first + [c for c in table.columns if c not in first]]
 
 
+def cell_table_keys(cell_key: str, nuclei_key: str) -> list[str]:
+    """Keys of the cells, nuclei and cytoplasm tables MeasureObjects writes."""
+    return [table_key(f"{cell_key}/default"), table_key(f"{nuclei_key}/default"), table_key(f"{cell_key}/cytoplasm")]
+
+
+def load_cells(input_files: list[str], table_keys: list[str], scheme: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All cells of a plate (one row per cell, nucleus and cytoplasm features joined) and every image's names."""
+    regex = compile_scheme(scheme)
+    frames, names = [], []
+    for path in sorted(input_files):
+        image_name = os.path.splitext(os.path.basename(path))[0]
+        parsed = parse_image_name(os.path.basename(path), regex)
+        names.append((image_name, parsed.site_name, parsed.well.name))
+        with open_file(path, "r") as f:
+            cells, nuclei, cytoplasm = (read_table(f, key.removeprefix("tables/")) for key in table_keys)
+        table = cells.merge(nuclei, on="label_id", how="left").merge(cytoplasm, on="label_id", how="left")
+        table.insert(0, "image_name", image_name)
+        table.insert(1, "well_name", parsed.well.name)
+        frames.append(table)
+    cells = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_name", "well_name"])
+    return cells, pd.DataFrame(names, columns=["image_name", "site_name", "well_name"])
+
+
 class AggregateTables(PlateJob):
     """Image table and well table of the plate, as the plate viewer's ``default`` tables.
 
@@ -105,25 +128,8 @@ class AggregateTables(PlateJob):
         self.score_feature = score_feature
         self.scheme = scheme
 
-    def load_cells(self, input_files: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """All cells of the plate (one row per cell) and the names of every image."""
-        regex = compile_scheme(self.scheme)
-        frames, names = [], []
-        for path in sorted(input_files):
-            image_name = os.path.splitext(os.path.basename(path))[0]
-            parsed = parse_image_name(os.path.basename(path), regex)
-            names.append((image_name, parsed.site_name, parsed.well.name))
-            with open_file(path, "r") as f:
-                cells, nuclei, cytoplasm = (read_table(f, key.removeprefix("tables/")) for key in self.table_keys)
-            table = cells.merge(nuclei, on="label_id", how="left").merge(cytoplasm, on="label_id", how="left")
-            table.insert(0, "image_name", image_name)
-            table.insert(1, "well_name", parsed.well.name)
-            frames.append(table)
-        cells = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_name", "well_name"])
-        return cells, pd.DataFrame(names, columns=["image_name", "site_name", "well_name"])
-
     def run(self, input_files, output_files, **kwargs):
-        cells, names = self.load_cells(input_files)
+        cells, names = load_cells(input_files, self.table_keys, self.scheme)
         features = [
             c
             for c in cells.columns

@@ -1,0 +1,99 @@
+"""Export per-plate profiles: a SQLite backend, single-cell and per-well tables as CSV and Parquet.
+
+The layout is what the cytominer tools expect: tables ``Image``, ``Nuclei``,
+``Cells``, ``Cytoplasm`` keyed by ``ImageNumber`` / ``ObjectNumber``, with
+``Metadata_Plate``, ``Metadata_Well``, ``Metadata_Site``; feature columns
+``<Compartment>_<Category>_<Feature>[_<Channel>]``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pandas as pd
+
+from ..base import PlateJob
+from .aggregate import cell_table_keys, load_cells
+
+METADATA = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
+
+
+def single_cell_profiles(cells: pd.DataFrame, plate: str) -> pd.DataFrame:
+    """One row per cell: metadata columns, then the Nuclei_, Cells_ and Cytoplasm_ features."""
+    sites = cells["image_name"].str.extract(r"_(\d{4})_")[0].astype("Int64")
+    profiles = pd.DataFrame(
+        {
+            "Metadata_Plate": plate,
+            "Metadata_Well": cells["well_name"].to_numpy(),
+            "Metadata_Site": sites.to_numpy(),
+            "Metadata_ImageNumber": pd.factorize(cells["image_name"], sort=True)[0] + 1,
+            "Metadata_ObjectNumber": cells["label_id"].to_numpy(),
+        }
+    )
+    features = [c for c in cells.columns if c.startswith(("Nuclei_", "Cells_", "Cytoplasm_"))]
+    return pd.concat([profiles, cells[features].reset_index(drop=True)], axis=1)
+
+
+def well_profiles(single_cells: pd.DataFrame) -> pd.DataFrame:
+    """Median of every feature over each well's cells (what ``pycytominer.aggregate`` computes)."""
+    features = [c for c in single_cells.columns if c.startswith(("Nuclei_", "Cells_", "Cytoplasm_"))]
+    return single_cells.groupby(["Metadata_Plate", "Metadata_Well"], sort=True)[features].median().reset_index()
+
+
+def write_sqlite(path: str, single_cells: pd.DataFrame, images: pd.DataFrame) -> None:
+    """The SQLite backend: ``Image`` and one table per compartment."""
+    keys = ["ImageNumber", "ObjectNumber"]
+    renamed = single_cells.rename(
+        columns={"Metadata_ImageNumber": "ImageNumber", "Metadata_ObjectNumber": "ObjectNumber"}
+    )
+    with sqlite3.connect(path) as connection:
+        images.to_sql("Image", connection, index=False)
+        for compartment in ("Nuclei", "Cells", "Cytoplasm"):
+            columns = [c for c in renamed.columns if c.startswith(f"{compartment}_")]
+            renamed[keys + METADATA + columns].to_sql(compartment, connection, index=False)
+        connection.execute("CREATE INDEX image_number ON Image (ImageNumber)")
+        for compartment in ("Nuclei", "Cells", "Cytoplasm"):
+            connection.execute(f"CREATE INDEX {compartment.lower()}_keys ON {compartment} (ImageNumber, ObjectNumber)")
+
+
+class ExportProfiles(PlateJob):
+    """Write ``<plate>_profiles/``: SQLite backend, single-cell and well profiles (CSV, Parquet).
+
+    The folder is written whole to a temporary name and renamed, so readers
+    never see a half-written export.
+    """
+
+    def __init__(
+        self,
+        cell_key: str = "cell_segmentation",
+        nuclei_key: str = "nucleus_segmentation",
+        scheme: str = "batchlib",
+        input_pattern: str = "*.h5",
+        identifier: str | None = None,
+    ):
+        self.table_keys = cell_table_keys(cell_key, nuclei_key)
+        super().__init__(
+            input_pattern=input_pattern,
+            output_name="{plate}_profiles",
+            input_key=self.table_keys,
+            identifier=identifier,
+        )
+        self.scheme = scheme
+
+    def run(self, input_files, output_files, **kwargs):
+        out = output_files[0]
+        plate = os.path.basename(os.path.dirname(os.path.abspath(out)))
+        cells, names = load_cells(input_files, self.table_keys, self.scheme)
+        single = single_cell_profiles(cells, plate)
+        images = names.assign(ImageNumber=range(1, len(names) + 1), Metadata_Plate=plate)
+        images = images.rename(columns={"well_name": "Metadata_Well"})
+        images["Metadata_Site"] = images["site_name"].str.rsplit("-", n=1).str[1].astype(int)
+        images["n_cells"] = images["image_name"].map(cells.groupby("image_name").size()).fillna(0).astype(int)
+        wells = well_profiles(single)
+        os.makedirs(out)
+        write_sqlite(os.path.join(out, f"{plate}.sqlite"), single, images)
+        single.to_csv(os.path.join(out, f"{plate}_single_cell.csv"), index=False)
+        single.to_parquet(os.path.join(out, f"{plate}_single_cell.parquet"), index=False)
+        wells.to_csv(os.path.join(out, f"{plate}_well_profiles.csv"), index=False)
+        wells.to_parquet(os.path.join(out, f"{plate}_well_profiles.parquet"), index=False)
