@@ -27,6 +27,8 @@ CORE = [
     "configargparse>=1.5",
     "dask[distributed]>=2023.1",
     "ome-zarr>=0.9",
+    "matplotlib>=3.5",
+    "pillow>=9",
 ]
 STARDIST = ["stardist>=0.9.1", "csbdeep>=0.8"]
 

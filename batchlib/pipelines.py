@@ -15,7 +15,7 @@ from .config import run_options, workflow_parser
 from .errors import ConfigError
 
 #: Steps of the workflow, in order.
-STEPS = ("import", "segment_nuclei", "segment_cells", "measure", "aggregate", "export", "export_omezarr")
+STEPS = ("import", "segment_nuclei", "segment_cells", "measure", "crop", "aggregate", "export", "qc", "export_omezarr")
 
 
 def parse_channels(text: str) -> dict[str, str | None]:
@@ -40,7 +40,7 @@ def parse_steps(steps: str | None, skip: str | None) -> list[str]:
 
     Examples
     --------
-    >>> parse_steps(None, "export_omezarr,export")
+    >>> parse_steps(None, "export_omezarr,export,crop,qc")
     ['import', 'segment_nuclei', 'segment_cells', 'measure', 'aggregate']
     """
     chosen = [s.strip() for s in steps.split(",") if s.strip()] if steps else list(STEPS)
@@ -92,6 +92,8 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
         default=None,
         help="feature whose median is the tables' score column (default: Cells_Intensity_MeanIntensity_<last channel>)",
     )
+    parser.add("--crop-size", type=int, default=64, help="width and height of the single-cell crops (pixels)")
+    parser.add("--qc-features", default="n_cells,score", help="well-table columns drawn as plate heatmaps")
     parser.add("--ngff-version", default="0.4", choices=["0.4", "0.5"], help="OME-Zarr version of the export")
     parser.add("--steps", default=None, help=f"comma-separated steps to run (default all: {', '.join(STEPS)})")
     parser.add("--skip", default=None, help="comma-separated steps not to run")
@@ -101,10 +103,12 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
 def cell_analysis_jobs(args) -> list:
     """The jobs of the workflow for parsed options ``args``."""
     from .jobs.aggregate import AggregateTables
+    from .jobs.crops import CropCells
     from .jobs.export import ExportProfiles
     from .jobs.importer import ImportImages
     from .jobs.measure import MeasureObjects
     from .jobs.omezarr import OmeZarrExport
+    from .jobs.qc import QualityControl
     from .jobs.segmentation import SegmentCells, SegmentNucleiStarDist, SegmentNucleiThreshold
 
     channels = parse_channels(args.channels)
@@ -135,7 +139,13 @@ def cell_analysis_jobs(args) -> list:
         "aggregate": lambda: AggregateTables(
             min_cells=args.min_cells, score_feature=score, scheme=args.scheme, input_pattern=pattern
         ),
+        "crop": lambda: CropCells(names, size=args.crop_size, scheme=args.scheme, input_pattern=pattern),
         "export": lambda: ExportProfiles(scheme=args.scheme, input_pattern=pattern),
+        "qc": lambda: QualityControl(
+            [f.strip() for f in args.qc_features.split(",") if f.strip()],
+            channel=args.nuclei_channel,
+            input_pattern=pattern,
+        ),
         "export_omezarr": lambda: OmeZarrExport(
             names,
             ["nucleus_segmentation", "cell_segmentation"],

@@ -92,3 +92,38 @@ def test_export_matches_pycytominer(tmp_path):
         assert n_cells == len(single)
         joined = db.execute("select count(*) from Cells c join Image i on c.ImageNumber = i.ImageNumber").fetchone()
         assert joined[0] == n_cells
+
+
+def test_crops_and_qc(tmp_path):
+    import csv
+
+    from PIL import Image
+
+    raw, folder = str(tmp_path / "raw"), str(tmp_path / "P3")
+    write_demo_plate(raw, wells={"A01": 1.0, "H12": 2.0}, sites=1, shape=(128, 128), n_nuclei=8)
+    assert run(folder, raw, "--crop-size", "32", "--skip", "export_omezarr,export") == 0
+    crop_dirs = sorted(n for n in os.listdir(folder) if n.endswith(".crops"))
+    assert len(crop_dirs) == 2
+    first = os.path.join(folder, crop_dirs[0])
+    with open(os.path.join(first, "metadata.csv")) as f:
+        rows = list(csv.DictReader(f))
+    with open_file(os.path.join(folder, crop_dirs[0].replace(".crops", ".h5")), "r") as f:
+        cells = f["cell_segmentation/s0"][...]
+    assert sorted(int(r["label"]) for r in rows) == sorted(set(np.unique(cells)) - {0})
+    row = rows[0]
+    assert row["plate"] == "P3" and row["well"] == "A01" and row["site"] == "0"
+    mask = np.asarray(Image.open(os.path.join(first, row["mask_file"])))
+    marker = np.asarray(Image.open(os.path.join(first, row["marker_file"])))
+    assert mask.shape == marker.shape == (32, 32) and marker.dtype == np.uint16 and mask.any()
+    touching = [r for r in rows if r["touches_border"] == "1"]
+    for r in touching:
+        assert (
+            min(int(r["bbox_min_y"]), int(r["bbox_min_x"])) == 0
+            or max(int(r["bbox_max_y"]), int(r["bbox_max_x"])) == 128
+        )
+    qc = os.path.join(folder, "P3_qc")
+    assert sorted(os.listdir(qc)) == ["heatmap_n_cells.png", "heatmap_score.png", "segmentation_montage.png"]
+    montage = np.asarray(Image.open(os.path.join(qc, "segmentation_montage.png")))
+    assert montage.shape == (128, 256, 3)
+    # A rerun redoes nothing.
+    assert run(folder, raw, "--crop-size", "32", "--skip", "export_omezarr,export") == 0
