@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -55,6 +56,16 @@ class SerialExecutor(Executor):
             yield fn(*args)
 
 
+def limit_threads(threads: int) -> None:
+    """Share the cores between worker processes: cap the threads of numpy, BLAS and TensorFlow.
+
+    Runs in each worker before any job code, so before TensorFlow starts.
+    """
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                     "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(variable, str(threads))
+
+
 class ProcessExecutor(Executor):
     """A pool of ``n_workers`` processes on this machine.
 
@@ -69,7 +80,9 @@ class ProcessExecutor(Executor):
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("spawn"))
+            threads = max(1, (os.cpu_count() or 1) // self.n_workers)
+            self._pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=limit_threads, initargs=(threads,))
         return self._pool
 
     def map_unordered(self, fn: Callable, arg_list: list[tuple]) -> Iterator[Any]:

@@ -14,6 +14,7 @@ import sqlite3
 import pandas as pd
 
 from ..base import PlateJob
+from ..profiles import well_medians
 from .aggregate import cell_table_keys, load_cells
 
 METADATA = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
@@ -33,12 +34,6 @@ def single_cell_profiles(cells: pd.DataFrame, plate: str) -> pd.DataFrame:
     )
     features = [c for c in cells.columns if c.startswith(("Nuclei_", "Cells_", "Cytoplasm_"))]
     return pd.concat([profiles, cells[features].reset_index(drop=True)], axis=1)
-
-
-def well_profiles(single_cells: pd.DataFrame) -> pd.DataFrame:
-    """Median of every feature over each well's cells (what ``pycytominer.aggregate`` computes)."""
-    features = [c for c in single_cells.columns if c.startswith(("Nuclei_", "Cells_", "Cytoplasm_"))]
-    return single_cells.groupby(["Metadata_Plate", "Metadata_Well"], sort=True)[features].median().reset_index()
 
 
 def write_sqlite(path: str, single_cells: pd.DataFrame, images: pd.DataFrame) -> None:
@@ -90,10 +85,11 @@ class ExportProfiles(PlateJob):
         images = images.rename(columns={"well_name": "Metadata_Well"})
         images["Metadata_Site"] = images["site_name"].str.rsplit("-", n=1).str[1].astype(int)
         images["n_cells"] = images["image_name"].map(cells.groupby("image_name").size()).fillna(0).astype(int)
-        wells = well_profiles(single)
         os.makedirs(out)
         write_sqlite(os.path.join(out, f"{plate}.sqlite"), single, images)
         single.to_csv(os.path.join(out, f"{plate}_single_cell.csv"), index=False)
-        single.to_parquet(os.path.join(out, f"{plate}_single_cell.parquet"), index=False)
+        single_path = os.path.join(out, f"{plate}_single_cell.parquet")
+        single.to_parquet(single_path, index=False)
+        wells = well_medians(single_path)
         wells.to_csv(os.path.join(out, f"{plate}_well_profiles.csv"), index=False)
         wells.to_parquet(os.path.join(out, f"{plate}_well_profiles.parquet"), index=False)
