@@ -21,23 +21,26 @@ import tempfile
 import numpy as np
 import pandas as pd
 
+# Peak memory: VmHWM, the high-water mark of this process image (ru_maxrss would include
+# the parent's memory at fork time).
+PEAK = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
 OURS = """
-import resource, sys, time
+import sys, time
 start = time.perf_counter()
 from batchlib.profiles import well_medians
 result = well_medians(sys.argv[1])
 result.to_parquet(sys.argv[2])
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(time.perf_counter() - start, PEAK)
 """
 THEIRS = """
-import resource, sys, time
+import sys, time
 start = time.perf_counter()
 import pandas as pd
 from pycytominer import aggregate
 cells = pd.read_parquet(sys.argv[1])
 result = aggregate(cells, strata=["Metadata_Plate", "Metadata_Well"], features="infer", operation="median")
 result.to_parquet(sys.argv[2])
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(time.perf_counter() - start, PEAK)
 """
 
 
@@ -53,6 +56,7 @@ def make_cells(n: int, n_features: int, seed: int = 0) -> pd.DataFrame:
 
 
 def run(script: str, source: str, target: str) -> tuple[float, float]:
+    script = script.replace("PEAK", PEAK)
     out = subprocess.run([sys.executable, "-c", script, source, target], capture_output=True, text=True, check=True)
     seconds, max_rss_kb = out.stdout.split()[-2:]
     return float(seconds), float(max_rss_kb) / 2**20
