@@ -18,6 +18,14 @@ from .workflow import JobResult, exit_code
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 75
 
 
+def error_exit_code(err: BatchlibError) -> int:
+    """Print ``err`` as one line on stderr and return its exit code (75 locked, 2 usage, else 1)."""
+    print(f"batchlib: {err}", file=sys.stderr)
+    if isinstance(err, FolderLockedError):
+        return EXIT_LOCKED
+    return EXIT_USAGE if isinstance(err, ConfigError) else EXIT_FAILED
+
+
 def run_and_exit_code(run: Callable[[], dict[str, JobResult]]) -> int:
     """Call ``run`` (which runs a workflow) and return the process exit code.
 
@@ -26,12 +34,8 @@ def run_and_exit_code(run: Callable[[], dict[str, JobResult]]) -> int:
     """
     try:
         return exit_code(run())
-    except FolderLockedError as err:
-        print(f"batchlib: {err}", file=sys.stderr)
-        return EXIT_LOCKED
-    except ConfigError as err:
-        print(f"batchlib: configuration error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    except (FolderLockedError, ConfigError) as err:
+        return error_exit_code(err)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -149,15 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as err:
-        print(f"batchlib: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except FolderLockedError as err:
-        print(f"batchlib: {err}", file=sys.stderr)
-        return EXIT_LOCKED
     except BatchlibError as err:
-        print(f"batchlib: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        return error_exit_code(err)
 
 
 if __name__ == "__main__":

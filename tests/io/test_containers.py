@@ -8,18 +8,8 @@ import pytest
 from batchlib.errors import ContainerError
 from batchlib.io import open_file
 
-BACKENDS = [(".h5", {}), (".n5", {}), (".zarr", {"zarr_format": 2}), (".zarr", {"zarr_format": 3})]
-IDS = ["h5", "n5", "zarr2", "zarr3"]
 DTYPES = [np.uint8, np.uint16, np.uint32, np.int32, np.int64, np.float32, np.float64]
 
-
-@pytest.fixture(params=BACKENDS, ids=IDS)
-def container(request, tmp_path):
-    ext, kwargs = request.param
-    path = str(tmp_path / f"c{ext}")
-    with open_file(path, "w", **kwargs):
-        pass
-    return path
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -8,18 +8,8 @@ from batchlib.errors import ContainerError
 from batchlib.io import has_image, image_attrs, open_file, read_image, set_image_info, write_image
 from batchlib.io.images import VERSION_ATTR, block_mean
 
-BACKENDS = [(".h5", {}), (".n5", {}), (".zarr", {"zarr_format": 2}), (".zarr", {"zarr_format": 3})]
-IDS = ["h5", "n5", "zarr2", "zarr3"]
 VIEWER_ATTRS = {"Color", "Visible", "Skip", "Alpha", "ScaleFactors", "ContrastLimits"}
 
-
-@pytest.fixture(params=BACKENDS, ids=IDS)
-def container(request, tmp_path):
-    ext, kwargs = request.param
-    path = str(tmp_path / f"c{ext}")
-    with open_file(path, "w", **kwargs):
-        pass
-    return path
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.float32], ids=lambda d: np.dtype(d).name)

@@ -8,18 +8,6 @@ from batchlib.errors import ContainerError
 from batchlib.io import open_file, plate_table_path, read_plate_table, read_table, write_plate_table, write_table
 from batchlib.io.tables import table_visible
 
-BACKENDS = [(".h5", {}), (".n5", {}), (".zarr", {"zarr_format": 2}), (".zarr", {"zarr_format": 3})]
-IDS = ["h5", "n5", "zarr2", "zarr3"]
-
-
-@pytest.fixture(params=BACKENDS, ids=IDS)
-def container(request, tmp_path):
-    ext, kwargs = request.param
-    path = str(tmp_path / f"c{ext}")
-    with open_file(path, "w", **kwargs):
-        pass
-    return path
-
 
 def awkward_table() -> pd.DataFrame:
     long_text = "ünïcødé ✓ " * 2000  # 20k characters: earlier tools cut at 100 bytes
