@@ -185,6 +185,12 @@ class ZarrBackend(Backend):
             name, shape=shape, dtype=dtype, chunks=chunks or shape, compressors=compressors, **extra
         )
 
+    def write(self, dataset: Any, data: np.ndarray, offset: tuple[int, ...] | None = None) -> None:
+        from .zarrchunks import write_chunks
+
+        if not write_chunks(dataset, data, offset, THREADS):
+            super().write(dataset, data, offset)
+
     def close(self, handle: Any) -> None:
         pass  # zarr writes through at once; nothing to close
 
