@@ -61,8 +61,13 @@ def limit_threads(threads: int) -> None:
 
     Runs in each worker before any job code, so before TensorFlow starts.
     """
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
-                     "TF_NUM_INTEROP_THREADS"):
+    for variable in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+        "TF_NUM_INTEROP_THREADS",
+    ):
         os.environ.setdefault(variable, str(threads))
 
 
@@ -81,8 +86,12 @@ class ProcessExecutor(Executor):
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             threads = max(1, (os.cpu_count() or 1) // self.n_workers)
-            self._pool = ProcessPoolExecutor(self.n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=limit_threads, initargs=(threads,))
+            self._pool = ProcessPoolExecutor(
+                self.n_workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=limit_threads,
+                initargs=(threads,),
+            )
         return self._pool
 
     def map_unordered(self, fn: Callable, arg_list: list[tuple]) -> Iterator[Any]:

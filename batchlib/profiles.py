@@ -15,8 +15,12 @@ import pandas as pd
 FEATURE_PREFIXES = ("Nuclei_", "Cells_", "Cytoplasm_")
 
 
-def well_medians(path: str, strata: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well"),
-                 features: list[str] | None = None, columns_per_pass: int = 16) -> pd.DataFrame:
+def well_medians(
+    path: str,
+    strata: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well"),
+    features: list[str] | None = None,
+    columns_per_pass: int = 16,
+) -> pd.DataFrame:
     """Median of every feature per group of ``strata`` from a single-cell Parquet file.
 
     Parameters

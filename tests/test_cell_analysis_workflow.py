@@ -127,3 +127,20 @@ def test_crops_and_qc(tmp_path):
     assert montage.shape == (128, 256, 3)
     # A rerun redoes nothing.
     assert run(folder, raw, "--crop-size", "32", "--skip", "export_omezarr,export") == 0
+
+
+def test_out_of_focus_image_is_flagged(tmp_path):
+    import tifffile
+    from scipy.ndimage import gaussian_filter
+
+    raw, folder = str(tmp_path / "raw"), str(tmp_path / "PF")
+    paths = write_demo_plate(raw, wells={"B02": 1.0}, sites=4, shape=(160, 160), n_nuclei=15)
+    stack = tifffile.imread(paths[2])
+    blurred = np.stack([gaussian_filter(c.astype(float), 4).astype(np.uint16) for c in stack])
+    tifffile.imwrite(paths[2], blurred, photometric="minisblack")
+    assert run(folder, raw, "--steps", "import,segment_nuclei,segment_cells,measure,aggregate",
+               "--min-cells", "1") == 0
+    with open_file(os.path.join(folder, "PF_table.hdf5"), "r") as f:
+        images = read_plate_table(f, "images")
+    assert images["out_of_focus"].tolist() == [0, 0, 1, 0]
+    assert images["is_outlier"].tolist() == [0, 0, 1, 0]

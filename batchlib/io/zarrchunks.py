@@ -33,8 +33,9 @@ def write_chunks(array, data: np.ndarray, offset: tuple[int, ...] | None = None,
     root = _local_root(array)
     offset = tuple(offset) if offset is not None else (0,) * data.ndim
     chunks = tuple(meta.chunks)
-    aligned = all(o % c == 0 and (s % c == 0 or o + s == n)
-                  for o, s, c, n in zip(offset, data.shape, chunks, array.shape))
+    aligned = all(
+        o % c == 0 and (s % c == 0 or o + s == n) for o, s, c, n in zip(offset, data.shape, chunks, array.shape)
+    )
     if root is None or meta.filters or meta.order != "C" or not aligned or data.dtype != array.dtype:
         return False
     compressor, separator = meta.compressor, meta.dimension_separator

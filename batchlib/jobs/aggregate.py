@@ -15,16 +15,25 @@ from ..plate import compile_scheme, parse_image_name
 
 
 def image_table(
-    cells: pd.DataFrame, names: pd.DataFrame, features: Sequence[str], min_cells: int, score_feature: str | None
+    cells: pd.DataFrame,
+    names: pd.DataFrame,
+    features: Sequence[str],
+    min_cells: int,
+    score_feature: str | None,
+    focus_fraction: float = 0.3,
 ) -> pd.DataFrame:
     """One row per image: n_cells, median and mean of each feature, QC flags, score.
+
+    QC flags: ``too_few_cells`` (fewer than ``min_cells``) and, when ``names``
+    has a ``focus_score``, ``out_of_focus`` (score below ``focus_fraction``
+    times the plate's median); ``is_outlier`` is 1 if any flag is.
 
     Parameters
     ----------
     cells : DataFrame
         One row per cell with an ``image_name`` column and the features.
     names : DataFrame
-        ``image_name``, ``site_name``, ``well_name`` of every image (also those without cells).
+        ``image_name``, ``site_name``, ``well_name`` (and optionally ``focus_score``) of every image.
     """
     grouped = cells.groupby("image_name", sort=False)[list(features)]
     medians = grouped.median().add_prefix("median_")
@@ -34,9 +43,13 @@ def image_table(
     table = table.join(medians).join(means)
     table["too_few_cells"] = (table["n_cells"] < min_cells).astype(np.int64)
     table["is_outlier"] = table["too_few_cells"]
+    if "focus_score" in table:
+        table["out_of_focus"] = (table["focus_score"] < focus_fraction * table["focus_score"].median()).astype(np.int64)
+        table["is_outlier"] = table["is_outlier"] | table["out_of_focus"]
     table["score"] = table[f"median_{score_feature}"] if score_feature else np.nan
     table = table.reset_index()
     first = ["image_name", "site_name", "well_name", "n_cells", "score", "is_outlier", "too_few_cells"]
+    first += [c for c in ("out_of_focus", "focus_score") if c in table]
     return table[first + [c for c in table.columns if c not in first]]
 
 
@@ -55,6 +68,31 @@ def well_table(
     table = table.reset_index()
     first = ["well_name", "n_cells", "n_images", "score", "is_outlier"]
     return table[first + [c for c in table.columns if c not in first]]
+
+
+def focus_score(image: np.ndarray) -> float:
+    """Sharpness of an image: variance of its Laplacian over its squared mean (higher is sharper).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> sharp = rng.random((64, 64)) * 100 + 100
+    >>> from scipy.ndimage import gaussian_filter
+    >>> focus_score(sharp) > 10 * focus_score(gaussian_filter(sharp, 3))
+    True
+    """
+    from scipy.ndimage import laplace
+
+    image = image.astype(np.float64)
+    mean = image.mean()
+    return float(laplace(image).var() / mean**2) if mean > 0 else 0.0
+
+
+def image_focus(path: str, channel: str) -> float:
+    """:func:`focus_score` of ``channel`` in a container, at the first downscaled level if there is one."""
+    with open_file(path, "r") as f:
+        level = "s1" if f"{channel}/s1" in f else "s0"
+        return focus_score(f[f"{channel}/{level}"][...])
 
 
 def cell_table_keys(cell_key: str, nuclei_key: str) -> list[str]:
@@ -95,6 +133,11 @@ class AggregateTables(PlateJob):
         The segmentations whose tables are aggregated.
     min_cells : int
         Images with fewer cells are flagged ``too_few_cells`` (``is_outlier``).
+    focus_channel : str, optional
+        Channel whose sharpness (:func:`focus_score`) flags ``out_of_focus``
+        images; None turns the check off.
+    focus_fraction : float
+        An image is out of focus below this fraction of the plate's median score.
     score_feature : str, optional
         Feature whose median is the ``score`` column (the viewer's default
         scatter plot shows ``score`` against ``n_cells``).
@@ -108,34 +151,36 @@ class AggregateTables(PlateJob):
         nuclei_key: str = "nucleus_segmentation",
         min_cells: int = 10,
         score_feature: str | None = None,
+        focus_channel: str | None = "nuclei",
+        focus_fraction: float = 0.3,
         scheme: str = "batchlib",
         input_pattern: str = "*.h5",
         identifier: str | None = None,
     ):
-        self.table_keys = [
-            table_key(f"{cell_key}/default"),
-            table_key(f"{nuclei_key}/default"),
-            table_key(f"{cell_key}/cytoplasm"),
-        ]
+        self.table_keys = cell_table_keys(cell_key, nuclei_key)
         super().__init__(
             input_pattern=input_pattern,
             output_name="{plate}_table.hdf5",
-            input_key=self.table_keys,
+            input_key=[*self.table_keys, *([focus_channel] if focus_channel else [])],
             output_key=[table_key("images/default"), table_key("wells/default")],
             identifier=identifier,
         )
         self.min_cells = int(min_cells)
         self.score_feature = score_feature
+        self.focus_channel = focus_channel
+        self.focus_fraction = float(focus_fraction)
         self.scheme = scheme
 
     def run(self, input_files, output_files, **kwargs):
         cells, names = load_cells(input_files, self.table_keys, self.scheme)
+        if self.focus_channel:
+            names["focus_score"] = [image_focus(path, self.focus_channel) for path in sorted(input_files)]
         features = [
             c
             for c in cells.columns
             if c not in ("image_name", "well_name", "label_id") and pd.api.types.is_numeric_dtype(cells[c])
         ]
-        images = image_table(cells, names, features, self.min_cells, self.score_feature)
+        images = image_table(cells, names, features, self.min_cells, self.score_feature, self.focus_fraction)
         wells = well_table(cells, images, features, self.score_feature)
         with open_file(output_files[0], "a") as f:
             write_plate_table(f, "images", images)
