@@ -139,6 +139,7 @@ class BatchJob:
             output_name=self.output_name.format(plate=os.path.basename(folder)) if self.output_name else None,
             params=self.params_hash(run_kwargs),
             version=str(self.version),
+            group_by=self.group_by,
         )
         self.check_layout(layout)
         return layout
@@ -150,6 +151,9 @@ class BatchJob:
                 f"{self.name}: without output_ext its outputs would overwrite its inputs in {layout.output_folder}; "
                 "give output_ext or an input_folder (raw input files are never modified)"
             )
+
+    #: A filename scheme: the files of one site (one per channel) form one input (see ImportImages).
+    group_by: str | None = None
 
     # Keys inside containers: none for plain file jobs.
     input_keys: Sequence[str] = ()

@@ -64,6 +64,12 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
         "regular expression with named groups well (or row, column), site, channel",
     )
     parser.add(
+        "--one-file-per-channel",
+        action="store_true",
+        help="raw files hold one channel each (Operetta, ImageXpress): a site's files are imported into one "
+        "container; channel names are the scheme's channel group, e.g. --channels 1:nuclei,2:cells,3:marker",
+    )
+    parser.add(
         "--channels",
         default="DAPI:nuclei,WF_GFP:cells,TRITC:marker",
         help="raw channel -> name pairs, e.g. DAPI:nuclei,WF_GFP:cells,TRITC:marker; name - drops a channel",
@@ -117,10 +123,16 @@ def cell_analysis_jobs(args) -> list:
         if channel not in names:
             raise ConfigError(f"{option} {channel!r} is not among the imported channels {', '.join(names)}")
     pattern = f"*{args.container_ext}"
+    # Containers of per-channel raw files are named as the plate viewer expects.
+    scheme = "viewer" if args.one_file_per_channel else args.scheme
     score = args.score_feature or f"Cells_Intensity_MeanIntensity_{names[-1]}"
     jobs = {
         "import": lambda: ImportImages(
-            channels, input_pattern=args.input_pattern, output_ext=args.container_ext, scheme=args.scheme
+            channels,
+            input_pattern=args.input_pattern,
+            output_ext=args.container_ext,
+            scheme=args.scheme,
+            one_file_per_channel=args.one_file_per_channel,
         ),
         "segment_nuclei": lambda: (
             SegmentNucleiStarDist(
@@ -137,10 +149,10 @@ def cell_analysis_jobs(args) -> list:
         "segment_cells": lambda: SegmentCells(cell_key=args.cell_channel, input_pattern=pattern),
         "measure": lambda: MeasureObjects(names, input_pattern=pattern),
         "aggregate": lambda: AggregateTables(
-            min_cells=args.min_cells, score_feature=score, scheme=args.scheme, input_pattern=pattern
+            min_cells=args.min_cells, score_feature=score, scheme=scheme, input_pattern=pattern
         ),
-        "crop": lambda: CropCells(names, size=args.crop_size, scheme=args.scheme, input_pattern=pattern),
-        "export": lambda: ExportProfiles(scheme=args.scheme, input_pattern=pattern),
+        "crop": lambda: CropCells(names, size=args.crop_size, scheme=scheme, input_pattern=pattern),
+        "export": lambda: ExportProfiles(scheme=scheme, input_pattern=pattern),
         "qc": lambda: QualityControl(
             [f.strip() for f in args.qc_features.split(",") if f.strip()],
             channel=args.nuclei_channel,
@@ -150,7 +162,7 @@ def cell_analysis_jobs(args) -> list:
             names,
             ["nucleus_segmentation", "cell_segmentation"],
             ngff_version=args.ngff_version,
-            scheme=args.scheme,
+            scheme=scheme,
             input_pattern=pattern,
         ),
     }

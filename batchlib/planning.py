@@ -43,6 +43,8 @@ class JobLayout:
     output_name: str | None = None  # plate jobs: the one output file
     params: str = ""
     version: str = ""
+    #: Filename scheme grouping several inputs (one file per channel) into one output per site.
+    group_by: str | None = None
 
     def output_file_name(self, input_name: str) -> str:
         """Name of the output made from input ``input_name``.
@@ -406,6 +408,10 @@ def plan_job(
         _plan_plate(layout, names, ledger.records(layout.name), reader, force, validate_output, plan)
         plan.observed = reader.observed
         return plan
+    if layout.group_by:
+        _plan_groups(layout, names, ledger.records(layout.name), reader, force, validate_output, plan)
+        plan.observed = reader.observed
+        return plan
     fingerprints = {} if force else ledger.fingerprints(layout.name)
     records = None  # full records are loaded only if some file is not up to date
     input_prefix = os.path.join(layout.input_folder, "")
@@ -491,6 +497,54 @@ def _skip_up_to_date_files(
             else:
                 others.append(name)
     return others
+
+
+def site_group(name: str, regex: re.Pattern) -> str | None:
+    """The output name (without extension) of the site a per-channel raw file belongs to.
+
+    It follows the plate viewer's naming, ``Well<W>_Point<W>_<site>_<plate>``,
+    whatever the raw scheme; None if the name does not match the scheme.
+
+    Examples
+    --------
+    >>> from batchlib.plate import compile_scheme
+    >>> site_group("r02c03f04p01-ch1sk1fk1fl1.tiff", compile_scheme("operetta"))
+    'WellB03_PointB03_0004_plate'
+    """
+    from .plate import parse_image_name
+
+    try:
+        parsed = parse_image_name(name, regex)
+    except ValueError:
+        return None
+    well = parsed.well.name
+    return f"Well{well}_Point{well}_{parsed.site:04d}_{parsed.plate or 'plate'}"
+
+
+def _plan_groups(layout, names, records, reader, force, validate_output, plan) -> None:
+    """Per-file planning where the files of one site (one per channel) make one task."""
+    from .plate import compile_scheme
+
+    regex = compile_scheme(layout.group_by)
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        groups.setdefault(site_group(name, regex) or name, []).append(name)
+    for key, members in groups.items():
+        paths = [os.path.join(layout.input_folder, m) for m in members]
+        stamps: dict[str, str | None] = {}
+        for path, member in zip(paths, members):
+            stamps.update(reader.stamps(path, member, layout.input_keys))
+        output = os.path.join(layout.output_folder, key + (layout.output_ext or ""))
+        record = records.get(key)
+        action, reason = decide(
+            record,
+            layout.params,
+            layout.version,
+            stamps,
+            force,
+            lambda record=record, output=output: output_problem(layout, record, output, reader, validate_output),
+        )
+        _add(plan, action, reason, Task(key, paths, [output], stamps, reason))
 
 
 def _plan_plate(layout, names, records, reader, force, validate_output, plan) -> None:

@@ -22,6 +22,8 @@ FILENAME_SCHEMES = {
     # WellC01_PointC01_0000_ChannelDAPI,WF_GFP,TRITC_Seq0216.tiff (the plate-viewer scheme)
     "batchlib": r"Well(?P<well>[A-Z]{1,2}\d{2,3})_Point[A-Z]{1,2}\d{2,3}_(?P<site>\d{4})_Channel(?P<channel>.+?)"
     r"_Seq(?P<seq>\d+)",
+    # What the plate viewer itself matches in container names: well and site only
+    "viewer": r"Well(?P<well>[A-Z]{1,2}\d{2,3})_Point[A-Z]{1,2}\d{2,3}_(?P<site>\d{4})_",
     # Operetta: r01c01f01p01-ch1sk1fk1fl1.tiff
     "operetta": r"r(?P<row>\d{2})c(?P<column>\d{2})f(?P<site>\d{2})p(?P<plane>\d{2})-ch(?P<channel>\d+)"
     r"sk\d+fk\d+fl\d+",

@@ -133,7 +133,12 @@ def _run_items(job: BatchJob, items: list[WorkItem], kwargs: dict) -> tuple[list
     """Call job.run on ``items`` at once; return one result per item and whether run raised."""
     atomic = job.atomic_outputs and not job.output_keys
     temporaries = {o: str(temporary_sibling(o)) for item in items for o in item.outputs} if atomic else {}
-    inputs = [path for item in items for path in item.inputs]
+    if job.kind == "plate":
+        inputs = [path for item in items for path in item.inputs]
+    elif job.group_by:  # one list of files (a site's channels) per output
+        inputs = [list(item.inputs) for item in items]
+    else:
+        inputs = [item.inputs[0] for item in items]
     outputs = [temporaries.get(o, o) for item in items for o in item.outputs]
     start = time.perf_counter()
     if job.output_keys:  # a job that creates containers rebuilds unreadable ones

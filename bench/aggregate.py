@@ -47,8 +47,12 @@ print(time.perf_counter() - start, PEAK)
 def make_cells(n: int, n_features: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     wells = np.array([f"{r}{c:02d}" for r in "ABCDEFGH" for c in range(1, 13)])
-    data = {"Metadata_Plate": "plate_001", "Metadata_Well": wells[rng.integers(0, 96, n)],
-            "Metadata_Site": rng.integers(0, 9, n), "Metadata_ObjectNumber": np.arange(n)}
+    data = {
+        "Metadata_Plate": "plate_001",
+        "Metadata_Well": wells[rng.integers(0, 96, n)],
+        "Metadata_Site": rng.integers(0, 9, n),
+        "Metadata_ObjectNumber": np.arange(n),
+    }
     compartments = ("Nuclei", "Cells", "Cytoplasm")
     for i in range(n_features):
         data[f"{compartments[i % 3]}_Intensity_Feature{i}_GFP"] = rng.normal(size=n)
@@ -76,9 +80,11 @@ def main() -> int:
     a, b = pd.read_parquet(ours), pd.read_parquet(theirs)
     features = [c for c in b.columns if c.startswith(("Nuclei_", "Cells_", "Cytoplasm_"))]
     assert np.allclose(a[features].to_numpy(), b[features].to_numpy(), rtol=1e-12), "results differ"
-    print(f"{args.cells} cells x {args.features} features: pycytominer {t_theirs:.2f} s, {m_theirs:.2f} GiB peak; "
-          f"ours {t_ours:.2f} s, {m_ours:.2f} GiB peak: {t_theirs / t_ours:.1f}x faster, "
-          f"{m_ours / m_theirs:.2f}x the memory (target >= 5x, <= 0.5x); same medians")
+    print(
+        f"{args.cells} cells x {args.features} features: pycytominer {t_theirs:.2f} s, {m_theirs:.2f} GiB peak; "
+        f"ours {t_ours:.2f} s, {m_ours:.2f} GiB peak: {t_theirs / t_ours:.1f}x faster, "
+        f"{m_ours / m_theirs:.2f}x the memory (target >= 5x, <= 0.5x); same medians"
+    )
     # Incremental: one more image's cells, then the well table again.
     extra = make_cells(args.cells // 96 // 9, args.features, seed=1)
     pd.concat([pd.read_parquet(source), extra]).to_parquet(source, index=False)

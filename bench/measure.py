@@ -51,9 +51,11 @@ def main() -> int:
 
     t_ours = best_of(lambda: measure_objects(nuclei, images, "Nuclei", solidity=not args.no_solidity))
     t_theirs = best_of(lambda: regionprops_table(nuclei, intensity_image=stack, properties=properties))
-    print(f"{int(nuclei.max())} objects, 3 channels, solidity={not args.no_solidity}: regionprops_table "
-          f"{t_theirs * 1e3:.0f} ms, ours {t_ours * 1e3:.0f} ms (also medians and quartiles): "
-          f"{t_theirs / t_ours:.1f}x faster (target >= 10x); numbers agree to 1e-6")
+    print(
+        f"{int(nuclei.max())} objects, 3 channels, solidity={not args.no_solidity}: regionprops_table "
+        f"{t_theirs * 1e3:.0f} ms, ours {t_ours * 1e3:.0f} ms (also medians and quartiles): "
+        f"{t_theirs / t_ours:.1f}x faster (target >= 10x); numbers agree to 1e-6"
+    )
     return 0
 
 

@@ -36,8 +36,7 @@ def main() -> int:
     for n_jobs in (1, 2):
         folder = os.path.join(work, f"plate_{n_jobs}")
         start = time.perf_counter()
-        code = cell_analysis_main(["--folder", folder, "--input-folder", raw, "--n-jobs", str(n_jobs),
-                                   "--no-progress"])
+        code = cell_analysis_main(["--folder", folder, "--input-folder", raw, "--n-jobs", str(n_jobs), "--no-progress"])
         seconds = time.perf_counter() - start
         assert code == 0, f"workflow failed with n_jobs={n_jobs}"
         rates[n_jobs] = n_images / seconds * 60

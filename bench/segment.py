@@ -50,8 +50,10 @@ def main() -> int:
     start = time.perf_counter()
     run_workflow("bench", folder, [job], progress=False)
     ours = time.perf_counter() - start
-    print(f"{args.images} images of {args.size}x{args.size}: bare predict_instances loop {bare:.2f} s, "
-          f"segment job {ours:.2f} s: overhead {100 * (ours / bare - 1):.1f}% (target <= 15%)")
+    print(
+        f"{args.images} images of {args.size}x{args.size}: bare predict_instances loop {bare:.2f} s, "
+        f"segment job {ours:.2f} s: overhead {100 * (ours / bare - 1):.1f}% (target <= 15%)"
+    )
     return 0
 
 

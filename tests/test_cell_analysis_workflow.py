@@ -138,9 +138,44 @@ def test_out_of_focus_image_is_flagged(tmp_path):
     stack = tifffile.imread(paths[2])
     blurred = np.stack([gaussian_filter(c.astype(float), 4).astype(np.uint16) for c in stack])
     tifffile.imwrite(paths[2], blurred, photometric="minisblack")
-    assert run(folder, raw, "--steps", "import,segment_nuclei,segment_cells,measure,aggregate",
-               "--min-cells", "1") == 0
+    assert run(folder, raw, "--steps", "import,segment_nuclei,segment_cells,measure,aggregate", "--min-cells", "1") == 0
     with open_file(os.path.join(folder, "PF_table.hdf5"), "r") as f:
         images = read_plate_table(f, "images")
     assert images["out_of_focus"].tolist() == [0, 0, 1, 0]
     assert images["is_outlier"].tolist() == [0, 0, 1, 0]
+
+
+def test_workflow_on_one_file_per_channel_plate(tmp_path):
+    import tifffile
+
+    from batchlib.synthetic import synthetic_site
+
+    raw, folder = tmp_path / "raw", str(tmp_path / "PO")
+    raw.mkdir()
+    for row, col in ((2, 3), (2, 4)):
+        for site in (1, 2):
+            channels, _, _ = synthetic_site((128, 128), n_nuclei=10, seed=row * 10 + col + site)
+            for ch, key in ((1, "nuclei"), (2, "cells"), (3, "marker")):
+                tifffile.imwrite(raw / f"r{row:02d}c{col:02d}f{site:02d}p01-ch{ch}sk1fk1fl1.tiff", channels[key])
+    code = cell_analysis_main(
+        [
+            "--folder",
+            folder,
+            "--input-folder",
+            str(raw),
+            "--scheme",
+            "operetta",
+            "--one-file-per-channel",
+            "--channels",
+            "1:nuclei,2:cells,3:marker",
+            "--nuclei-method",
+            "threshold",
+            "--no-progress",
+            "--skip",
+            "export_omezarr",
+        ]
+    )
+    assert code == 0
+    with open_file(os.path.join(folder, "PO_table.hdf5"), "r") as f:
+        wells = read_plate_table(f, "wells")
+    assert wells["well_name"].tolist() == ["B03", "B04"] and wells["n_images"].tolist() == [2, 2]

@@ -9,11 +9,13 @@ from batchlib.profiles import well_medians
 def test_well_medians_equal_pandas(tmp_path):
     rng = np.random.default_rng(0)
     n = 5000
-    cells = pd.DataFrame({
-        "Metadata_Plate": rng.choice(["P1", "P2"], n),
-        "Metadata_Well": rng.choice(["A01", "B02", "C03"], n),
-        "Metadata_Site": rng.integers(0, 4, n),
-    })
+    cells = pd.DataFrame(
+        {
+            "Metadata_Plate": rng.choice(["P1", "P2"], n),
+            "Metadata_Well": rng.choice(["A01", "B02", "C03"], n),
+            "Metadata_Site": rng.integers(0, 4, n),
+        }
+    )
     for i in range(20):
         cells[f"Cells_F{i}"] = rng.normal(size=n)
     cells.loc[::7, "Cells_F3"] = np.nan
@@ -23,6 +25,8 @@ def test_well_medians_equal_pandas(tmp_path):
     ours = well_medians(path, columns_per_pass=6)
     features = [c for c in cells.columns if c.startswith(("Cells_", "Nuclei_"))]
     expected = cells.groupby(["Metadata_Plate", "Metadata_Well"])[features].median().reset_index()
-    assert ours[["Metadata_Plate", "Metadata_Well"]].values.tolist() == \
-        expected[["Metadata_Plate", "Metadata_Well"]].values.tolist()
+    assert (
+        ours[["Metadata_Plate", "Metadata_Well"]].values.tolist()
+        == expected[["Metadata_Plate", "Metadata_Well"]].values.tolist()
+    )
     np.testing.assert_allclose(ours[features].to_numpy(), expected[features].to_numpy(), rtol=1e-12)

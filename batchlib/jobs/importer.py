@@ -52,6 +52,12 @@ class ImportImages(BatchJobOnContainer):
         regular expression) giving well, site and channel names.
     colors : dict, optional
         Viewer colour per container channel name.
+    one_file_per_channel : bool
+        Raw files hold one channel each (Operetta, ImageXpress): the files of
+        a site are imported together into one container named
+        ``Well<W>_Point<W>_<site>_<plate>`` (the plate viewer's naming, so the
+        jobs after the import use ``scheme="viewer"``); the raw channel name
+        is the scheme's ``channel`` group (``"1"`` for ``ch1`` / ``w1``).
     input_folder, identifier
         As for every job.
 
@@ -71,6 +77,7 @@ class ImportImages(BatchJobOnContainer):
         output_ext: str = ".h5",
         scheme: str = "batchlib",
         colors: Mapping[str, str] | None = None,
+        one_file_per_channel: bool = False,
         input_folder: str | os.PathLike | None = None,
         identifier: str | None = None,
     ):
@@ -88,6 +95,7 @@ class ImportImages(BatchJobOnContainer):
         )
         self.channels = mapped
         self.scheme = scheme
+        self.group_by = scheme if one_file_per_channel else None
         self.colors = {**DEFAULT_COLORS, **(colors or {})}
         self._regex = compile_scheme(scheme)
 
@@ -147,7 +155,7 @@ class ImportImages(BatchJobOnContainer):
             return f"{name} is not a readable TIFF: {type(err).__name__}: {err}"
         raw_names = raw_channel_names(name, self._regex, shape[0])
         missing = [raw for raw in self.channels if raw not in raw_names]
-        if missing:
+        if missing and not self.group_by:
             return f"{name} has channels {', '.join(raw_names)}; missing {', '.join(missing)}"
         reference = self._reference(os.path.dirname(path))
         if reference is not None and (shape, dtype) != reference:
@@ -159,6 +167,10 @@ class ImportImages(BatchJobOnContainer):
 
     # ---------------------------------------------------------------- work
     def run(self, input_files, output_files, **kwargs):
+        if self.group_by:
+            for files, out in zip(input_files, output_files):
+                self._import_site(files, out)
+            return
         for inp, out in zip(input_files, output_files):
             name = os.path.basename(inp)
             image = self._read(inp)
@@ -171,3 +183,27 @@ class ImportImages(BatchJobOnContainer):
                     data = image[raw_names.index(raw)]
                     write_image(f, channel, data, color=self.colors.get(channel, "White"), channel_information=raw)
                 set_image_info(f, image_information=parsed.site_name, well_information=parsed.well.name)
+
+    def _import_site(self, files: list[str], out: str) -> None:
+        """One container from the one-channel files of a site."""
+        by_channel = {}
+        for path in files:
+            match = self._regex.search(os.path.basename(path))
+            by_channel[match["channel"]] = path
+        missing = [raw for raw in self.channels if raw not in by_channel]
+        if missing:
+            raise ValueError(
+                f"{os.path.basename(out)}: no raw file for channel(s) {', '.join(missing)} "
+                f"(found {', '.join(sorted(by_channel))})"
+            )
+        parsed = parse_image_name(os.path.basename(files[0]), self._regex)
+        with open_file(out, "w") as f:
+            for raw, channel in self.channels.items():
+                write_image(
+                    f,
+                    channel,
+                    self._read(by_channel[raw])[0],
+                    color=self.colors.get(channel, "White"),
+                    channel_information=raw,
+                )
+            set_image_info(f, image_information=parsed.site_name, well_information=parsed.well.name)

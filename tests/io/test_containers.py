@@ -11,7 +11,6 @@ from batchlib.io import open_file
 DTYPES = [np.uint8, np.uint16, np.uint32, np.int32, np.int64, np.float32, np.float64]
 
 
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_dataset_round_trip(container, dtype):
     rng = np.random.default_rng(0)

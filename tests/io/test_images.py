@@ -11,7 +11,6 @@ from batchlib.io.images import VERSION_ATTR, block_mean
 VIEWER_ATTRS = {"Color", "Visible", "Skip", "Alpha", "ScaleFactors", "ContrastLimits"}
 
 
-
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.float32], ids=lambda d: np.dtype(d).name)
 def test_intensity_round_trip(container, dtype):
     rng = np.random.default_rng(3)

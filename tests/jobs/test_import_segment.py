@@ -138,3 +138,36 @@ def test_measure_job_writes_cell_tables(raw_plate):
     np.testing.assert_array_equal(
         merged["Cells_AreaShape_Area"] - merged["Nuclei_AreaShape_Area"], merged["Cytoplasm_AreaShape_Area"].fillna(0)
     )
+
+
+@pytest.mark.parametrize(
+    "scheme, names",
+    [
+        ("operetta", ["r03c05f{site:02d}p01-ch{ch}sk1fk1fl1.tiff"]),
+        ("imagexpress", ["PLATE7_C05_s{site}_w{ch}.tif"]),
+    ],
+)
+def test_one_file_per_channel_is_grouped_by_site(tmp_path, scheme, names):
+    raw, folder = tmp_path / "raw", str(tmp_path / "plate")
+    raw.mkdir()
+    truth = {}
+    for site in (1, 2):
+        channels, _, _ = synthetic_site((96, 96), n_nuclei=6, seed=site)
+        for ch, key in ((1, "nuclei"), (2, "marker"), (3, "cells")):
+            tifffile.imwrite(raw / names[0].format(site=site, ch=ch), channels[key])
+            truth[(site, key)] = channels[key]
+    job = ImportImages({"1": "nuclei", "2": "marker"}, input_pattern="*.tif*", scheme=scheme, one_file_per_channel=True)
+    result = run(folder, str(raw), [job])["ImportImages"]
+    assert result.processed == 2
+    plate = "PLATE7" if scheme == "imagexpress" else "plate"
+    for site in (1, 2):
+        with open_file(os.path.join(folder, f"WellC05_PointC05_{site:04d}_{plate}.h5"), "r") as f:
+            assert f.keys() == ["marker", "nuclei"]
+            np.testing.assert_array_equal(read_image(f, "nuclei"), truth[(site, "nuclei")])
+            np.testing.assert_array_equal(read_image(f, "marker"), truth[(site, "marker")])
+            assert f.attrs["ImageInformation"] == f"C05-{site:04d}"
+    # A changed channel file re-imports its site only.
+    os.remove(raw / names[0].format(site=2, ch=2))
+    tifffile.imwrite(raw / names[0].format(site=2, ch=2), truth[(1, "marker")])
+    again = run(folder, str(raw), [job])["ImportImages"]
+    assert (again.processed, again.skipped) == (1, 1)
