@@ -433,16 +433,9 @@ def plan_job(
                 continue
         if records is None:
             records = ledger.records(layout.name)
-        record = records.get(name)
-        action, reason = decide(
-            record,
-            layout.params,
-            layout.version,
-            stamps,
-            force,
-            lambda record=record, output=output: output_problem(layout, record, output, reader, validate_output),
+        _plan_task(
+            plan, layout, records.get(name), Task(name, [path], [output], stamps, ""), reader, force, validate_output
         )
-        _add(plan, action, reason, Task(name, [path], [output], stamps, reason))
     plan.tasks.sort(key=lambda task: task.name)  # run in name order; up-to-date names need no sorting
     plan.observed = reader.observed
     return plan
@@ -535,16 +528,9 @@ def _plan_groups(layout, names, records, reader, force, validate_output, plan) -
         for path, member in zip(paths, members):
             stamps.update(reader.stamps(path, member, layout.input_keys))
         output = os.path.join(layout.output_folder, key + (layout.output_ext or ""))
-        record = records.get(key)
-        action, reason = decide(
-            record,
-            layout.params,
-            layout.version,
-            stamps,
-            force,
-            lambda record=record, output=output: output_problem(layout, record, output, reader, validate_output),
+        _plan_task(
+            plan, layout, records.get(key), Task(key, paths, [output], stamps, ""), reader, force, validate_output
         )
-        _add(plan, action, reason, Task(key, paths, [output], stamps, reason))
 
 
 def _plan_plate(layout, names, records, reader, force, validate_output, plan) -> None:
@@ -553,19 +539,25 @@ def _plan_plate(layout, names, records, reader, force, validate_output, plan) ->
     stamps: dict[str, str | None] = {}
     for path, name in zip(paths, names):
         stamps.update(reader.stamps(path, name, layout.input_keys))
-    output = layout.output_path("")
     if not names:
         return
-    record = records.get(layout.output_name)
-    action, reason = decide(
+    task = Task(layout.output_name, paths, [layout.output_path("")], stamps, "")
+    _plan_task(plan, layout, records.get(layout.output_name), task, reader, force, validate_output)
+
+
+def _plan_task(
+    plan: Plan, layout: JobLayout, record: Record | None, task: Task, reader: StampReader, force: bool, validate_output
+) -> None:
+    """Decide whether ``task`` runs (and why) and file it in ``plan``."""
+    action, task.reason = decide(
         record,
         layout.params,
         layout.version,
-        stamps,
+        task.stamps,
         force,
-        lambda: output_problem(layout, record, output, reader, validate_output),
+        lambda: output_problem(layout, record, task.outputs[0], reader, validate_output),
     )
-    _add(plan, action, reason, Task(layout.output_name, paths, [output], stamps, reason))
+    _add(plan, action, task.reason, task)
 
 
 def _add(plan: Plan, action: str, reason: str, task: Task) -> None:
