@@ -62,7 +62,11 @@ class ObjectPixels:
         order = np.argsort(key, kind="stable")
         self.index = foreground[order]
         self.object_of_pixel = values[order]
-        self.ids, self.starts, self.counts = np.unique(self.object_of_pixel, return_index=True, return_counts=True)
+        # Runs of equal ids in the sorted array (no second sort, as np.unique would do).
+        changes = np.flatnonzero(self.object_of_pixel[1:] != self.object_of_pixel[:-1]) + 1
+        self.starts = np.concatenate([[0], changes]) if values.size else np.zeros(0, np.int64)
+        self.ids = self.object_of_pixel[self.starts]
+        self.counts = np.diff(np.append(self.starts, values.size))
 
     def reduce(self, ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
         """``ufunc.reduceat`` of per-pixel ``values`` (ordered like :attr:`index`) per object."""
@@ -128,38 +132,45 @@ def shape_features(labels: np.ndarray, pixels: ObjectPixels | None = None, solid
 
 
 def perimeters(labels: np.ndarray, pixels: ObjectPixels) -> np.ndarray:
-    """Perimeter of every object, as ``skimage.measure.perimeter(object, neighborhood=4)``."""
+    """Perimeter of every object, as ``skimage.measure.perimeter(object, neighborhood=4)``.
+
+    A pixel is on its object's border unless its four neighbours belong to the
+    object; each border pixel is weighted by how many border pixels of the same
+    object touch it (the 3 x 3 code scikit-image uses). Only foreground pixels
+    are visited; neighbours outside the image count as background.
+    """
     h, w = labels.shape
-    padded = np.zeros((h + 2, w + 2), dtype=labels.dtype)
-    padded[1:-1, 1:-1] = labels
-    flat = padded.ravel()
-    stride = w + 2
-    # Flat indices of the foreground pixels in the padded image.
+    flat = labels.ravel()
     rows, cols = np.divmod(pixels.index, w)
-    where = (rows + 1) * stride + cols + 1
     own = pixels.object_of_pixel
-    interior = np.ones(where.shape, bool)
-    for offset in (-stride, stride, -1, 1):
-        interior &= flat[where + offset] == own
-    border_at = where[~interior]
-    border_id = own[~interior]
+
+    def same_object(index, r, c, own_id, dy, dx):
+        inside = (r + dy >= 0) & (r + dy < h) & (c + dx >= 0) & (c + dx < w)
+        neighbour = np.where(inside, index + dy * w + dx, 0)
+        return inside & (flat[neighbour] == own_id), neighbour
+
+    interior = np.ones(own.shape, bool)
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        interior &= same_object(pixels.index, rows, cols, own, dy, dx)[0]
+    border = ~interior
+    b_index, b_rows, b_cols, b_own = pixels.index[border], rows[border], cols[border], own[border]
     is_border = np.zeros(flat.shape, bool)
-    is_border[border_at] = True
-    code = np.ones(border_at.shape, np.int64)
-    for offset, weight in (
-        (-stride, 2),
-        (stride, 2),
-        (-1, 2),
-        (1, 2),
-        (-stride - 1, 10),
-        (-stride + 1, 10),
-        (stride - 1, 10),
-        (stride + 1, 10),
+    is_border[b_index] = True
+    code = np.ones(b_index.shape, np.int64)
+    for dy, dx, weight in (
+        (-1, 0, 2),
+        (1, 0, 2),
+        (0, -1, 2),
+        (0, 1, 2),
+        (-1, -1, 10),
+        (-1, 1, 10),
+        (1, -1, 10),
+        (1, 1, 10),
     ):
-        neighbour = border_at + offset
-        code += weight * (is_border[neighbour] & (flat[neighbour] == border_id))
+        same, neighbour = same_object(b_index, b_rows, b_cols, b_own, dy, dx)
+        code += weight * (same & is_border[neighbour])
     per_pixel = _PERIMETER_WEIGHTS[np.minimum(code, 49)]
-    position = np.searchsorted(pixels.ids, border_id)
+    position = np.searchsorted(pixels.ids, b_own)
     return np.bincount(position, weights=per_pixel, minlength=len(pixels.ids))
 
 
@@ -182,6 +193,19 @@ def convex_areas(labels: np.ndarray, pixels: ObjectPixels, shape_table: Mapping[
     return areas
 
 
+def _sorted_within_objects(pixels: ObjectPixels, values: np.ndarray) -> np.ndarray:
+    """``values`` (in object order) sorted within each object, as float64."""
+    n_objects = len(pixels.ids)
+    if values.dtype.kind == "u" and values.dtype.itemsize <= 2 and n_objects < 2**16:
+        # One sort of 32-bit keys (object rank, value): vectorized by numpy, no argsort, no gather.
+        rank = np.repeat(np.arange(n_objects, dtype=np.uint32), pixels.counts)
+        keys = np.sort((rank << np.uint32(16)) | values.astype(np.uint32))
+        return (keys & np.uint32(0xFFFF)).astype(np.float64)
+    by_value = np.argsort(values, kind="stable")
+    by_object = by_value[np.argsort(pixels.object_of_pixel[by_value], kind="stable")]
+    return values[by_object].astype(np.float64)
+
+
 def intensity_features(pixels: ObjectPixels, image: np.ndarray, channel: str) -> pd.DataFrame:
     """Mean, sum, std, min, max, median and quartiles of ``image`` in every object.
 
@@ -201,18 +225,7 @@ def intensity_features(pixels: ObjectPixels, image: np.ndarray, channel: str) ->
     mean = total / n
     deviation = as_float - np.repeat(mean, pixels.counts)
     std = np.sqrt(pixels.reduce(np.add, deviation * deviation) / n)
-    # Sort the values within each object: by value (stable), then by object (stable).
-    key = values.astype(np.uint16) if values.dtype.kind == "u" and values.dtype.itemsize <= 2 else values
-    by_value = np.argsort(key, kind="stable")
-    by_object = by_value[
-        np.argsort(
-            pixels.object_of_pixel[by_value].astype(np.uint16)
-            if len(pixels.ids) and pixels.ids[-1] < 2**16
-            else pixels.object_of_pixel[by_value],
-            kind="stable",
-        )
-    ]
-    ordered = as_float[by_object]
+    ordered = _sorted_within_objects(pixels, values)
 
     def quantile(q: float) -> np.ndarray:
         position = q * (n - 1)
@@ -225,8 +238,8 @@ def intensity_features(pixels: ObjectPixels, image: np.ndarray, channel: str) ->
         "MeanIntensity": mean,
         "IntegratedIntensity": total,
         "StdIntensity": std,
-        "MinIntensity": pixels.reduce(np.minimum, as_float),
-        "MaxIntensity": pixels.reduce(np.maximum, as_float),
+        "MinIntensity": ordered[pixels.starts] if len(pixels.ids) else np.zeros(0),
+        "MaxIntensity": ordered[pixels.starts + pixels.counts - 1] if len(pixels.ids) else np.zeros(0),
         "MedianIntensity": quantile(0.5),
         "LowerQuartileIntensity": quantile(0.25),
         "UpperQuartileIntensity": quantile(0.75),
