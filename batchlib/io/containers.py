@@ -141,6 +141,12 @@ class N5Backend(Backend):
         node.n_threads = THREADS  # z5py (de)compresses chunks in parallel
         return node
 
+    def write(self, dataset: Any, data: np.ndarray, offset: tuple[int, ...] | None = None) -> None:
+        from .n5chunks import write_chunks
+
+        if not write_chunks(dataset, data, offset, THREADS):
+            super().write(dataset, data, offset)
+
     def create_dataset(self, group, name, shape, dtype, chunks, compression, level):
         if 0 in shape:  # z5py crashes the process on empty datasets
             raise ContainerError(f"N5 cannot store the empty dataset {name!r} of shape {shape}")
