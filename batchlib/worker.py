@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .base import BatchJob, check_result
 from .errors import ContainerError, OutputError
 from .io import is_container, open_file, write_key_stamps
+from .planning import PLATE
 from .state.atomic import remove_path, replace, temporary_sibling
 from .state.ledger import DONE, FAILED, INVALID
 from .state.stamps import new_key_stamp, ref, stat_stamp
@@ -133,7 +134,7 @@ def _run_items(job: BatchJob, items: list[WorkItem], kwargs: dict) -> tuple[list
     """Call job.run on ``items`` at once; return one result per item and whether run raised."""
     atomic = job.atomic_outputs and not job.output_keys
     temporaries = {o: str(temporary_sibling(o)) for item in items for o in item.outputs} if atomic else {}
-    if job.kind == "plate":
+    if job.kind == PLATE:
         inputs = [path for item in items for path in item.inputs]
     elif job.group_by:  # one list of files (a site's channels) per output
         inputs = [list(item.inputs) for item in items]
@@ -185,7 +186,7 @@ def process_batch(
     runnable: list[WorkItem] = []
     for item in items:
         problems = _validate_inputs(job, item.inputs)
-        if job.kind == "plate" and problems and ignore_invalid_inputs:
+        if job.kind == PLATE and problems and ignore_invalid_inputs:
             valid = [p for p in item.inputs if p not in problems]
             skipped = {os.path.basename(p): why for p, why in problems.items()}
             if valid:
