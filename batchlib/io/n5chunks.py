@@ -33,8 +33,9 @@ def write_chunks(dataset, data: np.ndarray, offset: tuple[int, ...] | None = Non
     """Write ``data`` at ``offset`` of a gzip z5py N5 ``dataset``; False if it needs z5py's own path."""
     offset = tuple(offset) if offset is not None else (0,) * data.ndim
     chunks = tuple(dataset.chunks)
-    aligned = all(o % c == 0 and (s % c == 0 or o + s == n)
-                  for o, s, c, n in zip(offset, data.shape, chunks, dataset.shape))
+    aligned = all(
+        o % c == 0 and (s % c == 0 or o + s == n) for o, s, c, n in zip(offset, data.shape, chunks, dataset.shape)
+    )
     if dataset.compression != "gzip" or not aligned or dataset.is_zarr or data.dtype != dataset.dtype:
         return False
     level = min((dataset.compression_opts or {}).get("level", 5), _MAX_LEVEL)
