@@ -33,8 +33,8 @@ from .state.status import NOT_RUN, job_state, now_iso, write_status
 from .worker import FileResult, WorkItem, process_batches
 
 BOOKKEEPING = "batchlib"
-#: Seconds between rewrites of a job's status file during a long job.
-STATUS_INTERVAL = 30.0
+#: Seconds between fsyncs of the ledger journal during a long job (each record is written at once).
+SYNC_INTERVAL = 30.0
 
 
 @dataclass
@@ -377,7 +377,7 @@ def _execute(
         (job, batches[i : i + per_call], kwargs, ctx.ignore_invalid_inputs) for i in range(0, len(batches), per_call)
     ]
     result.pending = len(tasks)
-    last_status = time.monotonic()
+    last_sync = time.monotonic()
     with tqdm(
         total=len(tasks),
         desc=job.name,
@@ -399,9 +399,9 @@ def _execute(
                 _commit(ctx, layout, task, file_result)
                 _count(file_result, task, result, ctx, logger)
                 bar.update(1)
-            if time.monotonic() - last_status > STATUS_INTERVAL:
+            if time.monotonic() - last_sync > SYNC_INTERVAL:
                 ctx.ledger.flush()
-                last_status = time.monotonic()
+                last_sync = time.monotonic()
     ctx.ledger.flush()
 
 
