@@ -7,8 +7,8 @@ per object for medians and quartiles). Names follow CellProfiler, so the
 tables feed pycytominer: ``<Compartment>_AreaShape_Area``,
 ``<Compartment>_Intensity_MeanIntensity_<Channel>``.
 
-Solidity needs each object's convex hull, which is computed per object (on
-the object's bounding box, as scikit-image does); it is optional.
+Solidity needs each object's convex hull: the hulls of all objects are built
+together too (see :func:`convex_areas`).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def shape_features(labels: np.ndarray, pixels: ObjectPixels | None = None, solid
         "AreaShape_Perimeter": perimeters(labels, pixels),
     }
     if solidity:
-        table["AreaShape_Solidity"] = n / convex_areas(labels, pixels, table)
+        table["AreaShape_Solidity"] = n / convex_areas(pixels, labels.shape[1])
     return pd.DataFrame(table)
 
 
@@ -174,23 +174,91 @@ def perimeters(labels: np.ndarray, pixels: ObjectPixels) -> np.ndarray:
     return np.bincount(position, weights=per_pixel, minlength=len(pixels.ids))
 
 
-def convex_areas(labels: np.ndarray, pixels: ObjectPixels, shape_table: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Pixel count of each object's convex hull image, as regionprops' ``area_convex``."""
-    from skimage.morphology import convex_hull_image
+def convex_areas(pixels: ObjectPixels, width: int) -> np.ndarray:
+    """Pixel count of each object's convex hull image, as regionprops' ``area_convex``, for all objects at once.
 
-    areas = np.zeros(len(pixels.ids))
-    y0, x0 = (
-        shape_table["AreaShape_BoundingBoxMinimum_Y"].astype(int),
-        shape_table["AreaShape_BoundingBoxMinimum_X"].astype(int),
-    )
-    y1, x1 = (
-        shape_table["AreaShape_BoundingBoxMaximum_Y"].astype(int),
-        shape_table["AreaShape_BoundingBoxMaximum_X"].astype(int),
-    )
-    for i, label in enumerate(pixels.ids):
-        crop = labels[y0[i] : y1[i], x0[i] : x1[i]] == label
-        areas[i] = np.count_nonzero(convex_hull_image(crop))
-    return areas
+    scikit-image takes the hull of the edge midpoints (pixel centre +- 0.5) of
+    the first and last pixel of every row and column, then counts the pixel
+    centres inside or on it. Here the hull's left and right chains are built
+    for all objects together (a monotone chain whose stack steps run in
+    lockstep over objects), and each pixel row of an object counts the
+    integers between the chains.
+    """
+    n_objects = len(pixels.ids)
+    if not n_objects:
+        return np.zeros(0)
+    rows, cols = np.divmod(pixels.index, width)
+    # Pixels are sorted by object, then by position: runs of (object, row) give each row's first and last pixel.
+    objects = np.repeat(np.arange(n_objects), pixels.counts)
+    row_key = objects.astype(np.int64) * (np.int64(rows.max()) + 1) + rows
+    change = np.flatnonzero(np.diff(row_key)) + 1
+    first = np.concatenate([[0], change])
+    last = np.append(change, len(row_key)) - 1
+    row_object, row = objects[first], rows[first].astype(np.float64)
+    extents = []
+    for side, column in ((-1.0, cols[first]), (1.0, cols[last])):
+        column = column.astype(np.float64)
+        ys = np.stack([row - 0.5, row, row + 0.5], 1).ravel()
+        # The right side is mirrored (x -> -x), so that both sides are minimal-x chains.
+        xs = -side * np.stack([column, column + 0.5 * side, column], 1).ravel()
+        owners = np.repeat(row_object, 3)
+        order = np.lexsort((xs, ys, owners))
+        chain_y, chain_x, length = _left_chains(owners[order], ys[order], xs[order], n_objects)
+        extents.append(-side * _chain_at_rows(chain_y, chain_x, length, pixels, rows))
+    left, right = extents
+    per_row = np.maximum(np.floor(right + 1e-9) - np.ceil(left - 1e-9) + 1, 0)
+    row_counts = np.maximum.reduceat(rows, pixels.starts) - np.minimum.reduceat(rows, pixels.starts) + 1
+    return np.bincount(np.repeat(np.arange(n_objects), row_counts), weights=per_row, minlength=n_objects)
+
+
+def _left_chains(owners: np.ndarray, ys: np.ndarray, xs: np.ndarray, n_objects: int):
+    """The minimal-x convex chain of each object's points (sorted by object, y, x): vertices and lengths."""
+    counts = np.bincount(owners, minlength=n_objects)
+    width = int(counts.max())
+    position = np.arange(len(owners)) - np.repeat(np.cumsum(counts) - counts, counts)
+    points_y = np.zeros((n_objects, width))
+    points_x = np.zeros((n_objects, width))
+    points_y[owners, position], points_x[owners, position] = ys, xs
+    stack_y, stack_x = np.zeros((n_objects, width)), np.zeros((n_objects, width))
+    top = np.zeros(n_objects, np.int64)
+    every = np.arange(n_objects)
+    for k in range(width):
+        active = k < counts
+        new_y, new_x = points_y[:, k], points_x[:, k]
+        while True:  # pop while the last two stack points and the new one do not turn outwards
+            can = active & (top >= 2)
+            if not can.any():
+                break
+            a, b = np.maximum(top - 2, 0), np.maximum(top - 1, 0)
+            oy, ox, ay, ax = stack_y[every, a], stack_x[every, a], stack_y[every, b], stack_x[every, b]
+            pop = can & ((ay - oy) * (new_x - ox) - (ax - ox) * (new_y - oy) <= 0)
+            if not pop.any():
+                break
+            top -= pop
+        stack_y[every[active], top[active]] = new_y[active]
+        stack_x[every[active], top[active]] = new_x[active]
+        top += active
+    return stack_y, stack_x, top
+
+
+def _chain_at_rows(chain_y, chain_x, length, pixels: ObjectPixels, rows: np.ndarray) -> np.ndarray:
+    """x of each object's chain at every pixel row of the object (objects, then rows, in order)."""
+    n_objects = len(length)
+    valid = np.arange(chain_y.shape[1])[None, :] < length[:, None]
+    owner = np.nonzero(valid)[0]
+    vy, vx = chain_y[valid], chain_x[valid]
+    rmin = np.minimum.reduceat(rows, pixels.starts)
+    rmax = np.maximum.reduceat(rows, pixels.starts)
+    n_rows = rmax - rmin + 1
+    query_owner = np.repeat(np.arange(n_objects), n_rows)
+    query_y = np.arange(n_rows.sum()) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows) + np.repeat(rmin, n_rows)
+    span = float(rows.max()) + 2  # keys object * span + y sort objects apart
+    vertex_key = owner * span + vy
+    j = np.clip(np.searchsorted(vertex_key, query_owner * span + query_y, side="right"), 1, len(vy) - 1)
+    y0, y1, x0, x1 = vy[j - 1], vy[j], vx[j - 1], vx[j]
+    step = np.where(y1 > y0, y1 - y0, 1.0)
+    t = np.where((owner[j - 1] == owner[j]) & (y1 > y0), (query_y - y0) / step, 0.0)
+    return x0 + t * (x1 - x0)
 
 
 def _sorted_within_objects(pixels: ObjectPixels, values: np.ndarray) -> np.ndarray:

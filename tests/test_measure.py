@@ -90,3 +90,27 @@ def test_edge_cases():
     np.testing.assert_allclose(ours["Nuclei_Intensity_MeanIntensity_X"], props["intensity_mean"])
     empty = measure_objects(np.zeros((4, 4), np.uint32), {"X": np.ones((4, 4))}, "Cells")
     assert len(empty) == 0 and "Cells_AreaShape_Area" in empty.columns
+
+
+def test_convex_hull_areas_equal_scikit_image_on_irregular_shapes():
+    from skimage.measure import label
+    from skimage.morphology import convex_hull_image
+
+    from batchlib.measure import ObjectPixels, convex_areas
+
+    rng = np.random.default_rng(1)
+    shapes = [label(rng.random((60, 60)) > 0.55, connectivity=1) for _ in range(5)]
+    lines = np.zeros((20, 20), np.int32)
+    for k in range(10):
+        lines[k, k] = 1  # a diagonal line
+    lines[0, 19] = 2  # one pixel in a corner
+    lines[15:20, 0:3] = 3
+    lines[12, 5:15] = 4
+    for labels in [*shapes, lines]:
+        pixels = ObjectPixels(labels)
+        expected = []
+        for object_id in pixels.ids:
+            ys, xs = np.nonzero(labels == object_id)
+            crop = labels[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] == object_id
+            expected.append(np.count_nonzero(convex_hull_image(crop)))
+        np.testing.assert_array_equal(convex_areas(pixels, labels.shape[1]), expected)
