@@ -145,3 +145,15 @@ def test_heartbeat_refreshes_the_lock(tmp_path):
     finally:
         lock.release()
     assert read_lock(tmp_path) is None
+
+
+def test_unreadable_lock_is_broken(tmp_path):
+    bookkeeping = tmp_path / "batchlib"
+    bookkeeping.mkdir()
+    (bookkeeping / ".lock").write_text("{half a lock file")
+    lock = FolderLock(bookkeeping, "wf")
+    lock.acquire()
+    try:
+        assert read_lock(bookkeeping)["pid"] == os.getpid()
+    finally:
+        lock.release()

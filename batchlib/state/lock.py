@@ -99,7 +99,11 @@ def lock_is_stale(holder: dict, host: str, now: float) -> tuple[bool, str]:
 
 def read_lock(folder: str | os.PathLike) -> dict | None:
     """The holder of the lock in bookkeeping folder ``folder``, or None."""
-    path = Path(folder) / LOCK_NAME
+    return read_lock_file(Path(folder) / LOCK_NAME)
+
+
+def read_lock_file(path: Path) -> dict | None:
+    """The content of a lock file, or None if there is none."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -188,7 +192,7 @@ class FolderLock:
             os.rename(self.path, aside)
         except FileNotFoundError:
             return True
-        moved = _read_json(aside)
+        moved = read_lock_file(aside)
         if moved != holder:
             with contextlib.suppress(OSError):
                 os.link(aside, self.path)
@@ -252,13 +256,6 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def unlock(folder: str | os.PathLike) -> dict | None:
