@@ -175,14 +175,19 @@ class BatchJob:
 
         Return None (or True) if valid, else a string saying why not (or
         False). Invalid inputs are recorded with the reason and not passed to
-        :meth:`run`.
+        :meth:`run`. By default: the file exists, and if the job reads keys,
+        it is a container that opens and holds them.
         """
+        if self.input_keys:
+            return missing_keys(path, self.input_keys, "input")
         if not os.path.exists(path):
             return f"{path} does not exist"
         return None
 
     def validate_output(self, path: str) -> bool | str | None:
-        """Check an output after :meth:`run`; same return convention as validate_input."""
+        """Check an output after :meth:`run`; same convention and defaults as validate_input."""
+        if self.output_keys:
+            return missing_keys(path, self.output_keys, "output")
         if not os.path.exists(path):
             return f"{path} was not written"
         return None
@@ -282,15 +287,6 @@ class BatchJobOnContainer(BatchJob):
         if not layout.output_keys:
             raise ConfigError(f"{self.name}: a container job needs at least one output_key")
 
-    def validate_input(self, path: str) -> bool | str | None:
-        """Valid if the container opens and holds every input key."""
-        if not self.input_keys:
-            return super().validate_input(path)
-        return _missing_keys(path, self.input_keys, "input")
-
-    def validate_output(self, path: str) -> bool | str | None:
-        """Valid if the container opens and holds every output key."""
-        return _missing_keys(path, self.output_keys, "output")
 
 
 class PlateJob(BatchJob):
@@ -336,16 +332,6 @@ class PlateJob(BatchJob):
         if not layout.output_name or os.sep in layout.output_name:
             raise ConfigError(f"{self.name}: output_name must be a file name, got {layout.output_name!r}")
 
-    def validate_input(self, path: str) -> bool | str | None:
-        if self.input_keys:
-            return _missing_keys(path, self.input_keys, "input")
-        return super().validate_input(path)
-
-    def validate_output(self, path: str) -> bool | str | None:
-        if self.output_keys:
-            return _missing_keys(path, self.output_keys, "output")
-        return super().validate_output(path)
-
 
 def _as_keys(key: str | Sequence[str] | None) -> tuple[str, ...]:
     if key is None:
@@ -355,7 +341,8 @@ def _as_keys(key: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(key)
 
 
-def _missing_keys(path: str, keys: Sequence[str], what: str) -> str | None:
+def missing_keys(path: str, keys: Sequence[str], what: str) -> str | None:
+    """What is missing of ``keys`` in container ``path`` (or why it does not open), or None."""
     try:
         with open_file(path, "r") as f:
             missing = [k for k in keys if k not in f]

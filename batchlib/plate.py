@@ -7,6 +7,7 @@ named ``<well>-<4-digit index>``, e.g. ``C01-0000``, as the plate viewer does.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -30,6 +31,17 @@ FILENAME_SCHEMES = {
     # ImageXpress: PLATE_A01_s1_w1.tif
     "imagexpress": r"(?P<plate>.+)_(?P<well>[A-Z]{1,2}\d{2})_s(?P<site>\d+)_w(?P<channel>\d+)",
 }
+
+
+def plate_of(path: str) -> str:
+    """The plate a file in a plate folder belongs to: the folder's name.
+
+    Examples
+    --------
+    >>> plate_of("/data/screens/P001/WellC01_PointC01_0000.h5")
+    'P001'
+    """
+    return os.path.basename(os.path.dirname(os.path.abspath(path)))
 
 
 def row_name(index: int) -> str:

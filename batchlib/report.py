@@ -56,8 +56,10 @@ def job_counts(ledger: Ledger, name: str, plan: Plan) -> dict:
         "invalid": len(plan.still_invalid),
         "pending": len(plan.tasks) - failed,
     }
-    any_done = any(r.state == DONE for r in records.values())
-    state = job_state(counts["done"] or any_done, failed, counts["invalid"]) if records else NOT_RUN
+    if not records:
+        state = NOT_RUN
+    else:  # processed once something was done, even if all of it is pending again now
+        state = job_state(int(any(r.state == DONE for r in records.values())), failed, counts["invalid"])
     return {**counts, "state": state}
 
 

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..base import BatchJob, _missing_keys
+from ..base import BatchJob
 from ..io import open_file, read_image
 from ..measure import ObjectPixels
-from ..plate import compile_scheme, parse_image_name
+from ..plate import compile_scheme, parse_image_name, plate_of
 
 METADATA_COLUMNS = [
     "plate",
@@ -104,9 +104,6 @@ class CropCells(BatchJob):
         self.scheme = scheme
         self.input_keys = (cell_key, *self.channels)
 
-    def validate_input(self, path: str):
-        return _missing_keys(path, self.input_keys, "input")
-
     def run(self, input_files, output_files, **kwargs):
         regex = compile_scheme(self.scheme)
         for inp, out in zip(input_files, output_files):
@@ -114,7 +111,7 @@ class CropCells(BatchJob):
                 cells = read_image(f, self.cell_key)
                 images = {c: read_image(f, c) for c in self.channels}
             name = parse_image_name(os.path.basename(inp), regex)
-            plate = os.path.basename(os.path.dirname(os.path.abspath(inp)))
+            plate = plate_of(inp)
             os.makedirs(out)
             pixels = ObjectPixels(cells)
             rows, cols = np.divmod(pixels.index, cells.shape[1])

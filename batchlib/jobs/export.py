@@ -14,6 +14,7 @@ import sqlite3
 import pandas as pd
 
 from ..base import PlateJob
+from ..plate import plate_of
 from ..profiles import well_medians
 from .aggregate import cell_table_keys, load_cells
 
@@ -78,7 +79,7 @@ class ExportProfiles(PlateJob):
 
     def run(self, input_files, output_files, **kwargs):
         out = output_files[0]
-        plate = os.path.basename(os.path.dirname(os.path.abspath(out)))
+        plate = plate_of(out)
         cells, names = load_cells(input_files, self.table_keys, self.scheme)
         single = single_cell_profiles(cells, plate)
         images = names.assign(ImageNumber=range(1, len(names) + 1), Metadata_Plate=plate)

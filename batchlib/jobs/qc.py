@@ -9,7 +9,7 @@ import numpy as np
 
 from ..base import PlateJob
 from ..io import open_file, read_image, read_plate_table
-from ..plate import parse_well, plate_format, row_name
+from ..plate import parse_well, plate_format, plate_of, row_name
 
 
 def plate_grid(wells: Sequence[str], values: Sequence[float], size: int | None = None) -> np.ndarray:
@@ -96,7 +96,7 @@ class QualityControl(PlateJob):
         from skimage.io import imsave
 
         out = output_files[0]
-        plate = os.path.basename(os.path.dirname(os.path.abspath(out)))
+        plate = plate_of(out)
         os.makedirs(out)
         table_file = os.path.join(os.path.dirname(os.path.abspath(out)), f"{plate}_table.hdf5")
         if os.path.exists(table_file):

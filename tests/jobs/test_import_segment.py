@@ -83,7 +83,7 @@ def test_threshold_segmentation_finds_the_nuclei():
     assert matching(truth, labels, thresh=0.5).f1 > 0.7
 
 
-def test_seeded_cells_keep_nucleus_ids(raw_plate):
+def test_seeded_cells_keep_nucleus_ids():
     channels, nuclei, _ = synthetic_site((256, 256), n_nuclei=25, seed=4)
     cells = seeded_cells(nuclei, channels["cells"])
     assert set(np.unique(cells)) == set(np.unique(nuclei))
