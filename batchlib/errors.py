@@ -43,3 +43,19 @@ class InvalidInputError(BatchlibError, ValueError):
 
 class OutputError(BatchlibError, RuntimeError):
     """A job finished without producing a valid output."""
+
+
+class RemoteError(BatchlibError, OSError):
+    """An S3 request failed (the message names the bucket and key); rerunning continues the transfer."""
+
+
+class RemoteUnreachableError(RemoteError):
+    """The S3 endpoint did not answer, even after retries with backoff."""
+
+
+class RemoteAccessError(RemoteError):
+    """The bucket is missing, or the credentials are absent, rejected or not allowed (exit code 2)."""
+
+
+class UnsafePathError(BatchlibError, ValueError):
+    """A file name or object key would reach outside the plate folder or the prefix."""
