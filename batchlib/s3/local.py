@@ -96,8 +96,14 @@ def well_and_site(rel: str) -> tuple[str, str]:
     return match["well"], str(int(match["site"]))
 
 
-def _selected(rel: str, patterns: Sequence[str]) -> bool:
-    # A pattern selects a file if it matches the file's path or one of its folders.
+def selected(rel: str, patterns: Sequence[str]) -> bool:
+    """True if a glob in ``patterns`` matches path ``rel`` or one of its folders.
+
+    Examples
+    --------
+    >>> selected("P1_qc/count.png", ["P1_qc"]), selected("a.h5", ["*.png"])
+    (True, False)
+    """
     parts = rel.split("/")
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     return any(fnmatch.fnmatchcase(p, pattern) for pattern in patterns for p in prefixes)
@@ -165,7 +171,7 @@ def release_files(
                     continue
                 if wanted is not None and file_kind(rel) not in wanted:
                     continue
-                if include and not _selected(rel, include):
+                if include and not selected(rel, include):
                     continue
                 st = entry.stat()
                 files.append(LocalFile(entry.path, rel, st.st_size, stat_stamp(st)))
