@@ -18,7 +18,10 @@ datasets, ``in``, ``del``, ``require_*`` and context managers behave the same.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +37,71 @@ THREADS = min(8, os.cpu_count() or 1)
 #: Zarr format of newly created ``.zarr`` containers (2 or 3).
 DEFAULT_ZARR_FORMAT = 2
 
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, pool)
+_POOL_LOCK = threading.Lock()
+
+
+def chunk_pool(threads: int = THREADS) -> ThreadPoolExecutor:
+    """The shared thread pool that (de)compresses chunks (one per process: not inherited across fork)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[:2] != (os.getpid(), threads):
+            if _POOL is not None and _POOL[0] == os.getpid():
+                _POOL[2].shutdown(wait=False)  # queued jobs still run
+            _POOL = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="batchlib-chunks"))
+        return _POOL[2]
+
+
+_DEFERRED = threading.local()  # .futures: chunk writes of the current deferred_writes() block
+
+
+@contextmanager
+def deferred_writes() -> Iterator[None]:
+    """Let chunk writes of one-file-per-chunk backends (N5, Zarr) finish in the background.
+
+    Inside the block, ``create_dataset(data=...)`` on those backends returns
+    once its chunks are queued in :func:`chunk_pool`, so the caller can
+    compute the next array while they are compressed and written (HDF5
+    writes stay synchronous: one writer per file). At the end of the block
+    every queued write has finished; the first error, if any, is raised.
+    The arrays handed to ``create_dataset`` must not change until then.
+    """
+    if getattr(_DEFERRED, "futures", None) is not None:  # nested: the outer block waits
+        yield
+        return
+    futures: list = []
+    _DEFERRED.futures = futures
+    try:
+        yield
+    finally:
+        _DEFERRED.futures = None
+        wait(futures)
+    for future in futures:
+        future.result()
+
+
+def run_all(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any]) -> None:
+    """Run ``fn`` on every item in ``pool``; wait for all, then raise the first error if any.
+
+    Inside :func:`deferred_writes` only queue them: the block waits at its end.
+    """
+    futures = [pool.submit(fn, item) for item in items]
+    deferred = getattr(_DEFERRED, "futures", None)
+    if deferred is not None:
+        deferred.extend(futures)
+        return
+    wait(futures)
+    for future in futures:
+        future.result()
+
 
 class Backend:
     """How one container format opens files and creates datasets."""
 
     name = ""
     extensions: tuple[str, ...] = ()
+    #: Chunk writes may run in the background (see :func:`deferred_writes`).
+    background_writes = False
 
     def open(self, path: str, mode: str, **kwargs: Any) -> Any:
         raise NotImplementedError
@@ -50,6 +112,16 @@ class Backend:
     def dataset(self, node: Any) -> Any:
         """A dataset as handed to callers (a backend may tune it first)."""
         return node
+
+    def contains(self, group: Any, key: str) -> bool:
+        return key in group
+
+    def create_group(self, group: Any, name: str) -> Any:
+        return group.create_group(name)
+
+    def update_attrs(self, node: Any, attrs: dict) -> None:
+        """Set several attributes of a group or dataset (one metadata write where the backend allows)."""
+        node.attrs.update(attrs)
 
     def create_dataset(
         self,
@@ -122,6 +194,7 @@ class N5Backend(Backend):
     """N5 through z5py."""
 
     name, extensions = "n5", (".n5",)
+    background_writes = True
 
     def open(self, path: str, mode: str, **kwargs: Any) -> Any:
         import z5py
@@ -164,6 +237,7 @@ class ZarrBackend(Backend):
     """Zarr (format 2 or 3) through zarr-python."""
 
     name, extensions = "zarr", (".zarr",)
+    background_writes = True
 
     def open(self, path: str, mode: str, zarr_format: int | None = None, **kwargs: Any) -> Any:
         import zarr
@@ -180,10 +254,29 @@ class ZarrBackend(Backend):
 
         return isinstance(node, zarr.Group)
 
+    def contains(self, group: Any, key: str) -> bool:
+        from .zarrchunks import contains
+
+        found = contains(group, key)  # local stores: from the files, without zarr's event loop
+        return key in group if found is None else found
+
+    def create_group(self, group: Any, name: str) -> Any:
+        from .zarrchunks import create_group
+
+        created = create_group(group, name)  # (a zarr group with no members is falsy)
+        return created if created is not None else group.create_group(name)
+
+    def update_attrs(self, node: Any, attrs: dict) -> None:
+        node.update_attributes(attrs)  # one metadata write (attrs.update writes once per key)
+
     def create_dataset(self, group, name, shape, dtype, chunks, compression, level):
+        from .zarrchunks import create_array
 
         if compression not in (None, "none", "gzip", "zstd", "blosc"):
             raise ContainerError(f"zarr containers use 'blosc', 'gzip', 'zstd' or no compression, got {compression!r}")
+        array = create_array(group, name, shape, dtype, chunks, compression, level)  # local: metadata written here
+        if array is not None:
+            return array
         fmt = group.metadata.zarr_format
         compressors = None if compression in (None, "none") else _zarr_codec(fmt, compression, level)
         extra = {"dimension_names": None} if fmt == 3 else {}
@@ -275,7 +368,7 @@ class Group:
 
     def __contains__(self, key: str) -> bool:
         try:
-            return key in self.native
+            return self.backend.contains(self.native, key)
         except (KeyError, ValueError):
             return False
 
@@ -299,7 +392,11 @@ class Group:
 
     # -- creation
     def create_group(self, name: str) -> Group:
-        return Group(self.native.create_group(name), self.backend, None, self.filename)
+        return Group(self.backend.create_group(self.native, name), self.backend, None, self.filename)
+
+    def update_attrs(self, attrs: dict) -> None:
+        """Set several attributes at once (one metadata write where the backend allows)."""
+        self.backend.update_attrs(self.native, attrs)
 
     def require_group(self, name: str) -> Group:
         if name in self:

@@ -14,12 +14,14 @@ every n-th pixel, so label ids survive.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .._version import __version__
 from ..errors import ContainerError
+from .containers import deferred_writes
 
 COLORS = ("Gray", "Red", "Green", "Blue", "White", "Glasbey")
 #: dtypes the plate viewer reads.
@@ -211,13 +213,23 @@ def write_image(
     if name in f:
         del f[name]
     group = f.create_group(name)
-    level, previous = image, 1
-    for i, factor in enumerate(factors):
-        if i:
-            step = factor // previous
-            level = nearest_downscale(level, step) if is_label else block_mean(level, step)
-            previous = factor
-        group.create_dataset(f"s{i}", data=level, chunks=chunks, compression=compression)
+    downscale = nearest_downscale if is_label else block_mean
+    want_limits = color != "Glasbey" and limits is None
+    if f.backend.background_writes:
+        # N5/Zarr: each level's chunks are written in the background while the next is computed here.
+        with deferred_writes():
+            for i, level in enumerate(_pyramid(image, factors, downscale)):
+                group.create_dataset(f"s{i}", data=level, chunks=chunks, compression=compression)
+            limits = contrast_limits(image) if want_limits else limits
+    else:
+        # HDF5 writes from this thread: a helper thread computes the next levels and the limits meanwhile.
+        with ThreadPoolExecutor(1, thread_name_prefix="batchlib-pyramid") as helper:
+            levels = _pyramid(image, factors, downscale)
+            pending = [helper.submit(next, levels) for _ in factors]  # one helper thread: in order
+            pending_limits = helper.submit(contrast_limits, image) if want_limits else None
+            for i, level in enumerate(pending):
+                group.create_dataset(f"s{i}", data=level.result(), chunks=chunks, compression=compression)
+            limits = pending_limits.result() if want_limits else limits
 
     attrs = {
         "Color": color,
@@ -227,7 +239,6 @@ def write_image(
         "ScaleFactors": np.array(factors, dtype=np.int64),
     }
     if color != "Glasbey":
-        limits = contrast_limits(image) if limits is None else limits
         attrs["ContrastLimits"] = np.asarray(limits, dtype=np.float64)
     if channel_information is not None:
         attrs["ChannelInformation"] = str(channel_information)
@@ -236,10 +247,18 @@ def write_image(
         f.attrs[VERSION_ATTR] = __version__
 
 
+def _pyramid(image: np.ndarray, factors: Sequence[int], downscale) -> Iterator[np.ndarray]:
+    level = image
+    yield level
+    for previous, factor in zip(factors, factors[1:]):
+        level = downscale(level, factor // previous)
+        yield level
+
+
 def _set_attrs(group, attrs: dict) -> None:
     if group.backend.name != "h5":  # JSON attributes: plain lists
         attrs = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in attrs.items()}
-    group.attrs.update(attrs)  # one metadata write where the backend allows
+    group.update_attrs(attrs)  # one metadata write where the backend allows
 
 
 def read_image(f, name: str, scale: int = 0) -> np.ndarray:

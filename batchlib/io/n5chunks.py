@@ -13,9 +13,10 @@ from __future__ import annotations
 import itertools
 import os
 import struct
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from .containers import chunk_pool, run_all
 
 try:
     from isal import isal_zlib as _zlib
@@ -42,17 +43,22 @@ def write_chunks(dataset, data: np.ndarray, offset: tuple[int, ...] | None = Non
     root = os.path.join(dataset.file.filename, dataset.name.lstrip("/"))
     big_endian = data.dtype.newbyteorder(">")
 
-    def write(origin: tuple[int, ...]) -> None:
+    origins = list(itertools.product(*(range(0, s, c) for s, c in zip(data.shape, chunks))))
+    paths = [
+        os.path.join(root, *map(str, reversed([(o + p) // c for o, p, c in zip(origin, offset, chunks)])))
+        for origin in origins
+    ]
+    for directory in {os.path.dirname(p) for p in paths}:  # once, not per chunk
+        os.makedirs(directory, exist_ok=True)
+
+    def write(item: tuple[tuple[int, ...], str]) -> None:
+        origin, path = item
         block = data[tuple(slice(o, o + c) for o, c in zip(origin, chunks))]
         header = struct.pack(f">HH{block.ndim}I", 0, block.ndim, *reversed(block.shape))
-        payload = _zlib.compress(np.ascontiguousarray(block, dtype=big_endian).tobytes(), level, _GZIP_WBITS)
-        index = [(o + p) // c for o, p, c in zip(origin, offset, chunks)]
-        path = os.path.join(root, *map(str, reversed(index)))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        payload = _zlib.compress(np.ascontiguousarray(block, dtype=big_endian), level, _GZIP_WBITS)
         with open(path, "wb") as f:
-            f.write(header + payload)
+            f.write(header)
+            f.write(payload)
 
-    origins = list(itertools.product(*(range(0, s, c) for s, c in zip(data.shape, chunks))))
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(write, origins))
+    run_all(chunk_pool(threads), write, zip(origins, paths))
     return True
