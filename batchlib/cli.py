@@ -12,18 +12,23 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import BatchlibError, ConfigError, FolderLockedError
+from .errors import BatchlibError, ConfigError, FolderLockedError, RemoteAccessError
+from .s3.local import KINDS
 from .workflow import JobResult, exit_code
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 75
 
 
 def error_exit_code(err: BatchlibError) -> int:
-    """Print ``err`` as one line on stderr and return its exit code (75 locked, 2 usage, else 1)."""
+    """Print ``err`` as one line on stderr and return its exit code.
+
+    75 locked; 2 bad usage or configuration (including a missing bucket or
+    refused credentials: rerunning will not help); else 1.
+    """
     print(f"batchlib: {err}", file=sys.stderr)
     if isinstance(err, FolderLockedError):
         return EXIT_LOCKED
-    return EXIT_USAGE if isinstance(err, ConfigError) else EXIT_FAILED
+    return EXIT_USAGE if isinstance(err, (ConfigError, RemoteAccessError)) else EXIT_FAILED
 
 
 def run_and_exit_code(run: Callable[[], dict[str, JobResult]]) -> int:
@@ -111,6 +116,90 @@ results in {results}:
     return code
 
 
+def _transfer_options(args: argparse.Namespace):
+    from .s3.transfer import MIB, TransferOptions
+
+    return TransferOptions(
+        args.part_size_mb * MIB, args.multipart_threshold_mb * MIB, args.concurrency, args.max_attempts
+    )
+
+
+def _locked_transfer(folder: str, name: str, wait: bool, transfer: Callable[[], object]):
+    """Run ``transfer`` holding the folder lock, logging to ``batchlib/<name>.log``."""
+    import os
+
+    from .log import add_file_handler, configure, remove_handler
+    from .state.lock import FolderLock
+    from .workflow import BOOKKEEPING
+
+    bookkeeping = os.path.join(folder, BOOKKEEPING)
+    os.makedirs(bookkeeping, exist_ok=True)
+    configure()
+    lock = FolderLock(bookkeeping, workflow=name)
+    lock.acquire(wait=wait)
+    handler = add_file_handler(bookkeeping, name)
+    try:
+        return transfer()
+    finally:
+        remove_handler(handler)
+        lock.release()
+
+
+def _finish_transfer(report, dry_run: bool) -> int:
+    print(report.dry_run_text() if dry_run else report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _upload(args: argparse.Namespace) -> int:
+    import os
+
+    from .s3 import upload_plate
+
+    if not os.path.isdir(args.folder):
+        raise ConfigError(f"plate folder {args.folder!r} does not exist")
+    options = _transfer_options(args)
+
+    def transfer():
+        return upload_plate(
+            args.folder, args.destination, args.endpoint_url, args.include, args.kind, options, args.dry_run
+        )
+
+    report = transfer() if args.dry_run else _locked_transfer(args.folder, "Upload", args.wait, transfer)
+    return _finish_transfer(report, args.dry_run)
+
+
+def _download(args: argparse.Namespace) -> int:
+    from .s3 import download_plate
+
+    options = _transfer_options(args)
+
+    def transfer():
+        return download_plate(args.source, args.dest, args.endpoint_url, args.include, options, args.dry_run)
+
+    report = transfer() if args.dry_run else _locked_transfer(args.dest, "Download", args.wait, transfer)
+    return _finish_transfer(report, args.dry_run)
+
+
+def _add_transfer_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--endpoint-url",
+        help="an S3-compatible server (default: AWS); credentials come from the "
+        "standard AWS chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        metavar="PATTERN",
+        help="only paths matching this glob (a folder selects all below it); repeatable",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would be transferred and why; send nothing")
+    p.add_argument("--part-size-mb", type=int, default=16, help="part size of multipart transfers (>= 5)")
+    p.add_argument("--multipart-threshold-mb", type=int, default=64, help="files this large go multipart")
+    p.add_argument("--concurrency", type=int, default=8, help="files and parts in flight at once")
+    p.add_argument("--max-attempts", type=int, default=5, help="attempts per request (backoff between them)")
+    p.add_argument("--wait", action="store_true", help="if the folder is locked, wait for the lock")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``batchlib`` command."""
     parser = argparse.ArgumentParser(prog="batchlib", description=__doc__.split("\n\n")[0])
@@ -139,6 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="nuclei segmentation (StarDist needs the cpu or gpu extra)",
     )
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("upload", help="upload a plate's results to s3://bucket/prefix/<plate>/ (incremental)")
+    p.add_argument("folder", help="plate folder")
+    p.add_argument("destination", help="s3://bucket/prefix")
+    p.add_argument("--kind", action="append", choices=KINDS, help="only these kinds of output; repeatable")
+    _add_transfer_options(p)
+    p.set_defaults(func=_upload)
+
+    p = sub.add_parser("download", help="fetch a released plate (or parts of it) back from S3")
+    p.add_argument("source", help="s3://bucket/prefix/<plate>")
+    p.add_argument("dest", help="local plate folder to fill")
+    _add_transfer_options(p)
+    p.set_defaults(func=_download)
 
     p = sub.add_parser("unlock", help="remove the folder lock left by a run that is gone")
     p.add_argument("folder", help="plate folder")

@@ -18,9 +18,11 @@ from dataclasses import asdict, dataclass, field
 from .errors import ContainerError
 from .io import read_key_stamps
 from .state.ledger import FAILED, INVALID, Ledger, Record, fingerprint, gc_paused
-from .state.stamps import ref, stat_stamp
+from .state.stamps import ref, stat_stamp, tree_stamp
 
 PER_FILE, PLATE = "per_file", "plate"
+#: The bookkeeping folder inside a plate folder (never an input).
+BOOKKEEPING_FOLDER = "batchlib"
 
 
 @dataclass(frozen=True)
@@ -534,11 +536,15 @@ def _plan_groups(layout, names, records, reader, force, validate_output, plan) -
 
 
 def _plan_plate(layout, names, records, reader, force, validate_output, plan) -> None:
-    names = sorted(names)
+    # A plate job never reads its own output or the bookkeeping folder.
+    names = sorted(n for n in names if n != layout.output_name and n != BOOKKEEPING_FOLDER)
     paths = [os.path.join(layout.input_folder, n) for n in names]
     stamps: dict[str, str | None] = {}
     for path, name in zip(paths, names):
-        stamps.update(reader.stamps(path, name, layout.input_keys))
+        if not layout.input_keys and os.path.isdir(path):
+            stamps[name] = tree_stamp(path)  # a folder input changes when anything inside it does
+        else:
+            stamps.update(reader.stamps(path, name, layout.input_keys))
     if not names:
         return
     task = Task(layout.output_name, paths, [layout.output_path("")], stamps, "")

@@ -25,14 +25,14 @@ from .errors import ConfigError
 from .executors import BatchError, Executor, default_chunks, make_executor
 from .log import add_file_handler, configure, get_logger, remove_handler
 from .params import canonical_json
-from .planning import FolderScan, JobLayout, Plan, Task, plan_job
+from .planning import BOOKKEEPING_FOLDER, FolderScan, JobLayout, Plan, Task, plan_job
 from .state.atomic import TMP_PREFIX, remove_path
 from .state.ledger import DONE, FAILED, INVALID, Ledger, Record
 from .state.lock import FolderLock
 from .state.status import NOT_RUN, job_state, now_iso, write_status
 from .worker import FileResult, WorkItem, process_batches
 
-BOOKKEEPING = "batchlib"
+BOOKKEEPING = BOOKKEEPING_FOLDER
 #: Seconds between fsyncs of the ledger journal during a long job (each record is written at once).
 SYNC_INTERVAL = 30.0
 

@@ -17,12 +17,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigError, UnsafePathError
+from ..planning import BOOKKEEPING_FOLDER as BOOKKEEPING
 from ..plate import FILENAME_SCHEMES
 from ..state.atomic import TMP_PREFIX
 from ..state.stamps import stat_stamp
 from .location import safe_relpath
 
-BOOKKEEPING = "batchlib"
 #: Prefix of partially downloaded files (kept for resuming).
 PART_PREFIX = ".batchlib-part-"
 

@@ -9,6 +9,7 @@ for a whole file, ``"name::key"`` for a key in a container.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 
@@ -30,6 +31,37 @@ def stat_stamp(st: os.stat_result) -> str:
     True
     """
     return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def tree_stamp(folder: str | os.PathLike) -> str:
+    """Stamp of a whole folder tree: changes when any file under it is added, removed or changed.
+
+    A folder's own mtime changes only when its direct entries do, not when a
+    file deeper down is rewritten; this hashes the relative path and stat
+    stamp of every file below (symbolic links not followed).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(folder, "a", "b"))
+    >>> before = tree_stamp(folder)
+    >>> _ = open(os.path.join(folder, "a", "b", "c.png"), "w").write("x")
+    >>> tree_stamp(folder) != before
+    True
+    """
+    digest = hashlib.blake2b(digest_size=12)
+    stack = [(str(folder), "")]
+    while stack:
+        path, rel = stack.pop()
+        with os.scandir(path) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                name = f"{rel}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, name))
+                else:
+                    digest.update(f"{name}\0{stat_stamp(entry.stat(follow_symlinks=False))}\0".encode())
+    return "tree:" + digest.hexdigest()
 
 
 def new_key_stamp(producer: str) -> str:
