@@ -288,7 +288,6 @@ class BatchJobOnContainer(BatchJob):
             raise ConfigError(f"{self.name}: a container job needs at least one output_key")
 
 
-
 class PlateJob(BatchJob):
     """A job with many inputs and one output per plate (aggregate, export, upload).
 

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from seaweed import ACCESS_KEY, SECRET_KEY
@@ -45,7 +46,7 @@ def test_cli_upload_download_exit_codes_and_dry_run(tmp_path, s3_server, bucket,
     # Credentials appear nowhere batchlib writes.
     for root, _, files in os.walk(plate):
         for name in files:
-            content = open(os.path.join(root, name), "rb").read()
+            content = Path(os.path.join(root, name)).read_bytes()
             assert SECRET_KEY.encode() not in content and ACCESS_KEY.encode() not in content, name
 
 
@@ -53,7 +54,9 @@ def test_cli_wrong_credentials_exit_2_with_a_clear_message(tmp_path, s3_server, 
     plate = make_plate(tmp_path)
     env = dict(os.environ, AWS_ACCESS_KEY_ID="not-a-key", AWS_SECRET_ACCESS_KEY="nope")
     command = [sys.executable, "-m", "batchlib.cli", "upload", plate, f"s3://{bucket}/x"]
-    result = subprocess.run([*command, "--endpoint-url", s3_server.endpoint_url], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [*command, "--endpoint-url", s3_server.endpoint_url], env=env, capture_output=True, text=True
+    )
     assert result.returncode == 2, result.stderr
     assert "rejected the credentials" in result.stderr or "access denied" in result.stderr
     assert "Traceback" not in result.stderr

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+from pathlib import Path
 
 import pytest
 from test_upload import SMALL_PARTS, local_release, make_plate
@@ -46,7 +47,7 @@ def test_download_include_and_existing_identical_files(tmp_path, s3_server, rele
     # Files that are already here with the same content (no index) are not fetched.
     other = tmp_path / "copy"
     os.makedirs(other / "P001_qc")
-    (other / "P001_qc" / "cell_count.png").write_bytes(open(f"{plate}/P001_qc/cell_count.png", "rb").read())
+    (other / "P001_qc" / "cell_count.png").write_bytes(Path(f"{plate}/P001_qc/cell_count.png").read_bytes())
     second = download_plate(url, other, s3_server.endpoint_url, include=["*_qc"], progress=False)
     assert second.sent == [] and second.skipped == [("P001_qc/cell_count.png", "already here with the same checksum")]
 
@@ -55,7 +56,7 @@ def test_partial_download_is_continued_and_verified(tmp_path, s3_server, release
     plate, url = released
     dest = tmp_path / "there"
     name = "WellC02_PointC02_0001_ChannelDAPI,WF_GFP,TRITC_Seq0009.h5"
-    full = open(f"{plate}/{name}", "rb").read()
+    full = Path(f"{plate}/{name}").read_bytes()
     client = s3_server.client()
     bucket = url.split("/")[2]
     etag = client.head_object(Bucket=bucket, Key=f"release/P001/{name}")["ETag"].strip('"')

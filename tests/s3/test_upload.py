@@ -5,6 +5,7 @@ import hashlib
 import io
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -54,7 +55,7 @@ def bucket_objects(client, bucket) -> dict[str, bytes]:
 
 def local_release(plate) -> dict[str, bytes]:
     files, _ = release_files(plate)
-    return {f.rel: open(f.path, "rb").read() for f in files}
+    return {f.rel: Path(f.path).read_bytes() for f in files}
 
 
 def test_first_upload_puts_every_file_with_checksum_and_manifest(tmp_path, s3_server, bucket):
