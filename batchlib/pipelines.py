@@ -15,7 +15,18 @@ from .config import run_options, workflow_parser
 from .errors import ConfigError
 
 #: Steps of the workflow, in order.
-STEPS = ("import", "segment_nuclei", "segment_cells", "measure", "crop", "aggregate", "export", "qc", "export_omezarr")
+STEPS = (
+    "import",
+    "segment_nuclei",
+    "segment_cells",
+    "measure",
+    "crop",
+    "aggregate",
+    "export",
+    "qc",
+    "export_omezarr",
+    "upload",
+)
 
 
 def parse_channels(text: str) -> dict[str, str | None]:
@@ -40,7 +51,7 @@ def parse_steps(steps: str | None, skip: str | None) -> list[str]:
 
     Examples
     --------
-    >>> parse_steps(None, "export_omezarr,export,crop,qc")
+    >>> parse_steps(None, "export_omezarr,export,crop,qc,upload")
     ['import', 'segment_nuclei', 'segment_cells', 'measure', 'aggregate']
     """
     chosen = [s.strip() for s in steps.split(",") if s.strip()] if steps else list(STEPS)
@@ -101,6 +112,21 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
     parser.add("--crop-size", type=int, default=64, help="width and height of the single-cell crops (pixels)")
     parser.add("--qc-features", default="n_cells,score", help="well-table columns drawn as plate heatmaps")
     parser.add("--ngff-version", default="0.4", choices=["0.4", "0.5"], help="OME-Zarr version of the export")
+    parser.add(
+        "--upload-to",
+        default=None,
+        help="s3://bucket/prefix: the upload step publishes the results to <prefix>/<plate>/ (it runs only with "
+        "this option). Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+        "AWS_PROFILE, instance role), never from this file",
+    )
+    parser.add("--endpoint-url", default=None, help="S3-compatible server for --upload-to (default: AWS)")
+    parser.add(
+        "--upload-kinds",
+        default="containers,plate_table,profiles,crops,qc,omezarr",
+        help="comma-separated outputs to upload: containers, plate_table, profiles, crops, qc, omezarr, other",
+    )
+    parser.add("--part-size-mb", type=int, default=16, help="part size of multipart uploads (>= 5 MiB)")
+    parser.add("--upload-concurrency", type=int, default=8, help="files and parts uploaded at once")
     parser.add("--steps", default=None, help=f"comma-separated steps to run (default all: {', '.join(STEPS)})")
     parser.add("--skip", default=None, help="comma-separated steps not to run")
     return parser
@@ -116,6 +142,7 @@ def cell_analysis_jobs(args) -> list:
     from .jobs.omezarr import OmeZarrExport
     from .jobs.qc import QualityControl
     from .jobs.segmentation import SegmentCells, SegmentNucleiStarDist, SegmentNucleiThreshold
+    from .jobs.upload import UploadJob
 
     channels = parse_channels(args.channels)
     names = [name for name in channels.values() if name]
@@ -165,8 +192,20 @@ def cell_analysis_jobs(args) -> list:
             scheme=scheme,
             input_pattern=pattern,
         ),
+        "upload": lambda: UploadJob(
+            args.upload_to,
+            endpoint_url=args.endpoint_url,
+            kinds=[k.strip() for k in args.upload_kinds.split(",") if k.strip()],
+            part_size_mb=args.part_size_mb,
+            concurrency=args.upload_concurrency,
+        ),
     }
-    return [jobs[step]() for step in parse_steps(args.steps, args.skip)]
+    steps = parse_steps(args.steps, args.skip)
+    if "upload" in steps and not args.upload_to:
+        if args.steps and "upload" in args.steps.split(","):
+            raise ConfigError("--steps upload needs --upload-to s3://bucket/prefix")
+        steps.remove("upload")  # the default step list uploads only when told where to
+    return [jobs[step]() for step in steps]
 
 
 def cell_analysis_main(argv: Sequence[str] | None = None) -> int:

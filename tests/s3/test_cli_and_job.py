@@ -88,3 +88,20 @@ def test_upload_job_options_are_checked_when_built():
         UploadJob("s3://bucket/x", part_size_mb=1)
     with pytest.raises(ConfigError, match="must not contain credentials"):
         UploadJob("s3://bucket/x", endpoint_url="https://key:secret@example.org")
+
+
+def test_cell_analysis_workflow_uploads_its_results(tmp_path, s3_server, bucket):
+    from batchlib.demo import write_demo_plate
+    from batchlib.pipelines import cell_analysis_main
+
+    raw, folder = str(tmp_path / "raw"), str(tmp_path / "Plate7")
+    write_demo_plate(raw, sites=1, seed=1)
+    base = ["--input-folder", raw, "--folder", folder, "--nuclei-method", "threshold", "--skip", "export_omezarr"]
+    upload = ["--upload-to", f"s3://{bucket}/screens", "--endpoint-url", s3_server.endpoint_url]
+    assert cell_analysis_main([*base, *upload]) == 0
+    keys = {k.removeprefix("screens/Plate7/") for k in bucket_objects(s3_server.client(), bucket)}
+    assert keys == set(local_release(folder))
+    assert {"Plate7_table.hdf5", "Plate7_manifest.csv"} <= keys and any(k.endswith(".h5") for k in keys)
+    # Without a destination the default step list skips the upload; asking for it explicitly is an error.
+    assert cell_analysis_main(base) == 0
+    assert cell_analysis_main([*base, "--steps", "upload"]) == 2
