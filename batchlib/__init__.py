@@ -5,8 +5,12 @@ The main entry points::
     from batchlib import BatchJob, BatchJobOnContainer, PlateJob, run_workflow
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from ._version import __version__
-from .base import BatchJob, BatchJobOnContainer, PlateJob
 from .errors import (
     BatchlibError,
     ConfigError,
@@ -16,8 +20,31 @@ from .errors import (
     LedgerError,
     OutputError,
 )
-from .log import get_logger
-from .workflow import JobResult, exit_code, run_workflow
+
+# The jobs and the workflow pull in numpy, pandas and the containers; they are
+# imported on first use, so light commands (``batchlib upload``, ``status``)
+# start quickly.
+_LAZY = {
+    "BatchJob": "base",
+    "BatchJobOnContainer": "base",
+    "PlateJob": "base",
+    "get_logger": "log",
+    "JobResult": "workflow",
+    "exit_code": "workflow",
+    "run_workflow": "workflow",
+}
+
+if TYPE_CHECKING:
+    from .base import BatchJob, BatchJobOnContainer, PlateJob
+    from .log import get_logger
+    from .workflow import JobResult, exit_code, run_workflow
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'batchlib' has no attribute {name!r}")
+
 
 __all__ = [
     "BatchJob",

@@ -11,10 +11,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import BatchlibError, ConfigError, FolderLockedError, RemoteAccessError
 from .s3.local import KINDS
-from .workflow import JobResult, exit_code
+
+if TYPE_CHECKING:
+    from .workflow import JobResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 75
 
@@ -37,6 +40,8 @@ def run_and_exit_code(run: Callable[[], dict[str, JobResult]]) -> int:
     Errors become their exit code and a one-line message on stderr, never a
     traceback: a locked folder 75, a bad option 2.
     """
+    from .workflow import exit_code
+
     try:
         return exit_code(run())
     except (FolderLockedError, ConfigError) as err:
@@ -129,8 +134,8 @@ def _locked_transfer(folder: str, name: str, wait: bool, transfer: Callable[[], 
     import os
 
     from .log import add_file_handler, configure, remove_handler
+    from .state import BOOKKEEPING_FOLDER as BOOKKEEPING
     from .state.lock import FolderLock
-    from .workflow import BOOKKEEPING
 
     bookkeeping = os.path.join(folder, BOOKKEEPING)
     os.makedirs(bookkeeping, exist_ok=True)

@@ -17,12 +17,11 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import ContainerError
 from .io import read_key_stamps
+from .state import BOOKKEEPING_FOLDER
 from .state.ledger import FAILED, INVALID, Ledger, Record, fingerprint, gc_paused
 from .state.stamps import ref, stat_stamp, tree_stamp
 
 PER_FILE, PLATE = "per_file", "plate"
-#: The bookkeeping folder inside a plate folder (never an input).
-BOOKKEEPING_FOLDER = "batchlib"
 
 
 @dataclass(frozen=True)

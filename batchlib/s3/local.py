@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigError, UnsafePathError
-from ..planning import BOOKKEEPING_FOLDER as BOOKKEEPING
 from ..plate import FILENAME_SCHEMES
+from ..state import BOOKKEEPING_FOLDER as BOOKKEEPING
 from ..state.atomic import TMP_PREFIX
 from ..state.stamps import stat_stamp
 from .location import safe_relpath

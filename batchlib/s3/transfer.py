@@ -123,7 +123,7 @@ def run_all(
             unit_scale=True,
             desc=report.direction,
             file=sys.stderr,
-            disable=not progress,
+            disable=not progress or total_bytes == 0,
             leave=False,
         ) as bar,  # fmt: skip
         ThreadPoolExecutor(threads) as pool,
