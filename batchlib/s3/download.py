@@ -22,11 +22,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import RemoteError, UnsafePathError
-from ..state.atomic import replace
+from ..state import BOOKKEEPING_FOLDER as BOOKKEEPING
+from ..state.atomic import TMP_PREFIX, replace
 from ..state.stamps import stat_stamp
 from .client import check_bucket, list_objects, make_client, remote_error
 from .index import TransferIndex, index_path
-from .local import BOOKKEEPING, PART_PREFIX, selected, sha256_file
+from .local import PART_PREFIX, selected, sha256_file
 from .location import S3Url, check_endpoint, safe_relpath
 from .transfer import SHA_META, TransferOptions, TransferReport, logger, run_all
 
@@ -125,6 +126,9 @@ def download_plate(
     for key, info in sorted(objects.items()):
         rel = key[len(source.prefix) + 1 :] if source.prefix else key
         if include and not selected(rel, include):
+            continue
+        if rel.split("/", 1)[0] == BOOKKEEPING or os.path.basename(rel).startswith((PART_PREFIX, TMP_PREFIX)):
+            report.excluded.append((rel, "batchlib's bookkeeping and temporary names are never downloaded"))
             continue
         try:
             path = local_target(dest, rel)

@@ -44,6 +44,8 @@ from .location import S3Url, check_endpoint, https_url, object_url
 from .transfer import SHA_META, TransferOptions, TransferReport, logger, run_all
 
 UPLOAD, SKIP = "upload", "skip"
+#: S3 allows at most this many parts per upload.
+MAX_PARTS = 10_000
 
 MANIFEST_COLUMNS = ("s3_url", "https_url", "path", "size", "sha256", "plate", "well", "site", "kind")
 
@@ -96,6 +98,19 @@ def upload_action(size: int, sha256: str, remote: RemoteObject | None) -> tuple[
     if remote.sha256 != sha256:
         return UPLOAD, "changed: checksum differs from the bucket's"
     return SKIP, "already in the bucket with the same checksum"
+
+
+def part_size_for(size: int, part_size: int) -> int:
+    """The part size for a file of ``size`` bytes: ``part_size``, or larger if S3's 10,000 parts would not do.
+
+    Examples
+    --------
+    >>> part_size_for(100 * 2**20, 16 * 2**20) == 16 * 2**20
+    True
+    >>> part_size_for(10**12, 16 * 2**20)  # 1 TB: 100 MB parts
+    100000000
+    """
+    return max(part_size, -(-size // MAX_PARTS))
 
 
 def manifest_name(plate: str) -> str:
@@ -281,8 +296,8 @@ class _Uploader:
             self.index.record_done(file.rel, stamp=file.stamp, sha256=sha, size=file.size, key=key)
 
     def _multipart(self, file: LocalFile, key: str, sha: str) -> None:
-        part_size = self.options.part_size
-        upload_id, known = self._resumable(file, key, sha)
+        part_size = part_size_for(file.size, self.options.part_size)
+        upload_id, known = self._resumable(file, key, sha, part_size)
         if upload_id is None:
             created = self._call(
                 "starting the upload of", key, "create_multipart_upload", Key=key, **_put_args(file.rel, sha)
@@ -315,13 +330,13 @@ class _Uploader:
         with self.lock:
             self.resumed.add(upload_id)
 
-    def _resumable(self, file: LocalFile, key: str, sha: str) -> tuple[str | None, dict]:
+    def _resumable(self, file: LocalFile, key: str, sha: str, part_size: int) -> tuple[str | None, dict]:
         """The in-flight upload of a killed run to continue, and its parts: ``number -> (md5, size)``."""
         pending = self.index.pending.get(file.rel)
         if (
             pending is None
             or pending.get("sha256") != sha
-            or pending.get("part_size") != self.options.part_size
+            or pending.get("part_size") != part_size
             or pending.get("key") != key
             or pending.get("upload_id") not in self.inflight.get(key, ())
         ):

@@ -90,3 +90,14 @@ def test_object_path_through_a_symlink_outside_is_refused(tmp_path):
     os.symlink(tmp_path, dest / "link")
     with pytest.raises(UnsafePathError, match="outside"):
         local_target(str(dest), "link/x.txt")
+
+
+def test_bookkeeping_objects_are_never_downloaded(tmp_path, s3_server, released):
+    plate, url = released
+    bucket = url.split("/")[2]
+    s3_server.client().put_object(Bucket=bucket, Key="release/P001/batchlib/ledger.journal", Body=b"hostile")
+    dest = tmp_path / "there"
+    report = download_plate(url, dest, s3_server.endpoint_url, progress=False)
+    assert report.excluded == [("batchlib/ledger.journal", report.excluded[0][1])]
+    assert "bookkeeping" in report.excluded[0][1] and not report.ok
+    assert not (dest / "batchlib" / "ledger.journal").exists()
