@@ -51,7 +51,7 @@ def make_client(
 
     session = boto3.session.Session()
     config = Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         max_pool_connections=max_connections,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
