@@ -43,11 +43,7 @@ def test_cli_upload_download_exit_codes_and_dry_run(tmp_path, s3_server, bucket,
     # A folder locked by a running workflow: exit 75.
     with FolderLock(os.path.join(plate, "batchlib"), workflow="Other"):
         assert main(["upload", plate, url, *endpoint]) == 75
-    # Credentials appear nowhere batchlib writes.
-    for root, _, files in os.walk(plate):
-        for name in files:
-            content = Path(os.path.join(root, name)).read_bytes()
-            assert SECRET_KEY.encode() not in content and ACCESS_KEY.encode() not in content, name
+    assert_no_credentials_under(plate)
 
 
 def test_cli_wrong_credentials_exit_2_with_a_clear_message(tmp_path, s3_server, bucket):
@@ -81,6 +77,15 @@ def test_upload_job_in_a_workflow_reruns_only_on_change(tmp_path, s3_server, buc
     assert third.processed == 1
     key = "wf/P001/WellC01_PointC01_0000_ChannelDAPI,WF_GFP,TRITC_Seq0000.crops/1_mask.png"
     assert bucket_objects(s3_server.client(), bucket)[key] == b"new crop"
+    assert_no_credentials_under(plate)
+
+
+def assert_no_credentials_under(folder):
+    """No file batchlib wrote (ledger, status, logs, transfer index, manifest) holds the credentials."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            content = Path(os.path.join(root, name)).read_bytes()
+            assert SECRET_KEY.encode() not in content and ACCESS_KEY.encode() not in content, name
 
 
 def test_upload_job_options_are_checked_when_built():

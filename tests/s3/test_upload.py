@@ -161,3 +161,16 @@ def test_missing_bucket_and_wrong_credentials_give_clear_errors(tmp_path, s3_ser
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "wrong-key")
     with pytest.raises(RemoteAccessError, match="rejected the credentials|access denied"):
         upload_plate(plate, "s3://some-bucket/r", s3_server.endpoint_url, progress=False)
+
+
+def test_odd_file_names_stay_inside_the_prefix(tmp_path, s3_server, bucket):
+    plate = make_plate(tmp_path)
+    odd = ["..evil.png", "P001_qc/a b&c=d.png", "P001_qc/Zellkern_ä.png", "P001_qc/...", "-rf"]
+    for name in odd:
+        write(f"{plate}/{name}", name.encode())
+    report = upload_plate(plate, f"s3://{bucket}/r", s3_server.endpoint_url, progress=False)
+    assert report.ok
+    objects = bucket_objects(s3_server.client(), bucket)
+    assert all(key.startswith("r/P001/") for key in objects)
+    for name in odd:
+        assert objects[f"r/P001/{name}"] == name.encode()
