@@ -30,3 +30,28 @@ def test_well_medians_equal_pandas(tmp_path):
         == expected[["Metadata_Plate", "Metadata_Well"]].values.tolist()
     )
     np.testing.assert_allclose(ours[features].to_numpy(), expected[features].to_numpy(), rtol=1e-12)
+
+
+def test_well_median_table_nulls_integer_keys_and_no_pandas(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    site = pa.array([3, 1, 3, 1, 2, 3, 1], type=pa.int32())
+    feature = pa.array([1.0, None, 5.0, None, 2.0, 4.0, None])  # site 1: all missing
+    counts = pa.array([4, 1, 2, 8, 7, 6, 3], type=pa.int16())
+    path = str(tmp_path / "cells.parquet")
+    pq.write_table(pa.table({"Metadata_Site": site, "Cells_F": feature, "Cells_N": counts}), path)
+    script = (
+        "import sys; from batchlib.profiles import well_median_table; "
+        f"t = well_median_table({path!r}, strata=('Metadata_Site',)); "
+        "assert 'pandas' not in sys.modules; import json; print(json.dumps(t.to_pydict()))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    table = json.loads(out)
+    assert table["Metadata_Site"] == [1, 2, 3]
+    assert np.isnan(table["Cells_F"][0]) and table["Cells_F"][1:] == [2.0, 4.0]
+    assert table["Cells_N"] == [3.0, 7.0, 4.0]
