@@ -114,3 +114,27 @@ def test_convex_hull_areas_equal_scikit_image_on_irregular_shapes():
             crop = labels[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] == object_id
             expected.append(np.count_nonzero(convex_hull_image(crop)))
         np.testing.assert_array_equal(convex_areas(pixels, labels.shape[1]), expected)
+
+
+def test_objects_on_opposite_edges_and_hulls_from_border_pixels():
+    from batchlib.measure import ObjectPixels, border_mask, convex_areas
+
+    labels = np.zeros((12, 10), np.uint32)
+    labels[3:6, 0:3] = 1
+    labels[4:7, 7:10] = 1  # object 1 touches the left and right edges: no flat wrap-around shortcut
+    labels[0:3, 4:6] = 2  # top edge
+    labels[9:12, 3:9] = 3  # bottom edge
+    labels[10, 5] = 0  # a hole
+    image = np.arange(labels.size, dtype=np.float64).reshape(labels.shape)
+    ours = measure_objects(labels, {"X": image}, "Nuclei")
+    props = regionprops_table(labels, properties=("label", "perimeter", "solidity"))
+    np.testing.assert_allclose(ours["Nuclei_AreaShape_Perimeter"], props["perimeter"], rtol=1e-6)
+    np.testing.assert_allclose(ours["Nuclei_AreaShape_Solidity"], props["solidity"], rtol=1e-6)
+    safe = labels.copy()
+    safe[4:7, 9] = 0  # now no object touches both side edges
+    pixels = ObjectPixels(safe)
+    border = border_mask(safe, pixels)
+    assert border.sum() < len(border)
+    np.testing.assert_array_equal(convex_areas(pixels, 10, border), convex_areas(pixels, 10))
+    props = regionprops_table(safe, properties=("label", "perimeter"))
+    np.testing.assert_allclose(measure_objects(safe, {}, "Nuclei")["Nuclei_AreaShape_Perimeter"], props["perimeter"])
