@@ -101,14 +101,10 @@ def shape_features(labels: np.ndarray, pixels: ObjectPixels | None = None, solid
     pixels = pixels or ObjectPixels(labels)
     border = border_mask(labels, pixels) if _wraparound_safe(labels) else None
     rows, cols = np.divmod(pixels.index, labels.shape[1])
-    rows, cols = rows.astype(np.float64), cols.astype(np.float64)
     n = pixels.counts.astype(np.float64)
     sum_r, sum_c = pixels.reduce(np.add, rows), pixels.reduce(np.add, cols)
     cen_r, cen_c = sum_r / n, sum_c / n
-    # Central moments from the per-pixel offsets to the centroid (no cancellation).
-    dr = rows - np.repeat(cen_r, pixels.counts)
-    dc = cols - np.repeat(cen_c, pixels.counts)
-    mu20, mu02, mu11 = pixels.reduce(np.add, dr * dr), pixels.reduce(np.add, dc * dc), pixels.reduce(np.add, dr * dc)
+    mu20, mu02, mu11 = _central_moments(pixels, rows, cols, sum_r, sum_c)
     a, b, c = mu02 / n, -mu11 / n, mu20 / n  # scikit-image's inertia tensor [[a, b], [b, c]]
     half_trace, root = (a + c) / 2, np.sqrt(((a - c) / 2) ** 2 + b * b)
     l1, l2 = np.clip(half_trace + root, 0, None), np.clip(half_trace - root, 0, None)
@@ -120,16 +116,36 @@ def shape_features(labels: np.ndarray, pixels: ObjectPixels | None = None, solid
         "AreaShape_Area": n,
         "AreaShape_Center_Y": cen_r,
         "AreaShape_Center_X": cen_c,
-        "AreaShape_BoundingBoxMinimum_Y": pixels.reduce(np.minimum, rows),
-        "AreaShape_BoundingBoxMinimum_X": pixels.reduce(np.minimum, cols),
-        "AreaShape_BoundingBoxMaximum_Y": pixels.reduce(np.maximum, rows) + 1,
-        "AreaShape_BoundingBoxMaximum_X": pixels.reduce(np.maximum, cols) + 1,
+        # Pixels of an object are in raster order: its first and last rows come first and last.
+        "AreaShape_BoundingBoxMinimum_Y": rows[pixels.starts].astype(np.float64),
+        "AreaShape_BoundingBoxMinimum_X": pixels.reduce(np.minimum, cols).astype(np.float64),
+        "AreaShape_BoundingBoxMaximum_Y": rows[pixels.starts + pixels.counts - 1] + 1.0,
+        "AreaShape_BoundingBoxMaximum_X": pixels.reduce(np.maximum, cols) + 1.0,
         "AreaShape_Eccentricity": eccentricity,
         "AreaShape_Perimeter": perimeters(labels, pixels, border),
     }
     if solidity:
         table["AreaShape_Solidity"] = n / convex_areas(pixels, labels.shape[1], border)
     return pd.DataFrame(table)
+
+
+def _central_moments(pixels: ObjectPixels, rows: np.ndarray, cols: np.ndarray, sum_r: np.ndarray, sum_c: np.ndarray):
+    """Second central moments mu20, mu02, mu11 (sums over pixels, not divided by the area) of every object.
+
+    Coordinates are integers, so ``n * sum(r * r) - sum(r) ** 2`` is exact in
+    int64 (no cancellation) while it stays below 2**62; larger objects take
+    the per-pixel offsets to the centroid instead.
+    """
+    n = pixels.counts.astype(np.int64)
+    extent = max(int(rows.max(initial=0)), int(cols.max(initial=0))) + 1
+    if len(n) and int(n.max()) ** 2 * extent**2 >= 2**62:
+        dr = rows - np.repeat(sum_r / n, pixels.counts)
+        dc = cols - np.repeat(sum_c / n, pixels.counts)
+        return pixels.reduce(np.add, dr * dr), pixels.reduce(np.add, dc * dc), pixels.reduce(np.add, dr * dc)
+    moments = []
+    for x, y, sx, sy in ((rows, rows, sum_r, sum_r), (cols, cols, sum_c, sum_c), (rows, cols, sum_r, sum_c)):
+        moments.append((n * pixels.reduce(np.add, x * y) - sx * sy) / n)
+    return moments
 
 
 def _wraparound_safe(labels: np.ndarray) -> bool:
