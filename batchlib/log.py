@@ -13,8 +13,6 @@ import logging
 import os
 from pathlib import Path
 
-from tqdm import tqdm
-
 ROOT = "Workflow"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -23,6 +21,8 @@ class TqdmHandler(logging.StreamHandler):
     """Writes records through ``tqdm.write`` so progress bars stay intact."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm  # imported when first needed: light commands start faster
+
         try:
             tqdm.write(self.format(record), file=self.stream)
         except Exception:

@@ -55,7 +55,9 @@ class TransferIndex:
         self.location = location
         self.done: dict[str, dict] = {}
         self.pending: dict[str, dict] = {}
+        self.manifest: dict = {}
         self._fd: int | None = None
+        self._lines = 0  # lines in the journal file
         self._load()
 
     def _load(self) -> None:
@@ -63,18 +65,28 @@ class TransferIndex:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return
-        good_end = 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break  # torn last line of a killed run
-            good_end += len(line)
+        good_end = data.rfind(b"\n") + 1  # after it: a torn last line of a killed run
+        lines = data[:good_end].splitlines()
+        try:
+            entries = json.loads(b"[" + b",".join(lines) + b"]")  # one parse for the whole file
+        except ValueError:
+            entries = [entry for entry in map(self._parse, lines) if entry is not None]
+        for entry in entries:
             try:
-                self._apply(json.loads(line))
-            except (ValueError, KeyError, TypeError) as err:
+                self._apply(entry)
+            except (KeyError, TypeError, AttributeError) as err:
                 logger.warning("transfer index %s: skipping a damaged line (%s)", self.path, err)
+        self._lines = len(lines)
         if good_end < len(data):
             logger.warning("transfer index %s ends in a torn line (a run was killed); dropping it", self.path)
             os.truncate(self.path, good_end)
+
+    def _parse(self, line: bytes) -> dict | None:
+        try:
+            return json.loads(line)
+        except ValueError as err:
+            logger.warning("transfer index %s: skipping a damaged line (%s)", self.path, err)
+            return None
 
     def _apply(self, entry: dict) -> None:
         op, rel = entry["op"], entry.get("path")
@@ -83,6 +95,8 @@ class TransferIndex:
             self.pending.pop(rel, None)
         elif op == "pending":
             self.pending[rel] = entry
+        elif op == "manifest":
+            self.manifest = entry
         elif op == "forget":
             self.done.pop(rel, None)
             self.pending.pop(rel, None)
@@ -95,6 +109,7 @@ class TransferIndex:
             if new:
                 os.write(self._fd, _line({"op": "location", "location": self.location}))
         os.write(self._fd, _line(entry))  # one write per line: whole or torn at the end
+        self._lines += 1
         self._apply(entry)
 
     def record_done(self, rel: str, **fields: object) -> None:
@@ -105,20 +120,24 @@ class TransferIndex:
         """Record a multipart upload in flight for ``rel`` (``upload_id``, ``sha256``, ``part_size``, ``key``)."""
         self._append({"op": "pending", "path": rel, **fields})
 
+    def record_manifest(self, **fields: object) -> None:
+        """Record what the last manifest was made from (a fingerprint of the files)."""
+        self._append({"op": "manifest", **fields})
+
     def forget(self, rel: str) -> None:
         """Drop what is known of ``rel``."""
         self._append({"op": "forget", "path": rel})
 
     def compact(self) -> None:
-        """Rewrite the journal with one line per file (atomically)."""
-        if self._fd is None and not self.path.exists():
-            return
-        lines = [_line({"op": "location", "location": self.location})]
-        lines += [_line(e) for e in self.done.values()]
-        lines += [_line(e) for e in self.pending.values()]
+        """Rewrite the journal with one line per file (atomically), if it holds outdated lines."""
+        entries = [*self.done.values(), *self.pending.values(), *([self.manifest] if self.manifest else [])]
+        if self._lines <= len(entries) + 1:
+            self.close()
+            return  # nothing to fold (a no-op rerun writes nothing)
+        lines = [_line({"op": "location", "location": self.location})] + [_line(e) for e in entries]
         self.close()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, b"".join(lines))
+        self._lines = len(lines)
 
     def close(self) -> None:
         """Close the journal file."""

@@ -97,6 +97,10 @@ class S3Url:
             safe_relpath(part)
         return "/".join(p for p in (self.prefix, *parts) if p)
 
+    def join(self, rel: str) -> str:
+        """The key of ``rel``, a path already checked by :func:`safe_relpath` (no check: hot loops)."""
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
     def child(self, name: str) -> S3Url:
         """The location one level down, e.g. the plate's own prefix."""
         return S3Url(self.bucket, self.key(name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -9,8 +10,6 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-
-from tqdm import tqdm
 
 from ..errors import ConfigError, RemoteAccessError, RemoteError, RemoteUnreachableError
 
@@ -97,6 +96,20 @@ class TransferReport:
         return "\n".join(lines)
 
 
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+
+def _progress_bar(desc: str, total_bytes: int):
+    """A tqdm bar over bytes, or a bar that shows nothing when there is nothing to show."""
+    if total_bytes == 0:
+        return contextlib.nullcontext(_NoBar())
+    from tqdm import tqdm  # imported only when needed: a no-op rerun starts faster
+
+    return tqdm(total=total_bytes, unit="B", unit_scale=True, desc=desc, file=sys.stderr, leave=False)
+
+
 def run_all(
     items: Iterable,
     handle: Callable[[object, threading.Event], tuple[str, str, str, int]],
@@ -116,18 +129,7 @@ def run_all(
     stop = threading.Event()
     fatal: list[RemoteError] = []
     started = time.perf_counter()
-    with (
-        tqdm(
-            total=total_bytes,
-            unit="B",
-            unit_scale=True,
-            desc=report.direction,
-            file=sys.stderr,
-            disable=not progress or total_bytes == 0,
-            leave=False,
-        ) as bar,  # fmt: skip
-        ThreadPoolExecutor(threads) as pool,
-    ):
+    with _progress_bar(report.direction, total_bytes if progress else 0) as bar, ThreadPoolExecutor(threads) as pool:
         futures = {pool.submit(handle, item, stop): item for item in items}
         for future in as_completed(futures):
             try:

@@ -184,7 +184,7 @@ def upload_plate(
     try:
         todo = []
         for file in files:
-            quick = quick_action(file, target.key(file.rel), index.done.get(file.rel))
+            quick = quick_action(file, target.join(file.rel), index.done.get(file.rel))
             if quick is None:
                 todo.append(file)
             elif dry_run:
@@ -265,7 +265,7 @@ class _Uploader:
         """Check one file and upload it if needed."""
         if stop.is_set():
             return "failed", file.rel, "not attempted: the upload stopped", 0
-        key = self.target.key(file.rel)
+        key = self.target.join(file.rel)
         indexed = self.index.done.get(file.rel)
         sha = sha256_file(file.path)
         if indexed is not None and indexed.get("sha256") == sha and indexed.get("key") == key:
@@ -358,7 +358,7 @@ class _Uploader:
 
     def upload_single(self, file: LocalFile, report: TransferReport) -> None:
         """Upload one file now, in this thread (the manifest)."""
-        if quick_action(file, self.target.key(file.rel), self.index.done.get(file.rel)) is not None:
+        if quick_action(file, self.target.join(file.rel), self.index.done.get(file.rel)) is not None:
             return
         self.ensure_ready()
         outcome, rel, reason, size = self.handle(file, threading.Event())
@@ -412,13 +412,26 @@ def manifest_rows(files: list[LocalFile], index: TransferIndex, target: S3Url, e
 
 
 def _write_and_upload_manifest(folder, files, name, manifest_path, uploader: _Uploader, report) -> str:
-    rows = manifest_rows(files, uploader.index, uploader.target, uploader.endpoint_url)
+    index = uploader.index
+    # The manifest depends only on the files and their records: unchanged files, unchanged manifest.
+    digest = hashlib.blake2b(digest_size=16)
+    for file in files:
+        digest.update(f"{file.rel}\0{index.done.get(file.rel, {}).get('sha256')}\0".encode())
+    fingerprint = digest.hexdigest()
+    path = str(manifest_path) if manifest_path is not None else os.path.join(folder, name)
+    url = object_url(uploader.target.bucket, uploader.target.key(name))
+    recorded = index.done.get(name)
+    if manifest_path is None and index.manifest.get("fingerprint") == fingerprint and recorded is not None:
+        try:
+            if stat_stamp(os.stat(path)) == recorded.get("stamp"):
+                return url  # nothing changed since it was written and uploaded
+        except FileNotFoundError:
+            pass
     text = io.StringIO()
     writer = csv.DictWriter(text, MANIFEST_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(manifest_rows(files, index, uploader.target, uploader.endpoint_url))
     content = text.getvalue().encode("utf-8")
-    path = str(manifest_path) if manifest_path is not None else os.path.join(folder, name)
     try:
         with open(path, "rb") as f:
             unchanged = f.read() == content
@@ -428,4 +441,6 @@ def _write_and_upload_manifest(folder, files, name, manifest_path, uploader: _Up
         atomic_write(path, content)
     st = os.stat(path)
     uploader.upload_single(LocalFile(path, name, st.st_size, stat_stamp(st)), report)
-    return object_url(uploader.target.bucket, uploader.target.key(name))
+    if not report.failed and index.manifest.get("fingerprint") != fingerprint:
+        index.record_manifest(fingerprint=fingerprint)
+    return url
