@@ -30,8 +30,8 @@ import numpy as np
 from ..errors import ContainerError
 
 #: Compression of new datasets when none is given, by backend (chosen with bench/io.py):
-#: gzip for HDF5 and N5 (what the Java readers of the plate viewer decode), blosc-lz4 for Zarr.
-DEFAULT_COMPRESSION = {"h5": ("gzip", 1), "n5": ("gzip", 1), "zarr": ("blosc", 5)}
+#: gzip + shuffle for HDF5 (what the plate viewer's Java HDF5 decodes), blosc-lz4 + shuffle for N5 and Zarr.
+DEFAULT_COMPRESSION = {"h5": ("gzip", 1), "n5": ("blosc", 5), "zarr": ("blosc", 5)}
 #: Threads for compressing and decompressing chunks.
 THREADS = min(8, os.cpu_count() or 1)
 #: Zarr format of newly created ``.zarr`` containers (2 or 3).
@@ -227,6 +227,8 @@ class N5Backend(Backend):
         if compression not in ("raw", "gzip", "lz4", "zstd", "blosc", "xz", "bzip2"):
             raise ContainerError(f"N5 containers use gzip, lz4, zstd, blosc, xz, bzip2 or none, got {compression!r}")
         options = {"level": level} if compression == "gzip" and level is not None else {}
+        if compression == "blosc":  # lz4 + byte shuffle, as for Zarr
+            options = {"codec": "lz4", "clevel": level or 5, "shuffle": 1}
         node = group.create_dataset(
             name, shape=shape, dtype=dtype, chunks=chunks or shape, compression=compression, **options
         )

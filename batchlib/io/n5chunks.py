@@ -1,11 +1,13 @@
-"""Fast N5 writes: gzip chunks compressed with ISA-L in parallel threads.
+"""Fast N5 writes: gzip (ISA-L) or blosc chunks compressed in parallel threads.
 
 z5py compresses with zlib. N5's chunk format is fixed by the spec: a header
 (mode 0, the number of dimensions and the chunk's actual size per dimension,
 big-endian, in N5's reversed axis order), then the compressed big-endian
-data; the chunk's path is its grid index in N5 order. Gzip chunks are written
-here that way, compressed with ISA-L (gzip stream format, what n5-java and
-z5py read) from a thread pool. Other codecs take z5py's path.
+data; the chunk's path is its grid index in N5 order. Gzip and blosc chunks
+are written here that way from a thread pool: gzip compressed with ISA-L
+(the gzip stream format n5-java and z5py read), blosc as one blosc frame (the
+n5-blosc format, read by z5py and by n5-java with the n5-blosc codec). Other
+codecs take z5py's path.
 """
 
 from __future__ import annotations
@@ -30,16 +32,32 @@ except ImportError:  # pragma: no cover - isal is a dependency
 _GZIP_WBITS = 16 + 15  # gzip container, as N5's GzipCompression writes by default
 
 
+def _encoder(dataset):
+    """``bytes_of(block) -> payload`` for the dataset's codec, or None if z5py must write it."""
+    if dataset.compression not in ("gzip", "blosc"):
+        return None
+    options = dataset.compression_opts or {}  # (z5py raises here for raw datasets)
+    if dataset.compression == "gzip":
+        level = min(options.get("level", 5), _MAX_LEVEL)
+        return lambda block: _zlib.compress(block, level, _GZIP_WBITS)
+    from numcodecs import blosc
+
+    cname, clevel = options.get("codec", "lz4").encode(), options.get("level", 5)
+    shuffle = options.get("shuffle", 1)
+    # The n5-blosc format: one blosc frame of the chunk's big-endian bytes (typesize from the dtype).
+    return lambda block: blosc.compress(block, cname, clevel, shuffle)
+
+
 def write_chunks(dataset, data: np.ndarray, offset: tuple[int, ...] | None = None, threads: int = 2) -> bool:
-    """Write ``data`` at ``offset`` of a gzip z5py N5 ``dataset``; False if it needs z5py's own path."""
+    """Write ``data`` at ``offset`` of a gzip or blosc z5py N5 ``dataset``; False if it needs z5py's own path."""
     offset = tuple(offset) if offset is not None else (0,) * data.ndim
     chunks = tuple(dataset.chunks)
     aligned = all(
         o % c == 0 and (s % c == 0 or o + s == n) for o, s, c, n in zip(offset, data.shape, chunks, dataset.shape)
     )
-    if dataset.compression != "gzip" or not aligned or dataset.is_zarr or data.dtype != dataset.dtype:
+    encode = _encoder(dataset)
+    if encode is None or not aligned or dataset.is_zarr or data.dtype != dataset.dtype:
         return False
-    level = min((dataset.compression_opts or {}).get("level", 5), _MAX_LEVEL)
     root = os.path.join(dataset.file.filename, dataset.name.lstrip("/"))
     big_endian = data.dtype.newbyteorder(">")
 
@@ -55,7 +73,7 @@ def write_chunks(dataset, data: np.ndarray, offset: tuple[int, ...] | None = Non
         origin, path = item
         block = data[tuple(slice(o, o + c) for o, c in zip(origin, chunks))]
         header = struct.pack(f">HH{block.ndim}I", 0, block.ndim, *reversed(block.shape))
-        payload = _zlib.compress(np.ascontiguousarray(block, dtype=big_endian), level, _GZIP_WBITS)
+        payload = encode(np.ascontiguousarray(block, dtype=big_endian))
         with open(path, "wb") as f:
             f.write(header)
             f.write(payload)
