@@ -201,7 +201,7 @@ def main() -> int:
     parser.add_argument("--table-rows", type=int, default=1_000_000)
     parser.add_argument("--skip-table", action="store_true")
     parser.add_argument("--skip-images", action="store_true")
-    parser.add_argument("--only", help="only candidates whose description contains this (e.g. blosc), and the h5 default")
+    parser.add_argument("--only", help="only candidates containing this (e.g. blosc), and the h5 default")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="batchlib-bench-io-")
     try:
