@@ -29,7 +29,7 @@ from .client import check_bucket, list_objects, make_client, remote_error
 from .index import TransferIndex, index_path
 from .local import PART_PREFIX, selected, sha256_file
 from .location import S3Url, check_endpoint, safe_relpath
-from .transfer import SHA_META, TransferOptions, TransferReport, logger, run_all
+from .transfer import SHA_META, TransferOptions, TransferReport, logger, transfer_all
 
 FETCH, SKIP = "download", "skip"
 _READ_BLOCK = 2**20
@@ -137,7 +137,7 @@ def download_plate(
             continue
         todo.append((rel, key, path, info))
     try:
-        run_all(todo, fetcher.handle, options.concurrency, report, sum(t[3]["size"] for t in todo), progress)
+        transfer_all(todo, fetcher.handle, options.concurrency, report, sum(t[3]["size"] for t in todo), progress)
     finally:
         if not dry_run:
             index.compact()

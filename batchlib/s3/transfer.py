@@ -110,7 +110,7 @@ def _progress_bar(desc: str, total_bytes: int):
     return tqdm(total=total_bytes, unit="B", unit_scale=True, desc=desc, file=sys.stderr, leave=False)
 
 
-def run_all(
+def transfer_all(
     items: Iterable,
     handle: Callable[[object, threading.Event], tuple[str, str, str, int]],
     threads: int,

@@ -41,7 +41,7 @@ from .client import check_bucket, list_multipart_uploads, list_objects, make_cli
 from .index import TransferIndex, index_path
 from .local import BOOKKEEPING, LocalFile, file_kind, release_files, sha256_file, well_and_site
 from .location import S3Url, check_endpoint, https_url, object_url
-from .transfer import SHA_META, TransferOptions, TransferReport, logger, run_all
+from .transfer import SHA_META, TransferOptions, TransferReport, logger, transfer_all
 
 UPLOAD, SKIP = "upload", "skip"
 #: S3 allows at most this many parts per upload.
@@ -193,7 +193,7 @@ def upload_plate(
                 report.skipped.append((file.rel, quick[1]))
         if todo:
             uploader.ensure_ready()
-        run_all(todo, uploader.handle, options.concurrency, report, sum(f.size for f in todo), progress)
+        transfer_all(todo, uploader.handle, options.concurrency, report, sum(f.size for f in todo), progress)
         report.planned.sort(key=lambda p: p[1])
         if dry_run or report.failed:
             return report
@@ -251,13 +251,19 @@ class _Uploader:
         except (ClientError, BotoCoreError) as err:
             raise remote_error(err, action, self.target.bucket, key, self.endpoint_url) from None
 
-    def remote(self, key: str, size: int, indexed: dict | None) -> RemoteObject | None:
-        """What the bucket holds under ``key`` (a HEAD only when the listing cannot tell)."""
+    def remote(self, key: str, size: int, uploaded_sha: str | None) -> RemoteObject | None:
+        """What the bucket holds under ``key``.
+
+        From the listing; the checksum is the one this folder uploaded there
+        (``uploaded_sha``, from the index) or, without it, read with a HEAD.
+        """
         listed = self.listing.get(key)
         if listed is None:
             return None
         if listed["size"] != size:
             return RemoteObject(listed["size"], None)
+        if uploaded_sha is not None:
+            return RemoteObject(size, uploaded_sha)
         head = self._call("checking", key, "head_object", Key=key)
         return RemoteObject(head["ContentLength"], head.get("Metadata", {}).get(SHA_META))
 
@@ -267,13 +273,9 @@ class _Uploader:
             return "failed", file.rel, "not attempted: the upload stopped", 0
         key = self.target.join(file.rel)
         indexed = self.index.done.get(file.rel)
+        uploaded_sha = indexed.get("sha256") if indexed is not None and indexed.get("key") == key else None
         sha = sha256_file(file.path)
-        if indexed is not None and indexed.get("sha256") == sha and indexed.get("key") == key:
-            listed = self.listing.get(key)
-            remote = RemoteObject(listed["size"], sha) if listed and listed["size"] == file.size else None
-        else:
-            remote = self.remote(key, file.size, indexed)
-        action, reason = upload_action(file.size, sha, remote)
+        action, reason = upload_action(file.size, sha, self.remote(key, file.size, uploaded_sha))
         if self.dry_run:
             return f"planned:{action}", file.rel, reason, file.size
         if action == SKIP:
