@@ -15,6 +15,23 @@ import time
 
 ACCESS_KEY = "batchlib-test"
 SECRET_KEY = "batchlib-test-secret-0123456789"
+#: An identity that may list and read but not write.
+READER_KEY, READER_SECRET = "batchlib-reader", "batchlib-reader-secret-0123456789"
+
+
+def write_identities(path: str) -> str:
+    """An ``-s3.config`` file: the admin of the tests and a read-only identity."""
+    import json
+
+    identities = [
+        {"name": "admin", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+         "actions": ["Admin", "Read", "List", "Tagging", "Write"]},
+        {"name": "reader", "credentials": [{"accessKey": READER_KEY, "secretKey": READER_SECRET}],
+         "actions": ["Read", "List"]},
+    ]  # fmt: skip
+    with open(path, "w") as f:
+        json.dump({"identities": identities}, f)
+    return path
 
 
 def free_port() -> int:
@@ -33,8 +50,9 @@ def weed_binary() -> str:
 class SeaweedServer:
     """``weed mini`` on a free port; :meth:`stop` and :meth:`start` keep the data."""
 
-    def __init__(self, workdir: str, port: int | None = None):
+    def __init__(self, workdir: str, port: int | None = None, extra: list[str] | None = None):
         self.workdir = workdir
+        self.extra = list(extra or [])  # more ``weed mini`` options
         self.port = port or free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -52,6 +70,7 @@ class SeaweedServer:
             "-ip.bind=127.0.0.1",
             f"-s3.port={self.port}",
             "-master.telemetry=false",
+            *self.extra,
         ]
         with open(os.path.join(self.workdir, "weed.out"), "ab") as out:
             self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)

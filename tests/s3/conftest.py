@@ -2,7 +2,7 @@ import itertools
 import os
 
 import pytest
-from seaweed import ACCESS_KEY, SECRET_KEY, SeaweedServer
+from seaweed import ACCESS_KEY, SECRET_KEY, SeaweedServer, write_identities
 
 _buckets = itertools.count()
 
@@ -10,7 +10,9 @@ _buckets = itertools.count()
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """One SeaweedFS server for the whole test run, stopped at the end."""
-    server = SeaweedServer(str(tmp_path_factory.mktemp("seaweedfs"))).start()
+    workdir = str(tmp_path_factory.mktemp("seaweedfs"))
+    identities = write_identities(f"{workdir}/identities.json")
+    server = SeaweedServer(workdir, extra=[f"-s3.config={identities}"]).start()
     yield server
     server.stop()
 

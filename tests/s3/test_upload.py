@@ -174,3 +174,17 @@ def test_odd_file_names_stay_inside_the_prefix(tmp_path, s3_server, bucket):
     assert all(key.startswith("r/P001/") for key in objects)
     for name in odd:
         assert objects[f"r/P001/{name}"] == name.encode()
+
+
+def test_denied_access_is_a_clear_error_and_records_nothing(tmp_path, s3_server, bucket, monkeypatch):
+    from seaweed import READER_KEY, READER_SECRET
+
+    plate = make_plate(tmp_path)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", READER_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", READER_SECRET)
+    with pytest.raises(RemoteAccessError, match=rf"access denied .* s3://{bucket}/r/P001/"):
+        upload_plate(plate, f"s3://{bucket}/r", s3_server.endpoint_url, progress=False)
+    index_folder = f"{plate}/batchlib/transfers"
+    recorded = [n for n in os.listdir(index_folder)] if os.path.isdir(index_folder) else []
+    assert all('"op":"done"' not in Path(index_folder, n).read_text() for n in recorded)
+    assert "Contents" not in s3_server.client().list_objects_v2(Bucket=bucket)
