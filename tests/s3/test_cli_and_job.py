@@ -16,7 +16,8 @@ from batchlib.jobs.upload import UploadJob
 from batchlib.state.lock import FolderLock
 
 
-def test_cli_upload_download_exit_codes_and_dry_run(tmp_path, s3_server, bucket, capsys):
+def test_cli_upload_download_exit_codes_and_dry_run(tmp_path, s3_server, bucket, capsys, monkeypatch):
+    monkeypatch.setenv("LOGLEVEL", "INFO")
     plate = make_plate(tmp_path)
     url, endpoint = f"s3://{bucket}/rel", ["--endpoint-url", s3_server.endpoint_url]
 
@@ -29,6 +30,8 @@ def test_cli_upload_download_exit_codes_and_dry_run(tmp_path, s3_server, bucket,
     assert f"uploaded {len(local_release(plate))} file(s)" in capsys.readouterr().out
     assert main(["upload", plate, url, *endpoint]) == 0
     assert "uploaded 0 file(s)" in capsys.readouterr().out
+    log = Path(plate, "batchlib", "Upload.log").read_text()
+    assert f"upload s3://{bucket}/rel/P001: uploaded {len(local_release(plate))} file(s)" in log
 
     dest = tmp_path / "copy" / "P001"
     assert main(["download", f"{url}/P001", str(dest), *endpoint]) == 0
