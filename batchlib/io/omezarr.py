@@ -74,7 +74,36 @@ def open_plate(path: str | os.PathLike, version: str = "0.4", mode: str = "a"):
     return zarr.open_group(path, mode="w", zarr_format=zarr_format)
 
 
+def _require_group(parent, path: str):
+    """``parent.require_group(path)``, creating missing local groups without zarr's event loop."""
+    from .zarrchunks import contains, create_group
+
+    group = parent
+    for name in path.split("/"):
+        if contains(group, name):
+            group = group[name]
+        else:
+            group = create_group(group, name) or group.require_group(name)
+    return group
+
+
 def _create_array(group, name: str, data: np.ndarray, chunks: tuple, version: str, dims: Sequence[str]):
+    from .containers import THREADS
+    from .zarrchunks import contains, create_array, write_chunks
+
+    if contains(group, name) is not False and name in group:
+        del group[name]
+    # Local stores: metadata and chunks written directly (zarr-python awaits each one), zstd level 3.
+    if version == "0.4":
+        array = create_array(group, name, data.shape, data.dtype, chunks, "zstd", 3, dimension_separator="/")
+    else:
+        array = create_array(group, name, data.shape, data.dtype, chunks, "zstd", 3, dimension_names=list(dims))
+    if array is not None and write_chunks(array, data, threads=THREADS):
+        return array
+    return _create_array_with_zarr(group, name, data, chunks, version, dims)
+
+
+def _create_array_with_zarr(group, name: str, data: np.ndarray, chunks: tuple, version: str, dims: Sequence[str]):
     import zarr
 
     if name in group:
@@ -134,7 +163,7 @@ def write_field(
     from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
     fmt = _format(version)
-    group = plate.require_group(f"{well.row_name}/{well.column_name}/{field}")
+    group = _require_group(plate, f"{well.row_name}/{well.column_name}/{field}")
     n_levels = len(image.channels[0][1])
     for level in range(n_levels):
         stack = np.stack([levels[level] for _, levels, _ in image.channels])
@@ -146,9 +175,9 @@ def write_field(
     _set_ome_attr(group, "omero", _omero(image.channels, version), version)
 
     if image.labels:
-        labels_group = group.require_group("labels")
+        labels_group = _require_group(group, "labels")
         for name, levels in image.labels:
-            label_group = labels_group.require_group(name)
+            label_group = _require_group(labels_group, name)
             for level, data in enumerate(levels):
                 chunks = (min(chunk, data.shape[0]), min(chunk, data.shape[1]))
                 _create_array(label_group, str(level), data, chunks, version, ("y", "x"))

@@ -91,9 +91,20 @@ def _fill_value(dtype: np.dtype) -> Any:
 
 
 def array_metadata(
-    zarr_format: int, shape: tuple, dtype: np.dtype, chunks: tuple, compression: str | None, level: int | None
+    zarr_format: int,
+    shape: tuple,
+    dtype: np.dtype,
+    chunks: tuple,
+    compression: str | None,
+    level: int | None,
+    dimension_separator: str = ".",
+    dimension_names: list[str] | None = None,
 ) -> dict | None:
-    """The metadata document zarr-python writes for such an array, or None if not written here."""
+    """The metadata document zarr-python writes for such an array, or None if not written here.
+
+    ``dimension_separator`` applies to format 2 (``"/"``: nested chunk keys,
+    as OME-NGFF 0.4 asks), ``dimension_names`` to format 3.
+    """
     dtype = np.dtype(dtype)
     if dtype.kind not in _KINDS or dtype.byteorder == ">" or compression not in (None, "none", "blosc", "gzip", "zstd"):
         return None
@@ -114,7 +125,7 @@ def array_metadata(
             "fill_value": _fill_value(dtype),
             "order": "C",
             "filters": None,
-            "dimension_separator": ".",
+            "dimension_separator": dimension_separator,
             "compressor": compressor,
             "zarr_format": 2,
         }
@@ -126,7 +137,7 @@ def array_metadata(
         codecs.append({"name": "gzip", "configuration": {"level": level}})
     elif compression == "zstd":
         codecs.append({"name": "zstd", "configuration": {"level": level, "checksum": False}})
-    return {
+    meta = {
         "shape": list(shape),
         "data_type": dtype.name,
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
@@ -138,9 +149,22 @@ def array_metadata(
         "node_type": "array",
         "storage_transformers": [],
     }
+    if dimension_names is not None:
+        meta["dimension_names"] = list(dimension_names)
+    return meta
 
 
-def create_array(group: Any, name: str, shape, dtype, chunks, compression, level) -> Any | None:
+def create_array(
+    group: Any,
+    name: str,
+    shape,
+    dtype,
+    chunks,
+    compression,
+    level,
+    dimension_separator: str = ".",
+    dimension_names: list[str] | None = None,
+) -> Any | None:
     """A new array ``name`` in a local zarr ``group``, its metadata written directly; None if zarr must."""
     from zarr import Array
     from zarr.core.array import AsyncArray
@@ -150,7 +174,7 @@ def create_array(group: Any, name: str, shape, dtype, chunks, compression, level
     if root is None or not _simple_name(name) or chunks is None or len(chunks) != len(shape) or not shape:
         return None
     fmt = group.metadata.zarr_format
-    meta = array_metadata(fmt, shape, dtype, chunks, compression, level)
+    meta = array_metadata(fmt, shape, dtype, chunks, compression, level, dimension_separator, dimension_names)
     if meta is None or contains(group, name) is not False:
         return None
     path = os.path.join(root, name)

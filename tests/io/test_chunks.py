@@ -155,3 +155,36 @@ def test_n5_blosc_chunks_read_by_z5py(tmp_path):
         theirs = Path(tmp_path, "ref.n5", "part", grid).read_bytes()
         assert ours[:12] == theirs[:12]  # header: mode, ndim, actual chunk size (edge chunk at 2/3)
         assert blosc.decompress(ours[12:]) == blosc.decompress(theirs[12:])
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_ome_ngff_arrays_equal_zarr_python(tmp_path, fmt):
+    """Nested chunk keys (NGFF 0.4, Zarr 2) and dimension names (NGFF 0.5, Zarr 3), as the OME-Zarr export writes."""
+    from numcodecs import Zstd
+
+    from batchlib.io import zarrchunks
+
+    data = np.random.default_rng(3).integers(0, 3000, (3, 100, 130)).astype(np.uint16)
+    root = zarr.open_group(str(tmp_path / "p.zarr"), mode="w", zarr_format=fmt)
+    layout = {"dimension_separator": "/"} if fmt == 2 else {"dimension_names": ["c", "y", "x"]}
+    ours = zarrchunks.create_array(root, "ours", data.shape, data.dtype, (1, 64, 64), "zstd", 3, **layout)
+    assert zarrchunks.write_chunks(ours, data)
+    if fmt == 2:
+        theirs = root.create_array(
+            "theirs", data=data, chunks=(1, 64, 64), compressors=Zstd(level=3),
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+        )  # fmt: skip
+    else:
+        theirs = root.create_array(
+            "theirs", data=data, chunks=(1, 64, 64), compressors=zarr.codecs.ZstdCodec(level=3),
+            dimension_names=["c", "y", "x"],
+        )  # fmt: skip
+    assert zarr.open_array(str(tmp_path / "p.zarr" / "ours")).metadata == theirs.metadata
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "p.zarr" / "ours"))[...], data)
+    chunk_files = sorted(
+        os.path.relpath(os.path.join(d, n), tmp_path / "p.zarr" / "theirs")
+        for d, _, names in os.walk(tmp_path / "p.zarr" / "theirs")
+        for n in names
+    )
+    for rel in chunk_files:  # same files at the same (nested) keys
+        assert (tmp_path / "p.zarr" / "ours" / rel).exists(), rel
