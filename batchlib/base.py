@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from .errors import ConfigError, ContainerError
+from .errors import ConfigError, ContainerError, OutputError
 from .io import open_file
 from .params import params_hash
 from .planning import PER_FILE, PLATE, JobLayout
@@ -207,6 +207,30 @@ class BatchJob:
             _WORKER_RESOURCES[key] = factory()
         return _WORKER_RESOURCES[key]
 
+    def map_parallel(self, fn: Callable[..., Any], arg_list: Sequence[tuple]) -> list[Any]:
+        """``[fn(*args) for args in arg_list]``, spread over the workflow's workers.
+
+        For plate jobs with per-image work (reading each image's tables,
+        writing each field of an export): the workflow runs a plate job in
+        the driver and lends it its executor, so with ``n_jobs > 1`` or dask
+        the calls run in parallel. ``fn`` must be a module-level function and
+        its arguments picklable. Results come back in the order of
+        ``arg_list``; if a call fails, :class:`OutputError` names it.
+        """
+        from .executors import BatchError
+
+        executor = getattr(self, "_executor", None)
+        if executor is None or len(arg_list) < 2:
+            return [fn(*args) for args in arg_list]
+        results: list[Any] = [None] * len(arg_list)
+        calls = [(i, fn, tuple(args)) for i, args in enumerate(arg_list)]
+        for outcome in executor.map_unordered(_call_indexed, calls):
+            if isinstance(outcome, BatchError):
+                raise OutputError(f"{self.name}: {fn.__name__}{repr(outcome.args[2])[:200]} failed: {outcome.error}")
+            index, value = outcome
+            results[index] = value
+        return results
+
     # ------------------------------------------------------------- calling
     def __call__(
         self,
@@ -330,6 +354,10 @@ class PlateJob(BatchJob):
     def check_layout(self, layout: JobLayout) -> None:
         if not layout.output_name or os.sep in layout.output_name:
             raise ConfigError(f"{self.name}: output_name must be a file name, got {layout.output_name!r}")
+
+
+def _call_indexed(index: int, fn: Callable[..., Any], args: tuple) -> tuple[int, Any]:
+    return index, fn(*args)
 
 
 def _as_keys(key: str | Sequence[str] | None) -> tuple[str, ...]:

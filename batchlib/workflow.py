@@ -22,10 +22,10 @@ from tqdm import tqdm
 
 from .base import BatchJob, check_result
 from .errors import ConfigError
-from .executors import BatchError, Executor, default_chunks, make_executor
+from .executors import BatchError, Executor, SerialExecutor, default_chunks, make_executor
 from .log import add_file_handler, configure, get_logger, remove_handler
 from .params import canonical_json
-from .planning import BOOKKEEPING_FOLDER, FolderScan, JobLayout, Plan, Task, plan_job
+from .planning import BOOKKEEPING_FOLDER, PLATE, FolderScan, JobLayout, Plan, Task, plan_job
 from .state.atomic import TMP_PREFIX, remove_path
 from .state.ledger import DONE, FAILED, INVALID, Ledger, Record
 from .state.lock import FolderLock
@@ -377,9 +377,23 @@ def _execute(
         (job, batches[i : i + per_call], kwargs, ctx.ignore_invalid_inputs) for i in range(0, len(batches), per_call)
     ]
     result.pending = len(tasks)
+    executor = ctx.executor
+    if layout.kind == PLATE:
+        # A plate job runs here, in the driver, and may spread its per-image
+        # work over the workers itself (BatchJob.map_parallel).
+        executor, job._executor = SerialExecutor(), ctx.executor
+    try:
+        _collect(executor.map_unordered(process_batches, calls), job, layout, by_name, ctx, result, logger, len(tasks))
+    finally:
+        job._executor = None
+        ctx.ledger.flush()
+
+
+def _collect(outcomes, job, layout, by_name, ctx: _Context, result: JobResult, logger, total: int) -> None:
+    """Commit each file's result as it arrives, with a progress bar."""
     last_sync = time.monotonic()
     with tqdm(
-        total=len(tasks),
+        total=total,
         desc=job.name,
         unit="file",
         file=sys.stderr,
@@ -387,7 +401,7 @@ def _execute(
         mininterval=0.5,
         leave=False,
     ) as bar:
-        for outcome in ctx.executor.map_unordered(process_batches, calls):
+        for outcome in outcomes:
             if isinstance(outcome, BatchError):
                 outcome = [
                     FileResult(item.name, FAILED, f"worker failed: {outcome.error}")
@@ -402,7 +416,6 @@ def _execute(
             if time.monotonic() - last_sync > SYNC_INTERVAL:
                 ctx.ledger.flush()
                 last_sync = time.monotonic()
-    ctx.ledger.flush()
 
 
 def _commit(ctx: _Context, layout: JobLayout, task: Task, r: FileResult) -> None:

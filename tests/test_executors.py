@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 from sample_jobs import CopyText, CountLoads, ImportText, Scale, SumPlate, read_text, write_inputs
 from test_crash_and_lock import outputs
 
@@ -82,3 +83,22 @@ def test_model_loaded_once_per_worker(tmp_path):
     serial_logs.mkdir()
     run_workflow("wf2", str(tmp_path / "p2"), [CountLoads(str(serial_logs))], input_folder=raw, progress=False)
     assert len(os.listdir(serial_logs)) == 1
+
+
+def _square_or_fail(x):
+    if x == 3:
+        raise ValueError("three is not allowed")
+    return x * x
+
+
+def test_map_parallel_keeps_order_and_names_a_failing_call():
+    from batchlib.errors import OutputError
+    from batchlib.executors import ProcessExecutor
+
+    job = CopyText()
+    assert job.map_parallel(_square_or_fail, [(1,), (2,)]) == [1, 4]  # no executor: a plain loop
+    with ProcessExecutor(2) as executor:
+        job._executor = executor
+        assert job.map_parallel(_square_or_fail, [(x,) for x in (5, 1, 4, 2)]) == [25, 1, 16, 4]
+        with pytest.raises(OutputError, match=r"_square_or_fail\(3,\).*three is not allowed"):
+            job.map_parallel(_square_or_fail, [(1,), (3,)])

@@ -91,21 +91,15 @@ class OmeZarrExport(PlateJob):
         existing = _existing_fields(plate)
         for well, field in existing - set(wanted):
             remove_field(plate, well, field)
-        written = 0
+        todo = []
         for (well, field), path in wanted.items():
             source = _source_stamp(path, [*self.channels, *self.labels])
-            if field_source(plate, well, field) == source:
-                continue
-            write_field(
-                plate,
-                well,
-                field,
-                self._read_field(path, source),
-                self._scale_factors(path),
-                self.pixel_size,
-                self.ngff_version,
-            )
-            written += 1
+            if field_source(plate, well, field) != source:
+                todo.append((plate_path, self.ngff_version, well, field, path, source, self.channels, self.labels,
+                             self.pixel_size))  # fmt: skip
+        # Fields are independent folders of the plate: with n_jobs > 1 the workers write them in parallel.
+        self.map_parallel(export_field, todo)
+        written = len(todo)
         wells: dict[Well, list[int]] = {}
         for well, field in wanted:
             wells.setdefault(well, []).append(field)
@@ -119,16 +113,26 @@ class OmeZarrExport(PlateJob):
             len(existing - set(wanted)),
         )
 
-    def _scale_factors(self, path: str) -> list[int]:
-        with open_file(path, "r") as f:
-            return [int(v) for v in f[self.channels[0]].attrs["ScaleFactors"]]
 
-    def _read_field(self, path: str, source: str) -> FieldImage:
-        with open_file(path, "r") as f:
-            n_levels = len([k for k in f[self.channels[0]] if k.startswith("s")])
-            channels = [(c, [f[f"{c}/s{i}"][...] for i in range(n_levels)], dict(f[c].attrs)) for c in self.channels]
-            labels = [(lab, [f[f"{lab}/s{i}"][...] for i in range(n_levels)]) for lab in self.labels]
-        return FieldImage(channels, labels, source)
+def export_field(
+    plate_path: str,
+    version: str,
+    well: Well,
+    field: int,
+    path: str,
+    source: str,
+    channels: list[str],
+    labels: list[str],
+    pixel_size: float,
+) -> None:
+    """Write one field of the OME-Zarr plate from container ``path`` (runs in any worker)."""
+    with open_file(path, "r") as f:
+        scale_factors = [int(v) for v in f[channels[0]].attrs["ScaleFactors"]]
+        n_levels = len([k for k in f[channels[0]] if k.startswith("s")])
+        images = [(c, [f[f"{c}/s{i}"][...] for i in range(n_levels)], dict(f[c].attrs)) for c in channels]
+        label_images = [(lab, [f[f"{lab}/s{i}"][...] for i in range(n_levels)]) for lab in labels]
+    plate = open_plate(plate_path, version)
+    write_field(plate, well, field, FieldImage(images, label_images, source), scale_factors, pixel_size, version)
 
 
 def _source_stamp(path: str, keys: list[str]) -> str:

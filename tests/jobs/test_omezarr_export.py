@@ -12,6 +12,7 @@ from sample_jobs import SyntheticImages
 from batchlib import run_workflow
 from batchlib.demo import write_demo_plate
 from batchlib.io import open_file, read_image
+from batchlib.io.omezarr import SOURCE_ATTR
 from batchlib.jobs.omezarr import OmeZarrExport
 
 
@@ -110,3 +111,33 @@ def test_unparsable_container_name_is_invalid(plate):
         f.create_dataset("x", data=np.zeros(3))
     results = run_workflow("wf", folder, [OmeZarrExport(["nuclei"])], ignore_invalid_inputs=True, progress=False)
     assert "stray.h5" in results["OmeZarrExport"].invalid_files
+
+
+def zarr_files(root) -> dict[str, bytes]:
+    """Every file of a Zarr tree by relative path (metadata as parsed JSON, chunks as bytes)."""
+    import json
+
+    files = {}
+    for d, _, names in os.walk(root):
+        for name in names:
+            rel = os.path.relpath(os.path.join(d, name), root)
+            with open(os.path.join(d, name), "rb") as f:
+                data = f.read()
+            if name.startswith(".z") or name == "zarr.json":
+                data = json.loads(data)
+                data.pop(SOURCE_ATTR, None)  # stamps of the source files: differ between two exports
+            files[rel] = data
+    return files
+
+
+def test_fields_written_by_worker_processes_equal_serial(plate, tmp_path):
+    """With n_jobs=2 the plate job lends its fields to the process pool: same plate, byte for byte."""
+    folder, raw = plate
+    jobs = [SyntheticImages(), OmeZarrExport(["nuclei", "marker"], ["nucleus_segmentation"])]
+    serial = run_workflow("wf", folder, jobs, input_folder=raw, progress=False)
+    parallel_folder = str(tmp_path / "parallel" / "P1")
+    parallel = run_workflow("wf", parallel_folder, jobs, input_folder=raw, n_jobs=2, progress=False)
+    assert serial["OmeZarrExport"].processed == parallel["OmeZarrExport"].processed == 1
+    ours = zarr_files(os.path.join(parallel_folder, "P1.ome.zarr"))
+    assert ours == zarr_files(os.path.join(folder, "P1.ome.zarr"))
+    assert sum(1 for rel in ours if rel.endswith(".zarray")) >= 4 * 2  # 4 fields x (image, label) x levels
