@@ -179,3 +179,24 @@ def test_workflow_on_one_file_per_channel_plate(tmp_path):
     with open_file(os.path.join(folder, "PO_table.hdf5"), "r") as f:
         wells = read_plate_table(f, "wells")
     assert wells["well_name"].tolist() == ["B03", "B04"] and wells["n_images"].tolist() == [2, 2]
+
+
+def test_plate_jobs_with_workers_equal_serial(tmp_path):
+    """With --n-jobs 2 the plate jobs read the images' tables and focus in the workers: same tables."""
+    import pandas as pd
+
+    raw = str(tmp_path / "raw")
+    write_demo_plate(raw, wells={"B02": 1.0, "B03": 2.0}, sites=2, shape=(160, 160), n_nuclei=15)
+    folders = {n: str(tmp_path / f"n{n}" / "P3") for n in (1, 2)}
+    for n_jobs, folder in folders.items():
+        assert run(folder, raw, "--steps", "import,segment_nuclei,segment_cells,measure,aggregate,export",
+                   "--n-jobs", str(n_jobs)) == 0  # fmt: skip
+    tables = {}
+    for n_jobs, folder in folders.items():
+        with open_file(os.path.join(folder, "P3_table.hdf5"), "r") as f:
+            tables[n_jobs] = (read_plate_table(f, "images"), read_plate_table(f, "wells"))
+    for serial, parallel in zip(tables[1], tables[2]):
+        pd.testing.assert_frame_equal(serial, parallel)
+    assert "focus_score" in tables[2][0] and len(tables[2][0]) == 4
+    profiles = [pd.read_parquet(os.path.join(f, "P3_profiles", "P3_single_cell.parquet")) for f in folders.values()]
+    pd.testing.assert_frame_equal(*profiles)

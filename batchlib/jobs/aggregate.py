@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -100,22 +100,33 @@ def cell_table_keys(cell_key: str, nuclei_key: str) -> list[str]:
     return [table_key(f"{cell_key}/default"), table_key(f"{nuclei_key}/default"), table_key(f"{cell_key}/cytoplasm")]
 
 
-def load_cells(input_files: list[str], table_keys: list[str], scheme: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All cells of a plate (one row per cell, nucleus and cytoplasm features joined) and every image's names."""
-    regex = compile_scheme(scheme)
-    frames, names = [], []
-    for path in sorted(input_files):
-        image_name = os.path.splitext(os.path.basename(path))[0]
-        parsed = parse_image_name(os.path.basename(path), regex)
-        names.append((image_name, parsed.site_name, parsed.well.name))
-        with open_file(path, "r") as f:
-            cells, nuclei, cytoplasm = (read_table(f, key.removeprefix("tables/")) for key in table_keys)
-        table = cells.merge(nuclei, on="label_id", how="left").merge(cytoplasm, on="label_id", how="left")
-        table.insert(0, "image_name", image_name)
-        table.insert(1, "well_name", parsed.well.name)
-        frames.append(table)
+def load_cells(
+    input_files: list[str], table_keys: list[str], scheme: str, map_calls: Callable | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All cells of a plate (one row per cell, nucleus and cytoplasm features joined) and every image's names.
+
+    ``map_calls(fn, arg_list)`` reads the images' tables (a plate job passes
+    its :meth:`~batchlib.base.BatchJob.map_parallel` to read them in the
+    workers); default a plain loop.
+    """
+    calls = [(path, list(table_keys), scheme) for path in sorted(input_files)]
+    results = map_calls(image_cells, calls) if map_calls else [image_cells(*call) for call in calls]
+    frames = [table for table, _ in results]
+    names = [name for _, name in results]
     cells = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_name", "well_name"])
     return cells, pd.DataFrame(names, columns=["image_name", "site_name", "well_name"])
+
+
+def image_cells(path: str, table_keys: list[str], scheme: str) -> tuple[pd.DataFrame, tuple[str, str, str]]:
+    """One image's cells (cell, nucleus and cytoplasm features joined) and its (image, site, well) names."""
+    image_name = os.path.splitext(os.path.basename(path))[0]
+    parsed = parse_image_name(os.path.basename(path), compile_scheme(scheme))
+    with open_file(path, "r") as f:
+        cells, nuclei, cytoplasm = (read_table(f, key.removeprefix("tables/")) for key in table_keys)
+    table = cells.merge(nuclei, on="label_id", how="left").merge(cytoplasm, on="label_id", how="left")
+    table.insert(0, "image_name", image_name)
+    table.insert(1, "well_name", parsed.well.name)
+    return table, (image_name, parsed.site_name, parsed.well.name)
 
 
 class AggregateTables(PlateJob):
@@ -172,9 +183,10 @@ class AggregateTables(PlateJob):
         self.scheme = scheme
 
     def run(self, input_files, output_files, **kwargs):
-        cells, names = load_cells(input_files, self.table_keys, self.scheme)
+        cells, names = load_cells(input_files, self.table_keys, self.scheme, self.map_parallel)
         if self.focus_channel:
-            names["focus_score"] = [image_focus(path, self.focus_channel) for path in sorted(input_files)]
+            calls = [(path, self.focus_channel) for path in sorted(input_files)]
+            names["focus_score"] = self.map_parallel(image_focus, calls)
         features = [
             c
             for c in cells.columns

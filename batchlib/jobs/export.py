@@ -80,7 +80,7 @@ class ExportProfiles(PlateJob):
     def run(self, input_files, output_files, **kwargs):
         out = output_files[0]
         plate = plate_of(out)
-        cells, names = load_cells(input_files, self.table_keys, self.scheme)
+        cells, names = load_cells(input_files, self.table_keys, self.scheme, self.map_parallel)
         single = single_cell_profiles(cells, plate)
         images = names.assign(ImageNumber=range(1, len(names) + 1), Metadata_Plate=plate)
         images = images.rename(columns={"well_name": "Metadata_Well"})
