@@ -118,7 +118,7 @@ def bench_images(work: str, repeat: int, only: str | None = None) -> None:
         (".zarr", "blosc", 5, 1024, {"zarr_format": 3}),
     ]
     if only:
-        candidates = [c for c in candidates if c[0] == ".h5" and c[1:4] == ("gzip", 1, 512) or only in repr(c)]
+        candidates = [c for c in candidates if c[:4] == (".h5", "gzip", 1, 512) or only in repr(c)]
     for ext, codec, level, chunk, kwargs in candidates:
         path = os.path.join(work, "bench" + ext)
 

@@ -91,7 +91,8 @@ def _create_array(group, name: str, data: np.ndarray, chunks: tuple, version: st
     from .containers import THREADS
     from .zarrchunks import contains, create_array, write_chunks
 
-    if contains(group, name) is not False and name in group:
+    present = contains(group, name)  # from the files; None: ask zarr
+    if present or (present is None and name in group):
         del group[name]
     # Local stores: metadata and chunks written directly (zarr-python awaits each one), zstd level 3.
     if version == "0.4":

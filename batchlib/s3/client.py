@@ -113,14 +113,22 @@ def remote_error(
     raise err
 
 
-def check_bucket(client: Any, bucket: str, endpoint_url: str | None = None) -> None:
-    """Raise :class:`RemoteAccessError` if ``bucket`` is missing or not reachable with these credentials."""
+def call(client: Any, method: str, action: str, bucket: str, key: str = "", endpoint_url: str | None = None, **kwargs):
+    """``client.<method>(Bucket=bucket, **kwargs)``; a botocore error becomes a :func:`remote_error`.
+
+    ``action`` and ``key`` only word the message ("uploading", "s3://bucket/key").
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        client.head_bucket(Bucket=bucket)
+        return getattr(client, method)(Bucket=bucket, **kwargs)
     except (ClientError, BotoCoreError) as err:
-        raise remote_error(err, "checking", bucket, endpoint_url=endpoint_url) from None
+        raise remote_error(err, action, bucket, key, endpoint_url) from None
+
+
+def check_bucket(client: Any, bucket: str, endpoint_url: str | None = None) -> None:
+    """Raise :class:`RemoteAccessError` if ``bucket`` is missing or not reachable with these credentials."""
+    call(client, "head_bucket", "checking", bucket, endpoint_url=endpoint_url)
 
 
 def list_objects(client: Any, bucket: str, prefix: str, endpoint_url: str | None = None) -> dict[str, dict]:

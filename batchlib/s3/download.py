@@ -25,7 +25,7 @@ from ..errors import RemoteError, UnsafePathError
 from ..state import BOOKKEEPING_FOLDER as BOOKKEEPING
 from ..state.atomic import TMP_PREFIX, replace
 from ..state.stamps import stat_stamp
-from .client import check_bucket, list_objects, make_client, remote_error
+from .client import call, check_bucket, list_objects, make_client
 from .index import TransferIndex, index_path
 from .local import PART_PREFIX, selected, sha256_file
 from .location import S3Url, check_endpoint, safe_relpath
@@ -160,12 +160,7 @@ class _Fetcher:
         self.lock = threading.Lock()
 
     def _call(self, action: str, key: str, method: str, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self.client, method)(Bucket=self.source.bucket, Key=key, **kwargs)
-        except (ClientError, BotoCoreError) as err:
-            raise remote_error(err, action, self.source.bucket, key, self.endpoint_url) from None
+        return call(self.client, method, action, self.source.bucket, key, self.endpoint_url, Key=key, **kwargs)
 
     def handle(self, item: tuple, stop: threading.Event) -> tuple[str, str, str, int]:
         rel, key, path, info = item

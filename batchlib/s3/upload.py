@@ -37,7 +37,7 @@ from typing import Any
 from ..errors import OutputError
 from ..state.atomic import atomic_write
 from ..state.stamps import stat_stamp
-from .client import check_bucket, list_multipart_uploads, list_objects, make_client, remote_error
+from .client import call, check_bucket, list_multipart_uploads, list_objects, make_client
 from .index import TransferIndex, index_path
 from .local import BOOKKEEPING, LocalFile, file_kind, release_files, sha256_file, well_and_site
 from .location import S3Url, check_endpoint, https_url, object_url
@@ -244,12 +244,7 @@ class _Uploader:
             self.parts.shutdown()
 
     def _call(self, action: str, key: str, method: str, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self.client, method)(Bucket=self.target.bucket, **kwargs)
-        except (ClientError, BotoCoreError) as err:
-            raise remote_error(err, action, self.target.bucket, key, self.endpoint_url) from None
+        return call(self.client, method, action, self.target.bucket, key, self.endpoint_url, **kwargs)
 
     def remote(self, key: str, size: int, uploaded_sha: str | None) -> RemoteObject | None:
         """What the bucket holds under ``key``.
