@@ -49,12 +49,33 @@ def _model_fingerprint(folder: str) -> str:
     return digest.hexdigest()[:16]
 
 
+class OneCallPredict:
+    """A Keras model whose ``predict`` runs the batch it is given as one call.
+
+    StarDist hands Keras one image (or one tile) per ``predict`` call, and
+    Keras 3's ``Model.predict`` sets up a data pipeline on every call: about
+    60 ms per 512 x 512 image on the CPU here, more than the network itself
+    (40 ms). ``predict_on_batch`` gives the same numbers without it. Every
+    other attribute is the wrapped model's.
+    """
+
+    def __init__(self, keras_model):
+        self.keras_model = keras_model
+
+    def predict(self, x, **kwargs):
+        return self.keras_model.predict_on_batch(x)
+
+    def __getattr__(self, name: str):
+        return getattr(self.keras_model, name)
+
+
 def load_stardist(model: str | None = None, gpu: bool = False):
     """A StarDist2D model: the shipped one (None), one in a folder, or a registered pretrained name.
 
     Registered names (``"2D_versatile_fluo"``) are downloaded by StarDist and
     need internet; a folder needs ``config.json``, ``thresholds.json`` and the
-    weights.
+    weights. The model predicts through :class:`OneCallPredict` (same labels,
+    less time per image).
     """
     if not gpu:
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # before TensorFlow starts: CPU only
@@ -64,9 +85,11 @@ def load_stardist(model: str | None = None, gpu: bool = False):
     if os.path.isdir(folder):
         if not os.path.exists(os.path.join(folder, "config.json")):
             raise ConfigError(f"model folder {folder} has no config.json: not a StarDist model")
-        return StarDist2D(
+        loaded = StarDist2D(
             None, name=os.path.basename(os.path.normpath(folder)), basedir=os.path.dirname(os.path.normpath(folder))
         )
+        loaded.keras_model = OneCallPredict(loaded.keras_model)
+        return loaded
     try:
         pretrained = StarDist2D.from_pretrained(model)
     except Exception as err:  # no internet, or a download that failed
@@ -76,6 +99,7 @@ def load_stardist(model: str | None = None, gpu: bool = False):
             f"model {model!r} is neither a folder nor a registered StarDist model name "
             "(e.g. '2D_versatile_fluo'; StarDist2D.from_pretrained() lists them)"
         )
+    pretrained.keras_model = OneCallPredict(pretrained.keras_model)
     return pretrained
 
 
