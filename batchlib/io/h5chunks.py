@@ -11,11 +11,11 @@ readable by any HDF5 library (Java HDF5 in Fiji included).
 from __future__ import annotations
 
 import itertools
-import os
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from .threads import thread_map
 
 try:  # ISA-L writes standard zlib streams, much faster; both release the GIL
     from isal import isal_zlib as _zlib
@@ -35,15 +35,6 @@ def _shuffle(chunk: np.ndarray) -> bytes:
 
 def _chunk_origins(shape: tuple[int, ...], chunks: tuple[int, ...]):
     return itertools.product(*(range(0, s, c) for s, c in zip(shape, chunks)))
-
-
-def _map_chunks(fn, items: list, threads: int | None) -> list:
-    """``[fn(item) for item in items]``, in a thread pool when there is more than one."""
-    threads = min(threads or min(8, os.cpu_count() or 1), len(items))
-    if threads <= 1:  # starting threads costs more than one chunk's work
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(fn, items))
 
 
 def write_compressed(
@@ -79,7 +70,7 @@ def write_compressed(
         raw = _shuffle(block) if shuffle else block.tobytes()
         return origin, _zlib.compress(raw, min(level, _MAX_LEVEL))
 
-    for origin, payload in _map_chunks(compress, list(_chunk_origins(data.shape, chunks)), threads):
+    for origin, payload in thread_map(compress, list(_chunk_origins(data.shape, chunks)), threads):
         dataset.id.write_direct_chunk(tuple(o + p for o, p in zip(origin, offset)), payload)
 
 
@@ -119,5 +110,5 @@ def read_compressed(dataset, threads: int | None = None) -> np.ndarray:
         region = tuple(slice(o, min(o + c, n)) for o, c, n in zip(origin, chunks, dataset.shape))
         out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
 
-    _map_chunks(decompress, list(zip(origins, raw_chunks)), threads)
+    thread_map(decompress, list(zip(origins, raw_chunks)), threads)
     return out

@@ -38,6 +38,28 @@ def test_awkward_values_round_trip(container):
     assert back["text"][1] == table["text"][1] and len(back["text"][1]) == 20000
 
 
+def test_large_table_round_trip(container):
+    """Tables of 100k cells and more are converted a column per thread (small ones a dtype at a time)."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    table = pd.DataFrame(
+        {
+            "label_id": np.arange(1, n + 1, dtype=np.uint32),
+            "area": rng.integers(0, 10**6, n),
+            "mean": rng.normal(size=n),
+            "small": rng.normal(size=n).astype(np.float32),
+            "nullable": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 9, n)), dtype="Int64"),
+            "well": rng.choice(["A01", "B02"], n).astype(object),
+        }
+    )
+    assert table.size >= 100_000
+    with open_file(container, "a") as f:
+        write_table(f, "big", table)
+    with open_file(container, "r") as f:
+        back = read_table(f, "big")
+    pd.testing.assert_frame_equal(back, table)
+
+
 def test_layout_is_what_the_viewer_reads(tmp_path):
     import h5py
 
