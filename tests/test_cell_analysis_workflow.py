@@ -76,6 +76,12 @@ def test_export_matches_pycytominer(tmp_path):
     single = pd.read_parquet(os.path.join(out, "P9_single_cell.parquet"))
     assert list(single.columns[:3]) == ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
     pd.testing.assert_frame_equal(pd.read_csv(os.path.join(out, "P9_single_cell.csv")), single, check_dtype=False)
+    with open(os.path.join(out, "P9_single_cell.csv")) as f:
+        assert f.readline().rstrip("\n") == ",".join(single.columns)  # a plain header, as pandas writes it
+    wells_csv = pd.read_csv(os.path.join(out, "P9_well_profiles.csv"))
+    pd.testing.assert_frame_equal(
+        wells_csv, pd.read_parquet(os.path.join(out, "P9_well_profiles.parquet")), check_dtype=False
+    )
     theirs = aggregate(single, strata=["Metadata_Plate", "Metadata_Well"], features="infer", operation="median")
     with open_file(os.path.join(folder, "P9_table.hdf5"), "r") as f:
         ours = read_plate_table(f, "wells")

@@ -53,6 +53,27 @@ def write_sqlite(path: str, single_cells: pd.DataFrame, images: pd.DataFrame) ->
             connection.execute(f"CREATE INDEX {compartment.lower()}_keys ON {compartment} (ImageNumber, ObjectNumber)")
 
 
+def write_csv(table: pd.DataFrame, path: str) -> None:
+    """Write ``table`` as CSV through Arrow (about 10x faster than pandas' writer).
+
+    A plain header line, fields quoted only where needed, numbers as the
+    shortest text that reads back to the same value (a whole-valued float
+    as ``916``), missing values empty.
+    """
+    import csv
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(table.columns)
+    options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+    with open(path, "wb") as f:
+        f.write(header.getvalue().encode("utf-8"))
+        pa_csv.write_csv(pa.Table.from_pandas(table, preserve_index=False), f, options)
+
+
 class ExportProfiles(PlateJob):
     """Write ``<plate>_profiles/``: SQLite backend, single-cell and well profiles (CSV, Parquet).
 
@@ -88,9 +109,9 @@ class ExportProfiles(PlateJob):
         images["n_cells"] = images["image_name"].map(cells.groupby("image_name").size()).fillna(0).astype(int)
         os.makedirs(out)
         write_sqlite(os.path.join(out, f"{plate}.sqlite"), single, images)
-        single.to_csv(os.path.join(out, f"{plate}_single_cell.csv"), index=False)
+        write_csv(single, os.path.join(out, f"{plate}_single_cell.csv"))
         single_path = os.path.join(out, f"{plate}_single_cell.parquet")
         single.to_parquet(single_path, index=False)
         wells = well_medians(single_path)
-        wells.to_csv(os.path.join(out, f"{plate}_well_profiles.csv"), index=False)
+        write_csv(wells, os.path.join(out, f"{plate}_well_profiles.csv"))
         wells.to_parquet(os.path.join(out, f"{plate}_well_profiles.parquet"), index=False)
