@@ -14,6 +14,8 @@ fields without rewriting the others.
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -160,38 +162,82 @@ def write_field(
     version: str = "0.4",
     chunk: int = 512,
 ) -> None:
-    """Write (or replace) one field of a well: multiscale image, omero metadata, labels."""
-    from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+    """Write (or replace) one field of a well: multiscale image, omero metadata, labels.
 
-    fmt = _format(version)
+    The field's attributes are written last, each group's in one write, the
+    source stamp with them: a field without its stamp is rewritten next time.
+    """
     group = _require_group(plate, f"{well.row_name}/{well.column_name}/{field}")
     n_levels = len(image.channels[0][1])
     for level in range(n_levels):
         stack = np.stack([levels[level] for _, levels, _ in image.channels])
         chunks = (1, min(chunk, stack.shape[1]), min(chunk, stack.shape[2]))
         _create_array(group, str(level), stack, chunks, version, ("c", "y", "x"))
-    write_multiscales_metadata(
-        group, _datasets(n_levels, scale_factors, pixel_size, True), fmt=fmt, axes=_axes(True), name="image"
-    )
-    _set_ome_attr(group, "omero", _omero(image.channels, version), version)
+    label_names = tuple(name for name, _ in image.labels)
+    for name, levels in image.labels:
+        label_group = _require_group(group, f"labels/{name}")
+        for level, data in enumerate(levels):
+            chunks = (min(chunk, data.shape[0]), min(chunk, data.shape[1]))
+            _create_array(label_group, str(level), data, chunks, version, ("y", "x"))
 
-    if image.labels:
-        labels_group = _require_group(group, "labels")
-        for name, levels in image.labels:
-            label_group = _require_group(labels_group, name)
-            for level, data in enumerate(levels):
-                chunks = (min(chunk, data.shape[0]), min(chunk, data.shape[1]))
-                _create_array(label_group, str(level), data, chunks, version, ("y", "x"))
+    attributes = copy.deepcopy(_field_metadata(version, n_levels, tuple(scale_factors), pixel_size, label_names))
+    _add_ome_attr(attributes[""], "omero", _omero(image.channels, version), version)
+    attributes[""][SOURCE_ATTR] = image.source
+    for path in sorted(attributes, key=len, reverse=True):  # the field's own group last
+        _write_attributes(group[path] if path else group, attributes[path])
+
+
+@functools.lru_cache(maxsize=16)
+def _field_metadata(
+    version: str, n_levels: int, scale_factors: tuple[int, ...], pixel_size: float, label_names: tuple[str, ...]
+) -> dict[str, dict]:
+    """Attributes of a field's groups by path ("", "labels", "labels/<name>"), omero and source aside.
+
+    Made by ome-zarr-py's writers on groups in memory (they rewrite every
+    attribute of a group on each call, ~23 file writes per field on disk),
+    once per worker for fields of the same shape.
+    """
+    import zarr
+    from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+    from zarr.storage import MemoryStore
+
+    fmt = _format(version)
+    field = zarr.open_group(MemoryStore(), mode="w", zarr_format=2 if version == "0.4" else 3)
+    write_multiscales_metadata(
+        field, _datasets(n_levels, scale_factors, pixel_size, True), fmt=fmt, axes=_axes(True), name="image"
+    )
+    paths = [""]
+    if label_names:
+        labels_group = field.require_group("labels")
+        for name in label_names:
+            label_group = labels_group.require_group(name)
             write_multiscales_metadata(
                 label_group,
-                _datasets(len(levels), scale_factors, pixel_size, False),
+                _datasets(n_levels, scale_factors, pixel_size, False),
                 fmt=fmt,
                 axes=_axes(False),
                 name=name,
             )
-            write_label_metadata(group, f"labels/{name}", fmt=fmt, source={"image": "../../"})
-        _set_ome_attr(labels_group, "labels", [name for name, _ in image.labels], version)
-    group.attrs[SOURCE_ATTR] = image.source
+            write_label_metadata(field, f"labels/{name}", fmt=fmt, source={"image": "../../"})
+        _set_ome_attr(labels_group, "labels", list(label_names), version)
+        paths += ["labels", *(f"labels/{name}" for name in label_names)]
+    # Read back through fresh group objects: the writers open their own and a group caches its attributes.
+    return {path: (field[path] if path else field).attrs.asdict() for path in paths}
+
+
+def _write_attributes(group, attributes: dict) -> None:
+    """Replace the attributes of a zarr group: one file write for local groups, else one zarr call."""
+    from .zarrchunks import write_group_attributes
+
+    if not write_group_attributes(group, attributes):
+        group.attrs.put(attributes)
+
+
+def _add_ome_attr(attributes: dict, key: str, value, version: str) -> None:
+    if version == "0.4":
+        attributes[key] = value
+    else:
+        attributes.setdefault("ome", {}).update({"version": version, key: value})
 
 
 def _set_ome_attr(group, key: str, value, version: str) -> None:

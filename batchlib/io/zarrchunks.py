@@ -86,6 +86,22 @@ def create_group(group: Any, name: str) -> Any | None:
     return Group(AsyncGroup(metadata=GroupMetadata(zarr_format=fmt), store_path=store_path))
 
 
+def write_group_attributes(group: Any, attributes: dict) -> bool:
+    """Replace the attributes of a local zarr ``group`` by writing its metadata file; False if not local."""
+    root = local_dir(group)
+    if root is None:
+        return False
+    if group.metadata.zarr_format == 2:
+        _write_json(os.path.join(root, ".zattrs"), attributes)
+    else:
+        path = os.path.join(root, "zarr.json")
+        with open(path) as f:
+            metadata = json.load(f)
+        metadata["attributes"] = attributes
+        _write_json(path, metadata)
+    return True
+
+
 def _fill_value(dtype: np.dtype) -> Any:
     return False if dtype.kind == "b" else 0.0 if dtype.kind == "f" else 0
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 
 from ..base import PlateJob
-from ..io import open_file, read_key_stamps
+from ..io import open_file, read_image, read_key_stamps
 from ..io.omezarr import FieldImage, field_source, open_plate, remove_field, write_field, write_plate_metadata
 from ..log import get_logger
 from ..plate import Well, compile_scheme, parse_image_name
@@ -129,8 +129,8 @@ def export_field(
     with open_file(path, "r") as f:
         scale_factors = [int(v) for v in f[channels[0]].attrs["ScaleFactors"]]
         n_levels = len([k for k in f[channels[0]] if k.startswith("s")])
-        images = [(c, [f[f"{c}/s{i}"][...] for i in range(n_levels)], dict(f[c].attrs)) for c in channels]
-        label_images = [(lab, [f[f"{lab}/s{i}"][...] for i in range(n_levels)]) for lab in labels]
+        images = [(c, [read_image(f, c, i) for i in range(n_levels)], dict(f[c].attrs)) for c in channels]
+        label_images = [(lab, [read_image(f, lab, i) for i in range(n_levels)]) for lab in labels]
     plate = open_plate(plate_path, version)
     write_field(plate, well, field, FieldImage(images, label_images, source), scale_factors, pixel_size, version)
 
