@@ -6,8 +6,10 @@ Layout (``shared/reference/ome-ngff-hcs.md``)::
                                    /<field>/labels/<label name>/<level>
 
 NGFF 0.4 (Zarr format 2, the version most readers know) by default, 0.5
-(Zarr format 3) as an option. The metadata is written with ome-zarr-py's
-writer functions; the pixel data with zarr-python. Fields are written one at
+(Zarr format 3) as an option. The metadata is made by ome-zarr-py's writer
+functions (a field's on groups in memory, then written one file per group);
+the arrays are created and their chunks written directly for local stores,
+through zarr-python otherwise. Fields are written one at
 a time and carry the stamp of their source, so adding images to a plate adds
 fields without rewriting the others.
 """
@@ -219,10 +221,12 @@ def _field_metadata(
                 name=name,
             )
             write_label_metadata(field, f"labels/{name}", fmt=fmt, source={"image": "../../"})
-        _set_ome_attr(labels_group, "labels", list(label_names), version)
         paths += ["labels", *(f"labels/{name}" for name in label_names)]
     # Read back through fresh group objects: the writers open their own and a group caches its attributes.
-    return {path: (field[path] if path else field).attrs.asdict() for path in paths}
+    attributes = {path: (field[path] if path else field).attrs.asdict() for path in paths}
+    if label_names:
+        _add_ome_attr(attributes["labels"], "labels", list(label_names), version)
+    return attributes
 
 
 def _write_attributes(group, attributes: dict) -> None:
@@ -238,15 +242,6 @@ def _add_ome_attr(attributes: dict, key: str, value, version: str) -> None:
         attributes[key] = value
     else:
         attributes.setdefault("ome", {}).update({"version": version, key: value})
-
-
-def _set_ome_attr(group, key: str, value, version: str) -> None:
-    if version == "0.4":
-        group.attrs[key] = value
-    else:
-        ome = dict(group.attrs.get("ome", {}))
-        ome.update({"version": version, key: value})
-        group.attrs["ome"] = ome
 
 
 def _omero(channels, version: str) -> dict:
