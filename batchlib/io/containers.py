@@ -28,12 +28,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ContainerError
+from .threads import THREADS
 
 #: Compression of new datasets when none is given, by backend (chosen with bench/io.py):
 #: gzip + shuffle for HDF5 (what the plate viewer's Java HDF5 decodes), blosc-lz4 + shuffle for N5 and Zarr.
 DEFAULT_COMPRESSION = {"h5": ("gzip", 1), "n5": ("blosc", 5), "zarr": ("blosc", 5)}
-#: Threads for compressing and decompressing chunks.
-THREADS = min(8, os.cpu_count() or 1)
 #: Zarr format of newly created ``.zarr`` containers (2 or 3).
 DEFAULT_ZARR_FORMAT = 2
 

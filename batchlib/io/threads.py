@@ -7,6 +7,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+#: Threads for compressing and decompressing chunks and converting table columns.
+THREADS = min(8, os.cpu_count() or 1)
+
 
 def thread_map(
     fn: Callable[[Any], Any], items: Iterable[Any], threads: int | None = None, parallel: bool = True
@@ -23,7 +26,7 @@ def thread_map(
     [1, 2, 3]
     """
     items = list(items)
-    threads = min(threads or min(8, os.cpu_count() or 1), len(items))
+    threads = min(threads or THREADS, len(items))
     if not parallel or threads <= 1:
         return [fn(item) for item in items]
     with ThreadPoolExecutor(threads) as pool:

@@ -88,8 +88,16 @@ def load_stardist(model: str | None = None, gpu: bool = False):
         loaded = StarDist2D(
             None, name=os.path.basename(os.path.normpath(folder)), basedir=os.path.dirname(os.path.normpath(folder))
         )
-        loaded.keras_model = OneCallPredict(loaded.keras_model)
-        return loaded
+    else:
+        loaded = _pretrained(model)
+    loaded.keras_model = OneCallPredict(loaded.keras_model)
+    return loaded
+
+
+def _pretrained(model: str):
+    """A registered StarDist model by name (downloaded: needs internet)."""
+    from stardist.models import StarDist2D
+
     try:
         pretrained = StarDist2D.from_pretrained(model)
     except Exception as err:  # no internet, or a download that failed
@@ -99,7 +107,6 @@ def load_stardist(model: str | None = None, gpu: bool = False):
             f"model {model!r} is neither a folder nor a registered StarDist model name "
             "(e.g. '2D_versatile_fluo'; StarDist2D.from_pretrained() lists them)"
         )
-    pretrained.keras_model = OneCallPredict(pretrained.keras_model)
     return pretrained
 
 
