@@ -160,6 +160,7 @@ def cell_analysis_jobs(args) -> list:
             output_ext=args.container_ext,
             scheme=args.scheme,
             one_file_per_channel=args.one_file_per_channel,
+            input_folder=args.input_folder,
         ),
         "segment_nuclei": lambda: (
             SegmentNucleiStarDist(
@@ -219,9 +220,10 @@ def cell_analysis_main(argv: Sequence[str] | None = None) -> int:
     def run():
         jobs = cell_analysis_jobs(args)
         if args.explain:
-            print(explain_jobs(args.folder, jobs, args.input_folder, args.force_recompute))
+            print(explain_jobs(args.folder, jobs, None, args.force_recompute))
             return {}
-        return run_workflow("CellAnalysisWorkflow", args.folder, jobs, **run_options(args))
+        # Only the import job reads --input-folder (it is given to it above), whichever steps run first.
+        return run_workflow("CellAnalysisWorkflow", args.folder, jobs, **{**run_options(args), "input_folder": None})
 
     return run_and_exit_code(run)
 

@@ -184,6 +184,9 @@ def run_workflow(
     if input_folder is not None and not os.path.isdir(input_folder):
         raise ConfigError(f"input_folder {input_folder} does not exist or is not a folder")
     layouts = [job.layout(folder, input_folder if i == 0 else None, kwargs) for i, (job, kwargs) in enumerate(job_list)]
+    for layout in layouts:
+        if layout.input_folder != folder and not os.path.isdir(layout.input_folder):
+            raise ConfigError(f"{layout.name}: input folder {layout.input_folder} does not exist or is not a folder")
     bookkeeping = Path(folder) / BOOKKEEPING
     bookkeeping.mkdir(parents=True, exist_ok=True)
     logger = configure()

@@ -58,8 +58,14 @@ def test_steps_and_bad_options(tmp_path, capsys):
     write_demo_plate(raw, sites=1, shape=(96, 96), n_nuclei=5)
     assert run(folder, raw, "--steps", "import,segment_nuclei") == 0
     assert not os.path.exists(os.path.join(folder, "P_table.hdf5"))
+    # Steps that do not start with import read the containers, not --input-folder.
+    assert run(folder, raw, "--steps", "segment_cells,measure,aggregate", "--min-cells", "1") == 0
+    with open_file(os.path.join(folder, "P_table.hdf5"), "r") as f:
+        assert len(read_plate_table(f, "images")) == len(os.listdir(raw))
     assert run(folder, raw, "--channels", "DAPI:dna") == 2
     assert "--nuclei-channel 'nuclei'" in capsys.readouterr().err
+    assert run(folder, str(tmp_path / "missing")) == 2
+    assert f"ImportImages: input folder {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
     np.testing.assert_equal(run(folder, raw, "--skip", "export_omezarr,aggregate"), 0)
 
 
