@@ -217,10 +217,24 @@ class BatchJob:
         its arguments picklable. Results come back in the order of
         ``arg_list``; if a call fails, :class:`OutputError` names it.
         """
+        if len(arg_list) < 2:
+            return [fn(*args) for args in arg_list]
+        return self._map_on_executor(fn, arg_list)
+
+    def call_in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in one of the workflow's workers (in this process if it has none).
+
+        For a plate job's single step that needs modules the workers have
+        already imported (ome-zarr-py's writers, matplotlib): the driver then
+        does not import them itself. ``fn`` and failures as for :meth:`map_parallel`.
+        """
+        return self._map_on_executor(fn, [args])[0]
+
+    def _map_on_executor(self, fn: Callable[..., Any], arg_list: Sequence[tuple]) -> list[Any]:
         from .executors import BatchError
 
         executor = getattr(self, "_executor", None)
-        if executor is None or len(arg_list) < 2:
+        if executor is None:
             return [fn(*args) for args in arg_list]
         results: list[Any] = [None] * len(arg_list)
         calls = [(i, fn, tuple(args)) for i, args in enumerate(arg_list)]

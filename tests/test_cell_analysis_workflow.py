@@ -194,14 +194,15 @@ def test_workflow_on_one_file_per_channel_plate(tmp_path):
 
 
 def test_plate_jobs_with_workers_equal_serial(tmp_path):
-    """With --n-jobs 2 the plate jobs read the images' tables and focus in the workers: same tables."""
+    """With --n-jobs 2 the plate jobs read the images' tables and focus in the workers: same tables, same QC."""
     import pandas as pd
+    from PIL import Image
 
     raw = str(tmp_path / "raw")
     write_demo_plate(raw, wells={"B02": 1.0, "B03": 2.0}, sites=2, shape=(160, 160), n_nuclei=15)
     folders = {n: str(tmp_path / f"n{n}" / "P3") for n in (1, 2)}
     for n_jobs, folder in folders.items():
-        assert run(folder, raw, "--steps", "import,segment_nuclei,segment_cells,measure,aggregate,export",
+        assert run(folder, raw, "--steps", "import,segment_nuclei,segment_cells,measure,aggregate,export,qc",
                    "--n-jobs", str(n_jobs)) == 0  # fmt: skip
     tables = {}
     for n_jobs, folder in folders.items():
@@ -212,3 +213,7 @@ def test_plate_jobs_with_workers_equal_serial(tmp_path):
     assert "focus_score" in tables[2][0] and len(tables[2][0]) == 4
     profiles = [pd.read_parquet(os.path.join(f, "P3_profiles", "P3_single_cell.parquet")) for f in folders.values()]
     pd.testing.assert_frame_equal(*profiles)
+    for png in ("segmentation_montage.png", "heatmap_n_cells.png"):
+        montages = [np.asarray(Image.open(os.path.join(f, "P3_qc", png))) for f in folders.values()]
+        assert montages[0].shape[:2] == montages[1].shape[:2] and montages[0].any()
+        np.testing.assert_array_equal(*montages)

@@ -104,7 +104,8 @@ class OmeZarrExport(PlateJob):
         for well, field in wanted:
             wells.setdefault(well, []).append(field)
         _remove_empty_wells(plate, {w for w, _ in existing} - set(wells))
-        write_plate_metadata(plate, plate_name, wells, self.ngff_version, self.plate_size)
+        # In a worker: it has imported ome-zarr-py's writers for the fields already.
+        self.call_in_worker(plate_metadata, plate_path, self.ngff_version, plate_name, wells, self.plate_size)
         logger.info(
             "%s: wrote %d field(s), kept %d, removed %d",
             plate_path,
@@ -133,6 +134,13 @@ def export_field(
         label_images = [(lab, [read_image(f, lab, i) for i in range(n_levels)]) for lab in labels]
     plate = open_plate(plate_path, version)
     write_field(plate, well, field, FieldImage(images, label_images, source), scale_factors, pixel_size, version)
+
+
+def plate_metadata(
+    plate_path: str, version: str, name: str, wells: dict[Well, list[int]], plate_size: int | None
+) -> None:
+    """Write the plate and well metadata of the plate at ``plate_path`` (runs in any worker)."""
+    write_plate_metadata(open_plate(plate_path, version), name, wells, version, plate_size)
 
 
 def _source_stamp(path: str, keys: list[str]) -> str:

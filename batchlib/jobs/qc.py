@@ -59,6 +59,12 @@ def overlay(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarray) -> np.ndar
     return rgb
 
 
+def image_overlay(path: str, channel: str, nuclei_key: str, cell_key: str) -> np.ndarray:
+    """:func:`overlay` of one container's ``channel`` with its nucleus and cell segmentations."""
+    with open_file(path, "r") as f:
+        return overlay(read_image(f, channel), read_image(f, nuclei_key), read_image(f, cell_key))
+
+
 class QualityControl(PlateJob):
     """``<plate>_qc/``: a heatmap PNG per chosen well feature and a montage of segmentation overlays.
 
@@ -102,18 +108,21 @@ class QualityControl(PlateJob):
         if os.path.exists(table_file):
             with open_file(table_file, "r") as f:
                 wells = read_plate_table(f, "wells")
-            for feature in self.features:
-                if feature in wells:
-                    grid = plate_grid(wells["well_name"], wells[feature].astype(float))
-                    save_heatmap(os.path.join(out, f"heatmap_{feature}.png"), grid, f"{plate}: {feature}")
+            heatmaps = [
+                (
+                    os.path.join(out, f"heatmap_{feature}.png"),
+                    plate_grid(wells["well_name"], wells[feature].astype(float)),
+                    f"{plate}: {feature}",
+                )
+                for feature in self.features
+                if feature in wells
+            ]
+            # With n_jobs > 1 the workers draw them, in parallel (and the driver need not import matplotlib).
+            self.map_parallel(save_heatmap, heatmaps)
         inputs = sorted(input_files)
         chosen = [inputs[i] for i in np.linspace(0, len(inputs) - 1, min(self.montage_images, len(inputs))).astype(int)]
-        tiles = []
-        for path in dict.fromkeys(chosen):
-            with open_file(path, "r") as f:
-                tiles.append(
-                    overlay(read_image(f, self.channel), read_image(f, self.nuclei_key), read_image(f, self.cell_key))
-                )
+        calls = [(path, self.channel, self.nuclei_key, self.cell_key) for path in dict.fromkeys(chosen)]
+        tiles = self.map_parallel(image_overlay, calls)
         if tiles:
             height = max(t.shape[0] for t in tiles)
             width = max(t.shape[1] for t in tiles)
