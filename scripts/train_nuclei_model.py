@@ -1,6 +1,6 @@
 """Train the small StarDist nuclei model that ships with batchlib.
 
-    python scripts/train_nuclei_model.py [--epochs 60] [--steps 60] [--out batchlib/models]
+    python scripts/train_nuclei_model.py [--epochs 50] [--steps 60] [--out batchlib/models]
 
 Training data, made or shipped offline:
 
@@ -95,7 +95,7 @@ def f1_at(model, images, labels, iou: float = 0.5) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--steps", type=int, default=60, help="steps per epoch")
     parser.add_argument("--synthetic", type=int, default=160, help="synthetic training images")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "batchlib", "models"))
@@ -121,6 +121,9 @@ def main() -> int:
         n_channel_in=1,
         unet_n_depth=3,
         unet_n_filter_base=16,
+        # The default 128-channel layer after the U-Net took a third of the prediction time
+        # (512 x 512: 44 -> 33 ms on 2 threads, 75 -> 52 ms on 1) for no gain in F1 here.
+        net_conv_after_unet=32,
         train_patch_size=(128, 128),
         train_batch_size=8,
         train_epochs=args.epochs,
