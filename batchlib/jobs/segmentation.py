@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -186,12 +187,26 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
         return labels.astype(np.uint32)
 
     def run(self, input_files, output_files, **kwargs):
-        for inp, out in zip(input_files, output_files):
-            with open_file(inp, "r") as f:
-                image = read_image(f, self.input_key)
-            labels = self.predict(image)
-            with open_file(out, "a") as f:
-                write_image(f, self.output_key, labels, is_label=True, visible=False)
+        # One I/O thread reads the next image and writes the last labels while the model predicts
+        # (TensorFlow and the (de)compression release the GIL). It runs reads and writes in order.
+        with ThreadPoolExecutor(1, thread_name_prefix="batchlib-stardist-io") as io:
+            writes = []
+            next_image = io.submit(self._read, input_files[0]) if input_files else None
+            for i, out in enumerate(output_files):
+                image = next_image.result()
+                if i + 1 < len(input_files):
+                    next_image = io.submit(self._read, input_files[i + 1])
+                writes.append(io.submit(self._write, out, self.predict(image)))
+            for write in writes:
+                write.result()
+
+    def _read(self, path: str) -> np.ndarray:
+        with open_file(path, "r") as f:
+            return read_image(f, self.input_key)
+
+    def _write(self, path: str, labels: np.ndarray) -> None:
+        with open_file(path, "a") as f:
+            write_image(f, self.output_key, labels, is_label=True, visible=False)
 
 
 def threshold_nuclei(image: np.ndarray, sigma: float = 1.5, min_size: int = 20, min_distance: int = 4) -> np.ndarray:
