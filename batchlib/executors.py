@@ -193,6 +193,22 @@ def make_executor(
     raise ConfigError(f"executor must be 'serial', 'processes' or 'dask', got {executor!r}")
 
 
+def batch_size_for(job_batch_size: int, n_files: int, n_workers: int) -> int:
+    """Files per call of a job's ``run``: its ``batch_size``, but small enough to keep every worker busy.
+
+    Examples
+    --------
+    >>> batch_size_for(16, 384, 2)
+    16
+    >>> batch_size_for(16, 8, 2)  # two batches of 4, one per worker
+    4
+    >>> batch_size_for(16, 8, 1)
+    8
+    """
+    per_worker = -(-n_files // max(n_workers, 1))  # ceiling division
+    return max(1, min(int(job_batch_size), per_worker))
+
+
 def default_chunks(n_tasks: int, n_workers: int, limit: int = 64) -> int:
     """How many batches to send per call: few round trips, balanced load.
 
@@ -214,4 +230,5 @@ __all__ = [
     "BatchError",
     "make_executor",
     "default_chunks",
+    "batch_size_for",
 ]

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .base import BatchJob, check_result
 from .errors import ConfigError
-from .executors import BatchError, Executor, SerialExecutor, default_chunks, make_executor
+from .executors import BatchError, Executor, SerialExecutor, batch_size_for, default_chunks, make_executor
 from .log import add_file_handler, configure, get_logger, remove_handler
 from .params import canonical_json
 from .planning import BOOKKEEPING_FOLDER, PLATE, FolderScan, JobLayout, Plan, Task, plan_job
@@ -373,7 +373,7 @@ def _execute(
 ) -> None:
     by_name = {task.name: task for task in tasks}
     items = [WorkItem(t.name, t.inputs, t.outputs) for t in tasks]
-    size = max(1, int(job.batch_size))
+    size = batch_size_for(job.batch_size, len(items), ctx.executor.n_workers)
     batches = [items[i : i + size] for i in range(0, len(items), size)]
     per_call = default_chunks(len(batches), ctx.executor.n_workers)
     calls = [

@@ -132,7 +132,7 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
         Let TensorFlow use a GPU; by default the job runs on the CPU.
     """
 
-    batch_size = 4
+    batch_size = 16
 
     def __init__(
         self,
