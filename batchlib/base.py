@@ -74,8 +74,8 @@ class BatchJob:
     ``version``
         Bump it when the job's code changes its output: every file reruns.
     ``batch_size``
-        Files per call of :meth:`run` (at most; fewer if the job has too few
-        files to give every worker a batch).
+        Files per call of :meth:`run` (at most; see
+        :func:`batchlib.executors.batch_size_for`).
     ``atomic_outputs``
         If True (the default for plain file outputs), :meth:`run` receives
         temporary paths that are renamed to the real outputs only after it

@@ -193,20 +193,25 @@ def make_executor(
     raise ConfigError(f"executor must be 'serial', 'processes' or 'dask', got {executor!r}")
 
 
-def batch_size_for(job_batch_size: int, n_files: int, n_workers: int) -> int:
-    """Files per call of a job's ``run``: its ``batch_size``, but small enough to keep every worker busy.
+def batch_size_for(job_batch_size: int, n_files: int, n_workers: int, batches_per_worker: int = 4) -> int:
+    """Files per call of a job's ``run``: its ``batch_size``, but small enough to balance the workers.
+
+    With several workers each gets at least ``batches_per_worker`` batches
+    where there are files enough, so none waits long for the last batch of
+    another.
 
     Examples
     --------
     >>> batch_size_for(16, 384, 2)
     16
-    >>> batch_size_for(16, 8, 2)  # two batches of 4, one per worker
-    4
-    >>> batch_size_for(16, 8, 1)
-    8
+    >>> batch_size_for(16, 48, 2)  # 8 batches of 6, 4 per worker
+    6
+    >>> batch_size_for(16, 32, 1)  # one worker: no balancing needed
+    16
     """
-    per_worker = -(-n_files // max(n_workers, 1))  # ceiling division
-    return max(1, min(int(job_batch_size), per_worker))
+    if n_workers > 1:
+        n_files = -(-n_files // (n_workers * batches_per_worker))  # ceiling division
+    return max(1, min(int(job_batch_size), n_files))
 
 
 def default_chunks(n_tasks: int, n_workers: int, limit: int = 64) -> int:
