@@ -209,9 +209,8 @@ def batch_size_for(job_batch_size: int, n_files: int, n_workers: int, batches_pe
     >>> batch_size_for(16, 32, 1)  # one worker: no balancing needed
     16
     """
-    if n_workers > 1:
-        n_files = -(-n_files // (n_workers * batches_per_worker))  # ceiling division
-    return max(1, min(int(job_batch_size), n_files))
+    balanced = -(-n_files // (n_workers * batches_per_worker)) if n_workers > 1 else n_files  # ceiling division
+    return max(1, min(int(job_batch_size), balanced))
 
 
 def default_chunks(n_tasks: int, n_workers: int, limit: int = 64) -> int:

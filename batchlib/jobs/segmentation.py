@@ -187,16 +187,11 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
         return labels.astype(np.uint32)
 
     def run(self, input_files, output_files, **kwargs):
-        # One I/O thread reads the next image and writes the last labels while the model predicts
-        # (TensorFlow and the (de)compression release the GIL). It runs reads and writes in order.
+        # One I/O thread reads the batch's images and writes their labels while the model predicts
+        # (TensorFlow and the (de)compression release the GIL); reads are queued first, writes in order.
         with ThreadPoolExecutor(1, thread_name_prefix="batchlib-stardist-io") as io:
-            writes = []
-            next_image = io.submit(self._read, input_files[0]) if input_files else None
-            for i, out in enumerate(output_files):
-                image = next_image.result()
-                if i + 1 < len(input_files):
-                    next_image = io.submit(self._read, input_files[i + 1])
-                writes.append(io.submit(self._write, out, self.predict(image)))
+            images = io.map(self._read, input_files)
+            writes = [io.submit(self._write, out, self.predict(image)) for image, out in zip(images, output_files)]
             for write in writes:
                 write.result()
 
