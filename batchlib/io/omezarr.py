@@ -86,8 +86,11 @@ def _require_group(parent, path: str):
     for name in path.split("/"):
         if contains(group, name):
             group = group[name]
-        else:
-            group = create_group(group, name) or group.require_group(name)
+            continue
+        # Not `create_group(...) or ...`: a zarr group's truth value is its number of members,
+        # which lists the folder and is False for the new, empty group.
+        created = create_group(group, name)
+        group = created if created is not None else group.require_group(name)
     return group
 
 

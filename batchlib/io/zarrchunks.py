@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..state.atomic import atomic_write
 from .containers import chunk_pool, run_all
 
 #: Numpy dtype kinds written directly (bool, integers, floats).
@@ -77,11 +78,14 @@ def create_group(group: Any, name: str) -> Any | None:
     fmt = group.metadata.zarr_format
     path = os.path.join(root, name)
     os.makedirs(path, exist_ok=True)
+    # Workers writing fields of one well may create its group at the same time: the file that makes
+    # the folder a group (what `contains` looks for) is written last and whole, so no one reads it half-written.
     if fmt == 2:
-        _write_json(os.path.join(path, ".zgroup"), {"zarr_format": 2})
         _write_json(os.path.join(path, ".zattrs"), {})
+        atomic_write(os.path.join(path, ".zgroup"), json.dumps({"zarr_format": 2}, indent=2), fsync=False)
     else:
-        _write_json(os.path.join(path, "zarr.json"), {"attributes": {}, "zarr_format": 3, "node_type": "group"})
+        group_json = {"attributes": {}, "zarr_format": 3, "node_type": "group"}
+        atomic_write(os.path.join(path, "zarr.json"), json.dumps(group_json, indent=2), fsync=False)
     store_path = StorePath(group.store, f"{group.path}/{name}" if group.path else name)
     return Group(AsyncGroup(metadata=GroupMetadata(zarr_format=fmt), store_path=store_path))
 

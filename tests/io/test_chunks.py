@@ -188,3 +188,19 @@ def test_ome_ngff_arrays_equal_zarr_python(tmp_path, fmt):
     )
     for rel in chunk_files:  # same files at the same (nested) keys
         assert (tmp_path / "p.zarr" / "ours" / rel).exists(), rel
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_omezarr_nested_groups_are_created_without_zarr_python(tmp_path, monkeypatch, version):
+    from batchlib.io.omezarr import _require_group, open_plate
+
+    plate = open_plate(tmp_path / "p.ome.zarr", version)
+    _require_group(plate, "A/1")
+    with monkeypatch.context() as m:  # new, empty groups are created from the files, not by zarr-python
+        m.setattr(zarr.Group, "require_group", None)
+        m.setattr(zarr.Group, "create_group", None)
+        field = _require_group(plate, "A/1/0/labels/nuclei")
+    assert field.path == "A/1/0/labels/nuclei"
+    reopened = zarr.open_group(tmp_path / "p.ome.zarr", mode="r")
+    assert isinstance(reopened["A/1/0/labels/nuclei"], zarr.Group)
+    assert list(reopened["A/1"].group_keys()) == ["0"]
