@@ -71,6 +71,23 @@ def limit_threads(threads: int) -> None:
         os.environ.setdefault(variable, str(threads))
 
 
+def start_worker(threads: int) -> None:
+    """Initializer of a :class:`ProcessExecutor` worker: cap its threads, and let it exit fast.
+
+    When the pool closes, Python's teardown in a worker that has loaded
+    TensorFlow spends about a second collecting garbage among its millions of
+    objects, and the workflow waits for it (``ProcessPoolExecutor.shutdown``:
+    1.06 s; 0.09 s with this). The worker's last exit finalizer therefore
+    freezes the objects it has (:func:`gc.freeze`): atexit handlers and
+    thread joins still run; the memory goes back with the process.
+    """
+    import gc
+    from multiprocessing import util
+
+    limit_threads(threads)
+    util.Finalize(None, gc.freeze, exitpriority=-100)
+
+
 class ProcessExecutor(Executor):
     """A pool of ``n_workers`` processes on this machine.
 
@@ -89,7 +106,7 @@ class ProcessExecutor(Executor):
             self._pool = ProcessPoolExecutor(
                 self.n_workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=limit_threads,
+                initializer=start_worker,
                 initargs=(threads,),
             )
         return self._pool

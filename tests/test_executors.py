@@ -116,3 +116,32 @@ def test_call_in_worker_runs_in_a_worker_process():
         assert job.call_in_worker(_square_or_fail, 4) == 16
         with pytest.raises(OutputError, match="three is not allowed"):
             job.call_in_worker(_square_or_fail, 3)
+
+
+class _CycleMarker:
+    """In a reference cycle: only the garbage collector frees it, and then it writes ``path``."""
+
+    def __init__(self, path):
+        self.path = path
+        self.myself = self
+
+    def __del__(self, _open=os.open, _close=os.close, flags=os.O_CREAT | os.O_WRONLY):
+        _close(_open(self.path, flags))
+
+
+def _leave_exit_markers(folder):
+    import atexit
+
+    if "_marker" not in globals():  # once per worker
+        atexit.register(lambda: open(os.path.join(folder, f"atexit-{os.getpid()}"), "w").close())
+        globals()["_marker"] = _CycleMarker(os.path.join(folder, f"collected-{os.getpid()}"))
+    return os.getpid()
+
+
+def test_workers_run_atexit_handlers_but_skip_the_final_garbage_collection(tmp_path):
+    from batchlib.executors import ProcessExecutor
+
+    with ProcessExecutor(2) as executor:
+        pids = set(executor.map_unordered(_leave_exit_markers, [(str(tmp_path),)] * 4))
+    assert pids and all(os.path.exists(tmp_path / f"atexit-{pid}") for pid in pids)  # e.g. log handlers flushed
+    assert not any(os.path.exists(tmp_path / f"collected-{pid}") for pid in pids)  # objects frozen at exit
