@@ -91,15 +91,12 @@ class OmeZarrExport(PlateJob):
         existing = _existing_fields(plate)
         for well, field in existing - set(wanted):
             remove_field(plate, well, field)
-        todo = []
-        for (well, field), path in wanted.items():
-            source = _source_stamp(path, [*self.channels, *self.labels])
-            if field_source(plate, well, field) != source:
-                todo.append((plate_path, self.ngff_version, well, field, path, source, self.channels, self.labels,
-                             self.pixel_size))  # fmt: skip
-        # Fields are independent folders of the plate: with n_jobs > 1 the workers write them in parallel.
-        self.map_parallel(export_field, todo)
-        written = len(todo)
+        # Fields are independent folders of the plate: with n_jobs > 1 the workers check and write them in parallel.
+        fields = [
+            (plate_path, self.ngff_version, well, field, path, self.channels, self.labels, self.pixel_size)
+            for (well, field), path in wanted.items()
+        ]
+        written = sum(self.map_parallel(export_field, fields))
         wells: dict[Well, list[int]] = {}
         for well, field in wanted:
             wells.setdefault(well, []).append(field)
@@ -121,19 +118,25 @@ def export_field(
     well: Well,
     field: int,
     path: str,
-    source: str,
     channels: list[str],
     labels: list[str],
     pixel_size: float,
-) -> None:
-    """Write one field of the OME-Zarr plate from container ``path`` (runs in any worker)."""
+) -> bool:
+    """Write one field of the OME-Zarr plate from container ``path`` unless it is up to date (runs in any worker).
+
+    Returns whether the field was written.
+    """
+    plate = open_plate(plate_path, version)
+    source = _source_stamp(path, [*channels, *labels])
+    if field_source(plate, well, field) == source:
+        return False
     with open_file(path, "r") as f:
         scale_factors = [int(v) for v in f[channels[0]].attrs["ScaleFactors"]]
         n_levels = len([k for k in f[channels[0]] if k.startswith("s")])
         images = [(c, [read_image(f, c, i) for i in range(n_levels)], dict(f[c].attrs)) for c in channels]
         label_images = [(lab, [read_image(f, lab, i) for i in range(n_levels)]) for lab in labels]
-    plate = open_plate(plate_path, version)
     write_field(plate, well, field, FieldImage(images, label_images, source), scale_factors, pixel_size, version)
+    return True
 
 
 def plate_metadata(
