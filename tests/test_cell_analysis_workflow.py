@@ -1,6 +1,7 @@
 """End to end: the cell-analysis workflow on a small synthetic plate."""
 
 import os
+import sqlite3
 
 import numpy as np
 import pytest
@@ -211,8 +212,20 @@ def test_plate_jobs_with_workers_equal_serial(tmp_path):
     for serial, parallel in zip(tables[1], tables[2]):
         pd.testing.assert_frame_equal(serial, parallel)
     assert "focus_score" in tables[2][0] and len(tables[2][0]) == 4
-    profiles = [pd.read_parquet(os.path.join(f, "P3_profiles", "P3_single_cell.parquet")) for f in folders.values()]
-    pd.testing.assert_frame_equal(*profiles)
+    exports = [os.path.join(f, "P3_profiles") for f in folders.values()]
+    assert sorted(os.listdir(exports[0])) == sorted(os.listdir(exports[1])) and len(os.listdir(exports[1])) == 5
+    for name in ("P3_single_cell.parquet", "P3_well_profiles.parquet"):
+        pd.testing.assert_frame_equal(*[pd.read_parquet(os.path.join(e, name)) for e in exports])
+    for name in ("P3_single_cell.csv", "P3_well_profiles.csv"):
+        pd.testing.assert_frame_equal(*[pd.read_csv(os.path.join(e, name)) for e in exports])
+    for table in ("Image", "Nuclei", "Cells", "Cytoplasm"):
+        with (
+            sqlite3.connect(os.path.join(exports[0], "P3.sqlite")) as a,
+            sqlite3.connect(os.path.join(exports[1], "P3.sqlite")) as b,
+        ):
+            pd.testing.assert_frame_equal(
+                pd.read_sql(f"SELECT * FROM {table}", a), pd.read_sql(f"SELECT * FROM {table}", b)
+            )
     for png in ("segmentation_montage.png", "heatmap_n_cells.png"):
         montages = [np.asarray(Image.open(os.path.join(f, "P3_qc", png))) for f in folders.values()]
         assert montages[0].shape[:2] == montages[1].shape[:2] and montages[0].any()

@@ -108,10 +108,22 @@ class ExportProfiles(PlateJob):
         images["Metadata_Site"] = images["site_name"].str.rsplit("-", n=1).str[1].astype(int)
         images["n_cells"] = images["image_name"].map(cells.groupby("image_name").size()).fillna(0).astype(int)
         os.makedirs(out)
-        write_sqlite(os.path.join(out, f"{plate}.sqlite"), single, images)
-        write_csv(single, os.path.join(out, f"{plate}_single_cell.csv"))
-        single_path = os.path.join(out, f"{plate}_single_cell.parquet")
-        single.to_parquet(single_path, index=False)
-        wells = well_medians(single_path)
-        write_csv(wells, os.path.join(out, f"{plate}_well_profiles.csv"))
-        wells.to_parquet(os.path.join(out, f"{plate}_well_profiles.parquet"), index=False)
+        # Two independent halves: with n_jobs > 1 two workers write them at the same time.
+        self.map_parallel(
+            _call,
+            [(write_sqlite, os.path.join(out, f"{plate}.sqlite"), single, images), (write_tables, out, plate, single)],
+        )
+
+
+def write_tables(folder: str, plate: str, single_cells: pd.DataFrame) -> None:
+    """Single-cell and per-well (median) profiles as CSV and Parquet in ``folder``."""
+    write_csv(single_cells, os.path.join(folder, f"{plate}_single_cell.csv"))
+    single_path = os.path.join(folder, f"{plate}_single_cell.parquet")
+    single_cells.to_parquet(single_path, index=False)
+    wells = well_medians(single_path)
+    write_csv(wells, os.path.join(folder, f"{plate}_well_profiles.csv"))
+    wells.to_parquet(os.path.join(folder, f"{plate}_well_profiles.parquet"), index=False)
+
+
+def _call(fn, *args):
+    return fn(*args)
