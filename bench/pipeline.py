@@ -7,7 +7,14 @@ worker processes share the cores (TensorFlow and BLAS threads capped per
 worker). Each worker starts Python, TensorFlow and the model once (~4 s),
 so small plates measure start-up more than throughput.
 
-Run:  python bench/pipeline.py [--wells 16] [--sites 24]
+The results (about 2 GB for 384 images) go to a new folder under ``--folder``
+(default the system's temporary folder). On an ext4 file system without a
+journal, as on the VM of BENCHMARKS.md, creating the 92k crop files costs
+much more kernel time in the few minutes after many files were deleted
+there (ext4 skips recently freed inodes), so leave five minutes after a
+previous run, or measure in memory (``--folder /dev/shm``).
+
+Run:  python bench/pipeline.py [--wells 16] [--sites 24] [--folder DIR]
 Target: n_jobs=2 at least 1.7x the images per minute of n_jobs=1.
 """
 
@@ -32,8 +39,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--wells", type=int, default=16, help="wells A01, A02, ... (at most 96)")
     parser.add_argument("--sites", type=int, default=24, help="sites per well")
+    parser.add_argument("--folder", default=None, help="where to make the work folder (default: temporary folder)")
     args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="batchlib-bench-pipeline-")
+    work = tempfile.mkdtemp(prefix="batchlib-bench-pipeline-", dir=args.folder)
     raw = os.path.join(work, "raw")
     wells = {f"{row_name(i // 12)}{i % 12 + 1:02d}": 1.0 + i % 2 for i in range(args.wells)}
     n_images = len(write_demo_plate(raw, wells=wells, sites=args.sites))
