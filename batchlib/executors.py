@@ -230,17 +230,29 @@ def batch_size_for(job_batch_size: int, n_files: int, n_workers: int, batches_pe
     return max(1, min(int(job_batch_size), balanced))
 
 
-def default_chunks(n_tasks: int, n_workers: int, limit: int = 64) -> int:
-    """How many batches to send per call: few round trips, balanced load.
+def call_sizes(n_batches: int, n_workers: int, limit: int = 64) -> list[int]:
+    """How many batches each call gets: large calls first, single batches at the end.
+
+    Each call takes a quarter of a worker's share of what is left (at most
+    ``limit``), as OpenMP's guided schedule does: few round trips while much
+    is left, and workers finish within about one batch of each other instead
+    of one waiting while another works through its last large call.
 
     Examples
     --------
-    >>> default_chunks(10, 2)
-    1
-    >>> default_chunks(100_000, 2)
-    64
+    >>> call_sizes(10, 2)
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    >>> sizes = call_sizes(384, 2)
+    >>> sizes[:4], sizes[-3:], sum(sizes), len(sizes)
+    ([48, 42, 36, 32], [1, 1, 1], 384, 41)
     """
-    return max(1, min(limit, n_tasks // (8 * max(n_workers, 1))))
+    sizes = []
+    remaining = n_batches
+    while remaining > 0:
+        size = max(1, min(limit, remaining // (4 * max(n_workers, 1))))
+        sizes.append(size)
+        remaining -= size
+    return sizes
 
 
 __all__ = [
@@ -250,6 +262,6 @@ __all__ = [
     "DaskExecutor",
     "BatchError",
     "make_executor",
-    "default_chunks",
+    "call_sizes",
     "batch_size_for",
 ]

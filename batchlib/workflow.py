@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .base import BatchJob, check_result
 from .errors import ConfigError
-from .executors import BatchError, Executor, SerialExecutor, batch_size_for, default_chunks, make_executor
+from .executors import BatchError, Executor, SerialExecutor, batch_size_for, call_sizes, make_executor
 from .log import add_file_handler, configure, get_logger, remove_handler
 from .params import canonical_json
 from .planning import BOOKKEEPING_FOLDER, PLATE, FolderScan, JobLayout, Plan, Task, plan_job
@@ -375,10 +375,10 @@ def _execute(
     items = [WorkItem(t.name, t.inputs, t.outputs) for t in tasks]
     size = batch_size_for(job.batch_size, len(items), ctx.executor.n_workers)
     batches = [items[i : i + size] for i in range(0, len(items), size)]
-    per_call = default_chunks(len(batches), ctx.executor.n_workers)
-    calls = [
-        (job, batches[i : i + per_call], kwargs, ctx.ignore_invalid_inputs) for i in range(0, len(batches), per_call)
-    ]
+    calls, start = [], 0
+    for n in call_sizes(len(batches), ctx.executor.n_workers):
+        calls.append((job, batches[start : start + n], kwargs, ctx.ignore_invalid_inputs))
+        start += n
     result.pending = len(tasks)
     executor = ctx.executor
     if layout.kind == PLATE:
