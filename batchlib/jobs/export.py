@@ -126,4 +126,5 @@ def write_tables(folder: str, plate: str, single_cells: pd.DataFrame) -> None:
 
 
 def _call(fn, *args):
+    """``fn(*args)``: lets one ``map_parallel`` run two different functions."""
     return fn(*args)
