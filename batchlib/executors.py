@@ -75,7 +75,7 @@ def start_worker(threads: int) -> None:
     """Initializer of a :class:`ProcessExecutor` worker: cap its threads, and let it exit fast.
 
     When the pool closes, Python's teardown in a worker that has loaded
-    TensorFlow spends about a second collecting garbage among its millions of
+    TensorFlow spends about a second collecting garbage among its ~430k tracked
     objects, and the workflow waits for it (``ProcessPoolExecutor.shutdown``:
     1.06 s; 0.09 s with this). The worker's last exit finalizer therefore
     freezes the objects it has (:func:`gc.freeze`): atexit handlers and

@@ -54,9 +54,10 @@ def main() -> int:
         # the previous run's gigabyte of results back while this run is timed.
         os.sync()
         # Each run is the workflow script in a new Python process, imports included, as users run it.
-        command = [sys.executable, SCRIPT, "--folder", folder, "--input-folder", raw, "--n-jobs", str(n_jobs)]
+        options = ["--folder", folder, "--input-folder", raw, "--n-jobs", str(n_jobs), "--no-progress"]
+        command = [sys.executable, SCRIPT, *options]
         start = time.perf_counter()
-        code = subprocess.run([*command, "--no-progress"]).returncode
+        code = subprocess.run(command).returncode
         seconds = time.perf_counter() - start
         assert code == 0, f"workflow failed with n_jobs={n_jobs}"
         rates[n_jobs] = n_images / seconds * 60
