@@ -87,3 +87,33 @@ def test_explain_unknown_job_names_it(plate, capsys):
     folder, _ = make_plate(plate)
     assert main(["explain", folder, "--job", "Nope"]) == 2
     assert "--job Nope" in capsys.readouterr().err
+
+
+_EXIT_SCRIPT = """
+import atexit, os, sys
+from batchlib.cli import run_and_exit_code
+
+folder, use_it = sys.argv[1], sys.argv[2] == "1"
+
+class CycleMarker:  # in a reference cycle: only the garbage collector frees it
+    def __init__(self):
+        self.myself = self
+    def __del__(self, _open=os.open, _close=os.close, flags=os.O_CREAT | os.O_WRONLY):
+        _close(_open(os.path.join(folder, "collected"), flags))
+
+marker = CycleMarker()
+atexit.register(lambda: open(os.path.join(folder, "atexit"), "w").close())
+sys.exit(run_and_exit_code(lambda: {}) if use_it else 0)
+"""
+
+
+def test_workflow_processes_skip_the_final_garbage_collection(tmp_path):
+    script = tmp_path / "exit_script.py"
+    script.write_text(_EXIT_SCRIPT)
+    for use_it in ("0", "1"):
+        folder = tmp_path / use_it
+        folder.mkdir()
+        subprocess.run([sys.executable, str(script), str(folder), use_it], check=True)
+        assert (folder / "atexit").exists()  # atexit handlers run either way
+        # Python collects the cycle at exit unless run_and_exit_code froze it.
+        assert (folder / "collected").exists() == (use_it == "0")
