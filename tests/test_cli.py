@@ -97,9 +97,10 @@ folder, use_it = sys.argv[1], sys.argv[2] == "1"
 
 class CycleMarker:  # in a reference cycle: only the garbage collector frees it
     def __init__(self):
+        self.path = os.path.join(folder, "collected")
         self.myself = self
     def __del__(self, _open=os.open, _close=os.close, flags=os.O_CREAT | os.O_WRONLY):
-        _close(_open(os.path.join(folder, "collected"), flags))
+        _close(_open(self.path, flags))
 
 marker = CycleMarker()
 atexit.register(lambda: open(os.path.join(folder, "atexit"), "w").close())
