@@ -1,14 +1,15 @@
 """Images per minute of the whole cell-analysis workflow, ``n_jobs=1`` against ``n_jobs=2``.
 
 The demo plate scaled up (``--wells`` wells of a 96-well plate, ``--sites``
-sites each, 512 x 512, 3 channels; by default 16 x 24 = 384 images), every
+sites each, 512 x 512, 3 channels; by default the full plate, 96 x 8 = 768
+images; 16 x 24 = 384 until November 2026, see BENCHMARKS.md), every
 step of the workflow (``workflows/cell_analysis_workflow.py`` in a new
 process: start-up and imports count), each run into a new results folder;
 worker processes share the cores (TensorFlow and BLAS threads capped per
 worker). Each worker starts Python, TensorFlow and the model once (~4 s),
 so small plates measure start-up more than throughput.
 
-The results (about 2 GB for 384 images) go to a new folder under ``--folder``
+The results (about 4 GB for 768 images) go to a new folder under ``--folder``
 (default the system's temporary folder). On an ext4 file system without a
 journal, as on the VM of BENCHMARKS.md, creating the 92k crop files costs
 much more kernel time in the few minutes after many files were deleted
@@ -20,7 +21,7 @@ prints each pair's speed-up and their median: on a shared VM a single run of
 either can be 10% off. Each run's results are deleted after it, so on such a
 disk use ``--folder /dev/shm`` with it.
 
-Run:  python bench/pipeline.py [--wells 16] [--sites 24] [--folder DIR] [--repeat N]
+Run:  python bench/pipeline.py [--wells 96] [--sites 8] [--folder DIR] [--repeat N]
 Target: n_jobs=2 at least 1.7x the images per minute of n_jobs=1.
 """
 
@@ -45,8 +46,8 @@ def main() -> int:
     from batchlib.plate import row_name
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--wells", type=int, default=16, help="wells A01, A02, ... (at most 96)")
-    parser.add_argument("--sites", type=int, default=24, help="sites per well")
+    parser.add_argument("--wells", type=int, default=96, help="wells A01, A02, ... (at most 96)")
+    parser.add_argument("--sites", type=int, default=8, help="sites per well")
     parser.add_argument("--folder", default=None, help="where to make the work folder (default: temporary folder)")
     parser.add_argument("--repeat", type=int, default=1, help="pairs of runs, alternating which goes first")
     args = parser.parse_args()
