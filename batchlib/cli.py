@@ -8,8 +8,6 @@ were not ignored; 2 bad usage or configuration; 75 folder locked.
 from __future__ import annotations
 
 import argparse
-import atexit
-import gc
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -42,8 +40,9 @@ def run_and_exit_code(run: Callable[[], dict[str, JobResult]]) -> int:
     Errors become their exit code and a one-line message on stderr, never a
     traceback: a locked folder 75, a bad option 2. The process, which is about
     to exit, then skips Python's final garbage collection
-    (:func:`skip_final_collection`).
+    (:func:`batchlib.executors.skip_final_collection`).
     """
+    from .executors import skip_final_collection
     from .workflow import exit_code
 
     skip_final_collection()
@@ -51,22 +50,6 @@ def run_and_exit_code(run: Callable[[], dict[str, JobResult]]) -> int:
         return exit_code(run())
     except (FolderLockedError, ConfigError) as err:
         return error_exit_code(err)
-
-
-def skip_final_collection() -> None:
-    """Let this process exit without Python's last garbage collection.
-
-    A process that has loaded TensorFlow (a workflow at ``n_jobs=1`` runs
-    StarDist in the driver) spends about 0.8 s at exit collecting garbage
-    among its ~430k tracked objects; an atexit handler that freezes them
-    (:func:`gc.freeze`) cuts that to under 0.1 s. Other atexit handlers,
-    ``weakref.finalize`` callbacks and the deletion of objects that are not in
-    a reference cycle still run; only an object left in a cycle gets no
-    ``__del__`` at exit. Worker processes do the same
-    (:func:`batchlib.executors.start_worker`).
-    """
-    atexit.unregister(gc.freeze)  # registered once, however often it is called
-    atexit.register(gc.freeze)
 
 
 def _status(args: argparse.Namespace) -> int:

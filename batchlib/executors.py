@@ -8,6 +8,8 @@ and go on. Only the driver, which consumes the results, writes bookkeeping.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import multiprocessing
 import os
@@ -71,21 +73,33 @@ def limit_threads(threads: int) -> None:
         os.environ.setdefault(variable, str(threads))
 
 
+def skip_final_collection() -> None:
+    """Let this process exit without Python's last garbage collection.
+
+    A process that has loaded TensorFlow spends about a second at exit
+    collecting garbage among its ~430k tracked objects; an atexit handler that
+    freezes them (:func:`gc.freeze`) skips that. Other atexit handlers,
+    ``weakref.finalize`` callbacks and the deletion of objects that are not in
+    a reference cycle still run; only an object left in a cycle gets no
+    ``__del__`` at exit. Workers call it when they start (:func:`start_worker`),
+    workflow scripts when they run a workflow
+    (:func:`batchlib.cli.run_and_exit_code`: at ``n_jobs=1`` StarDist runs in
+    the script's own process).
+    """
+    atexit.unregister(gc.freeze)  # registered once, however often it is called
+    atexit.register(gc.freeze)
+
+
 def start_worker(threads: int) -> None:
     """Initializer of a :class:`ProcessExecutor` worker: cap its threads, and let it exit fast.
 
-    When the pool closes, Python's teardown in a worker that has loaded
-    TensorFlow spends about a second collecting garbage among its ~430k tracked
-    objects, and the workflow waits for it (``ProcessPoolExecutor.shutdown``:
-    1.06 s; 0.09 s with this). The worker's last exit finalizer therefore
-    freezes the objects it has (:func:`gc.freeze`): atexit handlers and
-    thread joins still run; the memory goes back with the process.
+    When the pool closes, the workflow waits for its workers to exit, and
+    Python's teardown in a worker that has loaded TensorFlow spends about a
+    second collecting garbage (``ProcessPoolExecutor.shutdown``: 1.06 s;
+    0.09 s without it): see :func:`skip_final_collection`.
     """
-    import gc
-    from multiprocessing import util
-
     limit_threads(threads)
-    util.Finalize(None, gc.freeze, exitpriority=-100)
+    skip_final_collection()
 
 
 class ProcessExecutor(Executor):
@@ -264,4 +278,5 @@ __all__ = [
     "make_executor",
     "call_sizes",
     "batch_size_for",
+    "skip_final_collection",
 ]
