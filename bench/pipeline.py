@@ -59,7 +59,7 @@ def main() -> int:
     for repeat in range(args.repeat):
         # Alternate which goes first, so a drift of the machine's speed does not favour one.
         order = (1, 2) if repeat % 2 == 0 else (2, 1)
-        seconds = {n_jobs: run_workflow(work, raw, n_jobs) for n_jobs in order}
+        seconds = {n_jobs: time_workflow(work, raw, n_jobs) for n_jobs in order}
         for n_jobs in order:
             rate = n_images / seconds[n_jobs] * 60
             print(f"n_jobs={n_jobs}: {n_images} images in {seconds[n_jobs]:.1f} s = {rate:.1f} images/min", flush=True)
@@ -72,7 +72,7 @@ def main() -> int:
     return 0
 
 
-def run_workflow(work: str, raw: str, n_jobs: int) -> float:
+def time_workflow(work: str, raw: str, n_jobs: int) -> float:
     """Seconds the workflow script takes on ``raw`` with ``n_jobs`` in a new process; then deletes its results."""
     folder = os.path.join(work, f"plate_{n_jobs}")
     # Start each run with nothing waiting to be written to disk: otherwise the kernel writes
