@@ -96,7 +96,7 @@ def start_worker(threads: int) -> None:
     When the pool closes, the workflow waits for its workers to exit, and
     Python's teardown in a worker that has loaded TensorFlow spends about a
     second collecting garbage (``ProcessPoolExecutor.shutdown``: 1.06 s;
-    0.09 s without it): see :func:`skip_final_collection`.
+    0.09 s when the workers skip it): see :func:`skip_final_collection`.
     """
     limit_threads(threads)
     skip_final_collection()

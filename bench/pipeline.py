@@ -9,9 +9,9 @@ worker processes share the cores (TensorFlow and BLAS threads capped per
 worker). Each worker starts Python, TensorFlow and the model once (~4 s),
 so small plates measure start-up more than throughput.
 
-The results (about 4 GB for 768 images) go to a new folder under ``--folder``
+The raw plate and one run's results (1.2 + 3.0 GB for 768 images) go to a new folder under ``--folder``
 (default the system's temporary folder). On an ext4 file system without a
-journal, as on the VM of BENCHMARKS.md, creating the 92k crop files costs
+journal, as on the VM of BENCHMARKS.md, creating the many crop files costs
 much more kernel time in the few minutes after many files were deleted
 there (ext4 skips recently freed inodes), so leave five minutes after a
 previous run, or measure in memory (``--folder /dev/shm``).
