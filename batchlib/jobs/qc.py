@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,14 +12,27 @@ from ..base import PlateJob
 from ..io import open_file, read_image, read_plate_table
 from ..plate import parse_well, plate_format, plate_of, row_name
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+#: Fill of wells that were not imaged (no row in the well table), drawn with an "x" hatch.
+NOT_IMAGED_COLOUR = "#d9d9d9"
+#: Fill of wells in the well table whose value is NaN (e.g. a median over no cells), labelled "n/a".
+NO_VALUE_COLOUR = "white"
+#: The colour scale of non-count features is at least this fraction of the magnitude of the wells' median wide.
+MIN_RELATIVE_RANGE = 0.2
+
 
 def plate_grid(wells: Sequence[str], values: Sequence[float], size: int | None = None) -> np.ndarray:
     """Values laid out on the plate grid (rows x columns); NaN where a well has no value.
 
+    A well's value is kept as it is (0 stays 0); wells missing from ``wells``
+    and wells whose value is NaN are NaN. :func:`imaged_grid` tells the two apart.
+
     Examples
     --------
-    >>> plate_grid(["A01", "B02"], [1.0, 2.0])[:2, :2].tolist()
-    [[1.0, nan], [nan, 2.0]]
+    >>> plate_grid(["A01", "B02"], [0.0, 2.0])[:2, :2].tolist()
+    [[0.0, nan], [nan, 2.0]]
     """
     parsed = [parse_well(w) for w in wells]
     rows, cols = plate_format(parsed, size)
@@ -28,23 +42,192 @@ def plate_grid(wells: Sequence[str], values: Sequence[float], size: int | None =
     return grid
 
 
-def save_heatmap(path: str, grid: np.ndarray, title: str) -> None:
-    """A plate heatmap PNG with row letters and column numbers."""
-    import matplotlib
+def imaged_grid(wells: Sequence[str], size: int | None = None) -> np.ndarray:
+    """Boolean plate grid, True for the wells in ``wells`` (those with a row in the well table).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Examples
+    --------
+    >>> imaged_grid(["A01", "B02"])[:2, :2].tolist()
+    [[True, False], [False, True]]
+    """
+    return ~np.isnan(plate_grid(wells, np.zeros(len(wells)), size))
 
+
+def is_count(feature: str) -> bool:
+    """Whether a well-table column is a count (``n_cells``, ``n_images``, ...): named ``n_*``.
+
+    Examples
+    --------
+    >>> is_count("n_cells"), is_count("score")
+    (True, False)
+    """
+    return feature.startswith("n_")
+
+
+def colour_range(values: Sequence[float] | np.ndarray, counts: bool = False) -> tuple[float, float]:
+    """The colour scale (vmin, vmax) of a plate heatmap; NaN values are ignored.
+
+    Counts run from 0 (or the smallest value, if negative) to the largest
+    value, so 239 and 240 cells look alike. Other features span the smallest
+    to the largest value, widened where needed to at least 20% of the
+    magnitude of their median, centred on the median (median +- 10%): wells
+    within a few percent of each other look alike, wells that differ more get
+    the full scale. Degenerate cases: no values gives (0, 1); counts that are
+    all 0 give (0, 1); other values that are all 0 give (-1, 1).
+
+    Parameters
+    ----------
+    values : sequence of float
+        The wells' values.
+    counts : bool
+        The values are counts (see :func:`is_count`).
+
+    Returns
+    -------
+    (float, float)
+        The values mapped to the lowest and highest colour.
+
+    Examples
+    --------
+    >>> colour_range([239, 240], counts=True)
+    (0.0, 240.0)
+    >>> [round(v, 2) for v in colour_range([100, 101])]  # 1% apart: median 100.5 +- 10.05
+    [90.45, 110.55]
+    >>> colour_range([1.0, 2.0, 3.0])  # 3x apart: min .. max
+    (1.0, 3.0)
+    >>> colour_range([float("nan")]), colour_range([0, 0], counts=True), colour_range([0.0])
+    ((0.0, 1.0), (0.0, 1.0), (-1.0, 1.0))
+    """
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    if counts:
+        low = min(low, 0.0)
+        return (low, high) if high > low else (low, low + 1.0)
+    median = float(np.median(finite))
+    half = MIN_RELATIVE_RANGE / 2 * abs(median)
+    low, high = min(low, median - half), max(high, median + half)
+    return (low, high) if high > low else (low - 1.0, high + 1.0)
+
+
+def format_value(value: float, counts: bool = False) -> str:
+    """The text printed in a heatmap cell, at most about 6 characters; NaN is ``n/a``.
+
+    Counts and whole numbers as integers; other values with 3 significant
+    digits, except that values from 1000 up are rounded to integers and values
+    below 0.001 or from 10^6 up are written ``2.5e-5``.
+
+    Examples
+    --------
+    >>> [format_value(v) for v in (0, 240.0, 0.12345, 12.345, 1234.5, 2.5e-5, float("nan"))]
+    ['0', '240', '0.123', '12.3', '1234', '2.5e-5', 'n/a']
+    >>> format_value(239.6, counts=True)
+    '240'
+    """
+    if not np.isfinite(value):
+        return "n/a"
+    magnitude = abs(value)
+    if counts or (float(value).is_integer() and magnitude < 1e6):
+        return f"{value:.0f}"
+    if 1e-3 <= magnitude < 1e3:
+        return f"{value:.3g}"
+    if 1e3 <= magnitude < 1e6:
+        return f"{value:.0f}"
+    mantissa, exponent = f"{value:.3g}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def heatmap_figure(
+    grid: np.ndarray, title: str, imaged: np.ndarray | None = None, counts: bool = False, cmap: str = "viridis"
+) -> Figure:
+    """A plate heatmap: each well's colour and its value printed in it (see :func:`colour_range`).
+
+    Wells with a value get the colour of that value (0 included) and the value
+    as text, black or white, whichever reads on the colour. Wells in the table
+    whose value is NaN are white with ``n/a``. Wells not imaged are light grey
+    with an ``x`` hatch and no text. A legend names the two kinds of blank wells
+    when the plate has them.
+
+    Parameters
+    ----------
+    grid : ndarray
+        Values on the plate grid (:func:`plate_grid`).
+    title : str
+        Figure title.
+    imaged : ndarray of bool, optional
+        The wells imaged (:func:`imaged_grid`); default: the wells with a value,
+        so every NaN well is drawn as not imaged.
+    counts : bool
+        The values are counts: the scale starts at 0 and the text is an integer.
+    cmap : str
+        Matplotlib colour map of the values.
+
+    Returns
+    -------
+    Figure
+        A figure with an Agg canvas (``fig.canvas.draw()`` renders it, ``fig.savefig`` writes it).
+    """
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import PatchCollection
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch, Rectangle
+
+    grid = np.asarray(grid, dtype=np.float64)
+    has_value = np.isfinite(grid)
+    imaged = has_value if imaged is None else np.asarray(imaged, dtype=bool) | has_value
     rows, cols = grid.shape
-    fig, ax = plt.subplots(figsize=(max(6, cols * 0.45), max(3, rows * 0.45)))
-    shown = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis")
+    colours = colormaps[cmap].with_extremes(bad=NO_VALUE_COLOUR)
+    norm = Normalize(*colour_range(grid[has_value], counts))
+
+    fig = Figure(figsize=(max(6, cols * 0.5 + 1.5), max(3, rows * 0.45 + 1.2)))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    shown = ax.imshow(np.ma.masked_invalid(grid), cmap=colours, norm=norm)
+    not_imaged = [Rectangle((c - 0.5, r - 0.5), 1, 1) for r, c in zip(*np.nonzero(~imaged))]
+    if not_imaged:
+        ax.add_collection(
+            PatchCollection(not_imaged, facecolor=NOT_IMAGED_COLOUR, edgecolor="#9a9a9a", hatch="xx", linewidth=0)
+        )
+    fontsize = 6 if cols > 12 else 7
+    for r, c in zip(*np.nonzero(imaged)):
+        value = grid[r, c]
+        if np.isfinite(value):
+            red, green, blue, _ = colours(norm(value))
+            colour = "black" if 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.45 else "white"
+        else:
+            colour = "#505050"
+        ax.text(c, r, format_value(value, counts), ha="center", va="center", fontsize=fontsize, color=colour)
+    # White lines between wells, so neighbours of one colour stay apart.
+    ax.set_xticks(np.arange(cols + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(rows + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="white", linewidth=0.8)
+    ax.tick_params(which="minor", length=0)
     ax.set_xticks(range(cols), [str(c + 1) for c in range(cols)], fontsize=7)
     ax.set_yticks(range(rows), [row_name(r) for r in range(rows)], fontsize=7)
+    ax.set_xlim(-0.5, cols - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)
     ax.set_title(title)
     fig.colorbar(shown, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    legend = []
+    if not imaged.all():
+        legend.append(Patch(facecolor=NOT_IMAGED_COLOUR, edgecolor="#9a9a9a", hatch="xx", label="grey: not imaged"))
+    if (imaged & ~has_value).any():
+        legend.append(Patch(facecolor=NO_VALUE_COLOUR, edgecolor="#9a9a9a", label="n/a: imaged, no value"))
+    if legend:
+        fig.legend(handles=legend, loc="lower center", ncol=len(legend), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 if legend else 0, 1, 1))
+    return fig
+
+
+def save_heatmap(
+    path: str, grid: np.ndarray, title: str, imaged: np.ndarray | None = None, counts: bool = False
+) -> None:
+    """Write :func:`heatmap_figure` as a PNG (row letters, column numbers, values printed in the wells)."""
+    heatmap_figure(grid, title, imaged, counts).savefig(path, dpi=100)
 
 
 def overlay(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -59,14 +242,48 @@ def overlay(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarray) -> np.ndar
     return rgb
 
 
+def label_tile(rgb: np.ndarray, text: str) -> np.ndarray:
+    """A copy of an RGB uint8 tile with ``text`` in white on a black box in its top-left corner.
+
+    The font is 1/16 of the tile's shorter side (at least 10 px), so the label
+    stays readable however much the montage is scaled down.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    tile = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+    size = max(10, min(rgb.shape[:2]) // 16)
+    font = ImageFont.load_default(size)
+    draw = ImageDraw.Draw(tile)
+    pad = max(2, size // 5)
+    left, top, right, bottom = draw.textbbox((pad, pad), text, font=font)
+    draw.rectangle((0, 0, right + pad, bottom + pad), fill=(0, 0, 0))
+    draw.text((pad, pad), text, fill=(255, 255, 255), font=font)
+    return np.asarray(tile)
+
+
+def image_label(f, path: str) -> str:
+    """A container's site name: its ``ImageInformation`` attribute (``C01-0002``), else the file name stem."""
+    info = f.attrs.get("ImageInformation")
+    if isinstance(info, bytes):
+        info = info.decode("utf-8")
+    return str(info) if info else os.path.splitext(os.path.basename(path))[0]
+
+
 def image_overlay(path: str, channel: str, nuclei_key: str, cell_key: str) -> np.ndarray:
-    """:func:`overlay` of one container's ``channel`` with its nucleus and cell segmentations."""
+    """:func:`overlay` of one container's ``channel`` and segmentations, labelled with its site (:func:`label_tile`)."""
     with open_file(path, "r") as f:
-        return overlay(read_image(f, channel), read_image(f, nuclei_key), read_image(f, cell_key))
+        rgb = overlay(read_image(f, channel), read_image(f, nuclei_key), read_image(f, cell_key))
+        return label_tile(rgb, image_label(f, path))
 
 
 class QualityControl(PlateJob):
     """``<plate>_qc/``: a heatmap PNG per chosen well feature and a montage of segmentation overlays.
+
+    Each heatmap prints every well's value in its cell; its colour scale is
+    :func:`colour_range` (counts, ``n_*`` columns, from 0); wells not imaged are
+    grey with an ``x``, wells imaged without a value white with ``n/a``
+    (:func:`heatmap_figure`). Each montage tile carries its site name
+    (``C01-0002``) in the top-left corner.
 
     Parameters
     ----------
@@ -108,11 +325,14 @@ class QualityControl(PlateJob):
         if os.path.exists(table_file):
             with open_file(table_file, "r") as f:
                 wells = read_plate_table(f, "wells")
+            imaged = imaged_grid(wells["well_name"])
             heatmaps = [
                 (
                     os.path.join(out, f"heatmap_{feature}.png"),
                     plate_grid(wells["well_name"], wells[feature].astype(float)),
                     f"{plate}: {feature}",
+                    imaged,
+                    is_count(feature),
                 )
                 for feature in self.features
                 if feature in wells
