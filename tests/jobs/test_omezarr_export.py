@@ -1,4 +1,4 @@
-"""The OME-Zarr plate export, read back with ome-zarr-py's reader."""
+"""The OME-Zarr plate export, read back with ome-zarr-py's reader and napari-ome-zarr's."""
 
 import os
 
@@ -12,7 +12,7 @@ from sample_jobs import SyntheticImages
 from batchlib import run_workflow
 from batchlib.demo import write_demo_plate
 from batchlib.io import open_file, read_image
-from batchlib.io.omezarr import SOURCE_ATTR
+from batchlib.io.omezarr import FIELD_LAYOUT, SOURCE_ATTR
 from batchlib.jobs.omezarr import OmeZarrExport
 
 
@@ -62,9 +62,7 @@ def test_plate_reads_back_with_ome_zarr(plate, version):
     image_path = os.path.join(path, "D", "2", "1")
     image_nodes = list(Reader(parse_url(image_path))())
     image = image_nodes[0]
-    assert [type(s).__name__ for s in image.specs][:2] == ["Labels", "Multiscales"] or "Multiscales" in [
-        type(s).__name__ for s in image.specs
-    ]
+    assert [type(s).__name__ for s in image.specs] == ["Multiscales", "OMERO"]  # no "Labels": that is its subgroup
     assert [tuple(level.shape) for level in image.data] == [(2, 300, 300), (2, 150, 150)]
     channels = image.metadata["channel_names"]
     assert channels == ["nuclei", "marker"]
@@ -78,6 +76,79 @@ def test_plate_reads_back_with_ome_zarr(plate, version):
     label = label_nodes[0]
     np.testing.assert_array_equal(np.asarray(label.data[0]), labels_expected)
     assert [tuple(level.shape) for level in label.data] == [(300, 300), (150, 150)]
+
+
+def napari_layers(path: str) -> list[tuple]:
+    """The layers napari makes of ``path``: napari-ome-zarr's reader, as ``napari --plugin napari-ome-zarr`` runs it."""
+    napari_ome_zarr = pytest.importorskip("napari_ome_zarr", reason="napari-ome-zarr (the test extra) is not installed")
+    reader = napari_ome_zarr.napari_get_reader(path)
+    assert reader is not None, f"napari-ome-zarr does not read {path}"
+    return reader(path)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_field_and_plate_open_in_napari(plate, version):
+    """A field opens as its image (one layer per channel) and its label images; the plate as all of them tiled."""
+    folder, raw = plate
+    export_workflow(folder, raw, version)
+    path = os.path.join(folder, "P1.ome.zarr")
+    field_1 = os.path.join(folder, "WellD02_PointD02_0001_ChannelDAPI,WF_GFP,TRITC_Seq0003.h5")
+    field_0 = os.path.join(folder, "WellD02_PointD02_0000_ChannelDAPI,WF_GFP,TRITC_Seq0002.h5")
+    with open_file(field_1, "r") as f:
+        nuclei, marker = read_image(f, "nuclei"), read_image(f, "marker", 1)
+        segmentation = read_image(f, "nucleus_segmentation")
+
+    layers = napari_layers(os.path.join(path, "D", "2", "1"))
+    assert [kind for _, _, kind in layers] == ["image", "labels"]
+    (image, meta, _), (labels, labels_meta, _) = layers
+    assert meta["channel_axis"] == 0 and meta["name"] == ["image: nuclei", "image: marker"]
+    assert [tuple(level.shape) for level in image] == [(2, 300, 300), (2, 150, 150)]
+    np.testing.assert_array_equal(np.asarray(image[0][0]), nuclei)
+    np.testing.assert_array_equal(np.asarray(image[1][1]), marker)
+    assert labels_meta["name"].endswith("/nucleus_segmentation")
+    assert [tuple(level.shape) for level in labels] == [(300, 300), (150, 150)]
+    np.testing.assert_array_equal(np.asarray(labels[0]), segmentation)
+
+    # The plate: every well of the 96-well plate as a tile of its first field (D/2/0 at row 3, column 1).
+    layers = napari_layers(path)
+    assert [kind for _, _, kind in layers] == ["image", "labels"]
+    (image, meta, _), (labels, _, _) = layers
+    assert meta["channel_axis"] == 0 and meta["name"] == ["image: nuclei", "image: marker"]
+    assert tuple(image[0].shape) == (2, 8 * 300, 12 * 300) and tuple(labels[0].shape) == (8 * 300, 12 * 300)
+    with open_file(field_0, "r") as f:
+        np.testing.assert_array_equal(np.asarray(image[0][0, 900:1200, 300:600]), read_image(f, "nuclei"))
+        np.testing.assert_array_equal(np.asarray(labels[0][900:1200, 300:600]), read_image(f, "nucleus_segmentation"))
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_rerun_rewrites_fields_of_an_older_layout(plate, version, monkeypatch):
+    """A field written by layout 1 (job version 1) is rewritten by the next run and then opens with its image."""
+    folder, raw = plate
+    with monkeypatch.context() as m:
+        m.setattr(OmeZarrExport, "version", "1")
+        export_workflow(folder, raw, version)
+    path = os.path.join(folder, "P1.ome.zarr")
+    # D/2/1 as layout 1 left it: its label names on the image group too, a stamp without the layout.
+    field_path = os.path.join(path, "D", "2", "1")
+    field = zarr.open_group(field_path, mode="a")
+    stamp = field.attrs[SOURCE_ATTR]
+    old_list = ["labels/nucleus_segmentation"]
+    if version == "0.4":
+        field.attrs["labels"] = old_list
+    else:
+        field.attrs["ome"] = {**field.attrs["ome"], "labels": old_list}
+    field.attrs[SOURCE_ATTR] = stamp.removeprefix(f"layout={FIELD_LAYOUT}|")
+    assert field.attrs[SOURCE_ATTR] != stamp
+    assert [kind for _, _, kind in napari_layers(field_path)] == ["labels"]  # what napari showed of such a field
+    current = os.path.join(path, "C", "1", "0", "0", ".zarray" if version == "0.4" else "zarr.json")
+    before = os.stat(current).st_mtime_ns
+
+    assert export_workflow(folder, raw, version)["OmeZarrExport"].processed == 1
+    attrs = zarr.open_group(field_path, mode="r").attrs.asdict()
+    assert "labels" not in (attrs if version == "0.4" else attrs["ome"])
+    assert attrs[SOURCE_ATTR] == stamp
+    assert [kind for _, _, kind in napari_layers(field_path)] == ["image", "labels"]
+    assert os.stat(current).st_mtime_ns == before  # fields of the current layout are kept
 
 
 def test_export_is_incremental(plate, tmp_path):
