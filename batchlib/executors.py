@@ -91,14 +91,20 @@ def skip_final_collection() -> None:
 
 
 def start_worker(threads: int) -> None:
-    """Initializer of a :class:`ProcessExecutor` worker: cap its threads, and let it exit fast.
+    """Initializer of a :class:`ProcessExecutor` worker: cap its threads, log like the driver, and let it exit fast.
 
     When the pool closes, the workflow waits for its workers to exit, and
     Python's teardown in a worker that has loaded TensorFlow spends about a
     second collecting garbage (``ProcessPoolExecutor.shutdown``: 1.06 s;
     0.09 s when the workers skip it): see :func:`skip_final_collection`.
+    The worker's ``Workflow`` logger gets the level of ``LOGLEVEL`` and a
+    stderr handler, so that its DEBUG records (what StarDist prints while
+    its model loads) show with ``LOGLEVEL=DEBUG``.
     """
+    from .log import configure
+
     limit_threads(threads)
+    configure()
     skip_final_collection()
 
 

@@ -145,3 +145,18 @@ def test_workers_run_atexit_handlers_but_skip_the_final_garbage_collection(tmp_p
         pids = set(executor.map_unordered(_leave_exit_markers, [(str(tmp_path),)] * 4))
     assert pids and all(os.path.exists(tmp_path / f"atexit-{pid}") for pid in pids)  # e.g. log handlers flushed
     assert not any(os.path.exists(tmp_path / f"collected-{pid}") for pid in pids)  # objects frozen at exit
+
+
+def _log_debug(message):
+    from batchlib.log import get_logger
+
+    get_logger("stardist").debug(message)
+
+
+def test_workers_log_at_the_level_of_loglevel(monkeypatch, capfd):
+    from batchlib.executors import ProcessExecutor
+
+    monkeypatch.setenv("LOGLEVEL", "DEBUG")  # read by the worker, which inherits the environment
+    with ProcessExecutor(1) as executor:
+        list(executor.map_unordered(_log_debug, [("printed by StarDist in a worker",)]))
+    assert "DEBUG Workflow.stardist: printed by StarDist in a worker" in capfd.readouterr().err

@@ -76,21 +76,25 @@ def load_stardist(model: str | None = None, gpu: bool = False):
     Registered names (``"2D_versatile_fluo"``) are downloaded by StarDist and
     need internet; a folder needs ``config.json``, ``thresholds.json`` and the
     weights. The model predicts through :class:`OneCallPredict` (same labels,
-    less time per image).
+    less time per image). What TensorFlow and StarDist print meanwhile is
+    logged at DEBUG (:func:`batchlib.log.quiet_tensorflow`).
     """
+    from ..log import quiet_tensorflow
+
     if not gpu:
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # before TensorFlow starts: CPU only
-    from stardist.models import StarDist2D
+    with quiet_tensorflow("stardist"):
+        from stardist.models import StarDist2D
 
-    folder = SHIPPED_MODEL if model is None else model
-    if os.path.isdir(folder):
-        if not os.path.exists(os.path.join(folder, "config.json")):
-            raise ConfigError(f"model folder {folder} has no config.json: not a StarDist model")
-        loaded = StarDist2D(
-            None, name=os.path.basename(os.path.normpath(folder)), basedir=os.path.dirname(os.path.normpath(folder))
-        )
-    else:
-        loaded = _pretrained(model)
+        folder = SHIPPED_MODEL if model is None else model
+        if os.path.isdir(folder):
+            if not os.path.exists(os.path.join(folder, "config.json")):
+                raise ConfigError(f"model folder {folder} has no config.json: not a StarDist model")
+            loaded = StarDist2D(
+                None, name=os.path.basename(os.path.normpath(folder)), basedir=os.path.dirname(os.path.normpath(folder))
+            )
+        else:
+            loaded = _pretrained(model)
     loaded.keras_model = OneCallPredict(loaded.keras_model)
     return loaded
 

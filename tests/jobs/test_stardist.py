@@ -1,6 +1,9 @@
 """The StarDist job and the model batchlib ships (real TensorFlow, no mocks)."""
 
 import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -72,3 +75,47 @@ def test_unknown_model_is_a_clear_error(tmp_path):
     empty.mkdir()
     with pytest.raises(ConfigError, match="no config.json"):
         load_stardist(str(empty))
+
+
+# What TensorFlow's C++ start-up (absl) and StarDist's model loading print unless asked to.
+_CHATTER = (
+    "absl::InitializeLog",
+    "oneDNN custom operations",
+    "cpu_feature_guard",
+    "Loading network weights",
+    "Loading thresholds",
+    "Using default values",
+)
+_ABSL_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\]", re.MULTILINE)
+
+
+def test_a_run_is_quiet_unless_loglevel_is_debug(tmp_path):
+    """The workflow script in a fresh process: by default no TensorFlow or StarDist chatter on stdout or stderr."""
+    from batchlib.demo import write_demo_plate
+
+    raw = tmp_path / "raw"
+    write_demo_plate(raw, wells=["C01"], sites=1, shape=(64, 64), n_nuclei=5)
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "workflows", "cell_analysis_workflow.py")
+    runs = {}
+    for level in ("INFO", "DEBUG"):  # both at once: each spends most of its time importing TensorFlow
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP_")}
+        env["LOGLEVEL"] = level
+        command = [sys.executable, script, "--folder", str(tmp_path / level), "--input-folder", str(raw)]
+        runs[level] = subprocess.Popen(
+            [*command, "--steps", "import,segment_nuclei", "--no-progress"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    (out, err), (debug_out, debug_err) = (run.communicate(timeout=300) for run in runs.values())
+    assert [run.returncode for run in runs.values()] == [0, 0], err + debug_err
+    assert "SegmentNucleiStarDist        1" in err  # the summary
+    for chatter in _CHATTER:
+        assert chatter not in out and chatter not in err, chatter
+    assert not _ABSL_LINE.search(out + err), err
+    # With LOGLEVEL=DEBUG StarDist's prints are log records of Workflow.stardist, on stderr and in the log file.
+    assert "Loading network weights" not in debug_out
+    assert "DEBUG Workflow.stardist: Loading network weights from 'weights_best.h5'." in debug_err
+    log = (tmp_path / "DEBUG" / "batchlib" / "CellAnalysisWorkflow.log").read_text()
+    assert "Workflow.stardist: Loading network weights" in log
