@@ -10,12 +10,14 @@ real jobs).
 from __future__ import annotations
 
 import os
+import socket
+import time
 from pathlib import Path
 
 from .errors import ConfigError
 from .planning import FolderScan, JobLayout, Plan, plan_job
 from .state.ledger import DONE, FAILED, Ledger
-from .state.lock import read_lock
+from .state.lock import lock_is_stale, read_lock
 from .state.status import NOT_RUN, job_state
 from .workflow import BOOKKEEPING
 
@@ -64,21 +66,36 @@ def job_counts(ledger: Ledger, name: str, plan: Plan) -> dict:
 
 
 def folder_status(folder: str | os.PathLike) -> dict:
-    """The status of a plate folder, exactly as ``batchlib status --json`` prints it."""
+    """The status of a plate folder, exactly as ``batchlib status --json`` prints it.
+
+    ``lock`` is None or the holder's ``pid``, ``host`` and ``since``, and
+    ``stale``: True when the next run will break the lock
+    (:func:`batchlib.state.lock.lock_is_stale`: its process no longer runs on
+    this host, or another host's heartbeat is older than its TTL).
+    """
     folder = os.path.abspath(folder)
     ledger, plans = plan_saved_jobs(folder)
     holder = read_lock(bookkeeping_folder(folder))
-    lock = None if holder is None else {k: holder.get(k) for k in ("pid", "host", "since")}
+    lock = None
+    if holder is not None:
+        stale, _ = lock_is_stale(holder, socket.gethostname(), time.time())
+        lock = {**{k: holder.get(k) for k in ("pid", "host", "since")}, "stale": stale}
     return {"folder": folder, "lock": lock, "jobs": {name: job_counts(ledger, name, p) for name, p in plans.items()}}
+
+
+def _describe_lock(lock: dict | None) -> str:
+    if lock is None:
+        return "free"
+    holder = f"pid {lock['pid']} on {lock['host']} since {lock['since']}"
+    if not lock.get("stale"):
+        return f"held by {holder}"
+    gone = "no longer runs" if lock["host"] == socket.gethostname() else "sent no heartbeat within its TTL"
+    return f"stale: {holder} {gone} (the next run breaks it; or batchlib unlock)"
 
 
 def format_status(status: dict) -> str:
     """``folder_status`` as a readable table."""
-    lines = [f"folder: {status['folder']}"]
-    lock = status["lock"]
-    lines.append(
-        "lock:   " + ("free" if lock is None else f"held by pid {lock['pid']} on {lock['host']} since {lock['since']}")
-    )
+    lines = [f"folder: {status['folder']}", f"lock:   {_describe_lock(status['lock'])}"]
     jobs = status["jobs"]
     width = max([len(n) for n in jobs] + [3])
     lines.append(f"{'job':<{width}}  {'done':>7} {'failed':>7} {'invalid':>7} {'pending':>7}  state")

@@ -2,14 +2,16 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 
 from sample_jobs import CopyText, ImportText, Scale, write_inputs
 
 from batchlib import run_workflow
 from batchlib.cli import main
-from batchlib.state.lock import FolderLock
+from batchlib.state.lock import LOCK_NAME, FolderLock
 
 
 def make_plate(plate):
@@ -45,7 +47,23 @@ def test_status_shows_the_lock_holder(plate, capsys):
     with FolderLock(os.path.join(folder, "batchlib"), "other"):
         assert main(["status", folder, "--json"]) == 0
     lock = json.loads(capsys.readouterr().out)["lock"]
-    assert lock["pid"] == os.getpid() and set(lock) == {"pid", "host", "since"}
+    assert lock["pid"] == os.getpid() and set(lock) == {"pid", "host", "since", "stale"} and lock["stale"] is False
+    assert main(["status", folder]) == 0  # the lock is gone again
+    assert "lock:   free" in capsys.readouterr().out
+
+
+def test_status_calls_the_lock_of_a_dead_process_stale(plate, capsys):
+    folder, _ = make_plate(plate)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid, host, since = int(dead.stdout), socket.gethostname(), "2025-05-01T10:00:00+02:00"
+    holder = {"pid": pid, "host": host, "since": since, "pid_start": None, "workflow": "wf", "ttl": 120.0}
+    with open(os.path.join(folder, "batchlib", LOCK_NAME), "w") as f:
+        json.dump({**holder, "heartbeat": time.time()}, f)  # a fresh heartbeat: only the dead pid makes it stale
+    assert main(["status", folder, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["lock"] == {"pid": pid, "host": host, "since": since, "stale": True}
+    assert main(["status", folder]) == 0
+    table = capsys.readouterr().out
+    assert f"lock:   stale: pid {pid} on {host} since {since} no longer runs (the next run breaks it" in table
 
 
 def test_status_table_and_not_run(plate, capsys):
