@@ -56,7 +56,7 @@ def _status(args: argparse.Namespace) -> int:
     from .report import folder_status, format_status
 
     status = folder_status(args.folder)
-    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    print(json.dumps(status) if args.json else format_status(status))
     return EXIT_OK
 
 

@@ -13,6 +13,8 @@ from batchlib import run_workflow
 from batchlib.cli import main
 from batchlib.state.lock import LOCK_NAME, FolderLock
 
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+
 
 def make_plate(plate):
     folder, raw = plate
@@ -64,6 +66,20 @@ def test_status_calls_the_lock_of_a_dead_process_stale(plate, capsys):
     assert main(["status", folder]) == 0
     table = capsys.readouterr().out
     assert f"lock:   stale: pid {pid} on {host} since {since} no longer runs (the next run breaks it" in table
+
+
+def test_status_json_is_one_line_shaped_like_the_readme_example(plate, capsys):
+    folder, _ = make_plate(plate)
+    assert main(["status", folder, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    status = json.loads(out)
+    with open(README) as f:
+        example = f.read().split("`status --json` prints exactly:")[1].split("```json\n")[1].split("\n```")[0]
+    assert "\n" not in example
+    documented = json.loads(example)
+    assert list(documented) == list(status)
+    assert list(next(iter(documented["jobs"].values()))) == list(next(iter(status["jobs"].values())))
 
 
 def test_status_table_and_not_run(plate, capsys):
