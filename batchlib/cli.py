@@ -226,7 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_explain)
 
     p = sub.add_parser("demo", help="write a synthetic plate and run the cell-analysis workflow on it")
-    p.add_argument("--folder", default="demo_plate", help="where the plate (raw/) and results (results/) go")
+    p.add_argument(
+        "--folder",
+        default="demo_plate",
+        help="raw images go to <folder>/raw, results to <folder>/DemoPlate (default: demo_plate)",
+    )
     p.add_argument("--sites", type=int, default=4, help="sites per well (2 wells)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic images")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from sample_jobs import CopyText, ImportText, Scale, write_inputs
 
 from batchlib import run_workflow
@@ -80,6 +81,12 @@ def test_status_json_is_one_line_shaped_like_the_readme_example(plate, capsys):
     documented = json.loads(example)
     assert list(documented) == list(status)
     assert list(next(iter(documented["jobs"].values()))) == list(next(iter(status["jobs"].values())))
+
+
+def test_demo_help_says_where_the_results_go(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "results to <folder>/DemoPlate" in " ".join(capsys.readouterr().out.split())  # help text wraps
 
 
 def test_status_table_and_not_run(plate, capsys):
