@@ -19,12 +19,14 @@ implements :meth:`BatchJob.run`::
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from .errors import ConfigError, ContainerError, OutputError
 from .io import open_file
+from .oserrors import input_error
 from .params import params_hash
 from .planning import PER_FILE, PLATE, JobLayout
 
@@ -176,14 +178,46 @@ class BatchJob:
 
         Return None (or True) if valid, else a string saying why not (or
         False). Invalid inputs are recorded with the reason and not passed to
-        :meth:`run`. By default: the file exists, and if the job reads keys,
-        it is a container that opens and holds them.
+        :meth:`run`; such a verdict is checked again once the file changes.
+        For a reason outside the file's content (a permission), raise
+        ``InvalidInputError(reason, recheck=True)`` instead: checked again on
+        every run. An ``OSError`` raised here is classified the same way
+        (:func:`batchlib.oserrors.input_error`). By default: the file exists
+        and can be opened, and if the job reads keys, it is a container that
+        opens and holds them.
         """
         if self.input_keys:
             return missing_keys(path, self.input_keys, "input")
         if not os.path.exists(path):
+            if os.path.islink(path):
+                raise input_error(FileNotFoundError(errno.ENOENT, "target missing", path), path)
             return f"{path} does not exist"
+        if not os.path.isdir(path):
+            with open(path, "rb"):  # unreadable: OSError, classified by the caller
+                pass
         return None
+
+    def input_facts(self, path: str) -> dict:
+        """What :meth:`plate_problems` needs to know of one input, as JSON-able values.
+
+        Read cheaply (a file's header, not its pixels). Runs in the workflow's
+        driver, only for jobs that override :meth:`plate_problems`; the facts
+        are kept in the ledger and read again only when the file changes.
+        """
+        return {}
+
+    def plate_problems(self, facts: dict[str, dict], kept: set[str]) -> dict[str, str]:
+        """Inputs that are invalid because of the rest of the plate, with the reason, by name.
+
+        Override it for checks that need every input at once: a file unlike
+        the plate's others, two files for the same well and site. It gets
+        :meth:`input_facts` of every input by name, and the names whose
+        results are up to date (``kept``: prefer them, so a newcomer does not
+        displace work already done). Runs in the driver before any file is
+        sent to a worker; such verdicts are checked again on every run, so
+        they heal when the rest of the plate changes. Default: none.
+        """
+        return {}
 
     def validate_output(self, path: str) -> bool | str | None:
         """Check an output after :meth:`run`; same convention and defaults as validate_input."""

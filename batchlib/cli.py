@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import BatchlibError, ConfigError, FolderLockedError, RemoteAccessError
+from .errors import BatchlibError, ConfigError, FolderLockedError, RemoteAccessError, ResourceError
 from .s3.local import KINDS
 
 if TYPE_CHECKING:
@@ -38,8 +38,9 @@ def run_and_exit_code(run: Callable[[], dict[str, JobResult]]) -> int:
     """Call ``run`` (which runs a workflow) and return the process exit code.
 
     Errors become their exit code and a one-line message on stderr, never a
-    traceback: a locked folder 75, a bad option 2. The process, which is about
-    to exit, then skips Python's final garbage collection
+    traceback: a locked folder 75, a bad option 2, a full disk (or another
+    missing resource) 1. The process, which is about to exit, then skips
+    Python's final garbage collection
     (:func:`batchlib.executors.skip_final_collection`).
     """
     from .executors import skip_final_collection
@@ -48,7 +49,7 @@ def run_and_exit_code(run: Callable[[], dict[str, JobResult]]) -> int:
     skip_final_collection()
     try:
         return exit_code(run())
-    except (FolderLockedError, ConfigError) as err:
+    except (FolderLockedError, ConfigError, ResourceError) as err:
         return error_exit_code(err)
 
 

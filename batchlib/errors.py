@@ -38,7 +38,33 @@ class ContainerError(BatchlibError, OSError):
 
 
 class InvalidInputError(BatchlibError, ValueError):
-    """An input file is not valid for a job; the message gives the reason."""
+    """An input file is not valid for a job; the message gives the reason.
+
+    Raised (or its reason returned) by ``validate_input``, and raised by
+    ``run`` when the trouble shows only once the pixels are read (a truncated
+    file): the file is then recorded as invalid, not failed.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, naming the file.
+    recheck : bool
+        The reason lies outside the file's content (a permission, a missing
+        link target, the rest of the plate): the verdict is revisited on every
+        run. Otherwise only once the file changes.
+    """
+
+    def __init__(self, message: str, recheck: bool = False):
+        super().__init__(message)
+        self.recheck = recheck
+
+
+class ResourceError(BatchlibError, OSError):
+    """The machine lacks what a run needs: disk space, quota, file handles, a writable folder.
+
+    The run stops with one line naming the path and what to do, releases its
+    lock and records no unfinished work (exit code 1).
+    """
 
 
 class OutputError(BatchlibError, RuntimeError):

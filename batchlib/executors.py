@@ -217,17 +217,35 @@ def make_executor(
     """
     if isinstance(executor, Executor):
         return executor
-    if n_jobs < 1:
-        raise ConfigError(f"n_jobs must be at least 1, got {n_jobs}")
-    if executor is None:
-        executor = "dask" if dask_scheduler else ("processes" if n_jobs > 1 else "serial")
+    executor = check_executor_options(executor, n_jobs, dask_scheduler)
     if executor == "serial":
         return SerialExecutor()
     if executor == "processes":
         return ProcessExecutor(n_jobs)
-    if executor == "dask":
-        return DaskExecutor(dask_scheduler, n_jobs)
-    raise ConfigError(f"executor must be 'serial', 'processes' or 'dask', got {executor!r}")
+    return DaskExecutor(dask_scheduler, n_jobs)
+
+
+def check_executor_options(executor: str | Executor | None, n_jobs: int, dask_scheduler: str | None = None) -> str:
+    """The executor kind the options ask for; ConfigError naming the option if they are wrong.
+
+    Examples
+    --------
+    >>> check_executor_options(None, 2), check_executor_options(None, 1, "tcp://h:8786")
+    ('processes', 'dask')
+    >>> check_executor_options(None, 0)
+    Traceback (most recent call last):
+    ...
+    batchlib.errors.ConfigError: n_jobs (--n-jobs) must be at least 1, got 0
+    """
+    if isinstance(executor, Executor):
+        return "given"
+    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
+        raise ConfigError(f"n_jobs (--n-jobs) must be at least 1, got {n_jobs!r}")
+    if executor is None:
+        return "dask" if dask_scheduler else ("processes" if n_jobs > 1 else "serial")
+    if executor not in ("serial", "processes", "dask"):
+        raise ConfigError(f"executor (--executor) must be 'serial', 'processes' or 'dask', got {executor!r}")
+    return executor
 
 
 def batch_size_for(job_batch_size: int, n_files: int, n_workers: int, batches_per_worker: int = 4) -> int:
@@ -282,6 +300,7 @@ __all__ = [
     "DaskExecutor",
     "BatchError",
     "make_executor",
+    "check_executor_options",
     "call_sizes",
     "batch_size_for",
     "skip_final_collection",

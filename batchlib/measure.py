@@ -345,6 +345,17 @@ def intensity_features(pixels: ObjectPixels, image: np.ndarray, channel: str) ->
     return pd.DataFrame({f"Intensity_{name}_{channel}": values for name, values in features.items()})
 
 
+def _finite_intensity_features(labels: np.ndarray, pixels: ObjectPixels, image: np.ndarray, channel: str):
+    """:func:`intensity_features` over the finite pixels only; NaN for an object with none."""
+    if image.dtype.kind != "f" or np.isfinite(image).all():
+        return intensity_features(pixels, image, channel)
+    finite_pixels = ObjectPixels(np.where(np.isfinite(image), labels, 0))
+    table = intensity_features(finite_pixels, image, channel)
+    # Objects measured (finite pixels) -> their rows; objects without a finite pixel -> NaN.
+    table.index = finite_pixels.ids
+    return table.reindex(pixels.ids).reset_index(drop=True)
+
+
 def measure_objects(
     labels: np.ndarray, images: Mapping[str, np.ndarray], compartment: str, solidity: bool = True
 ) -> pd.DataFrame:
@@ -361,6 +372,9 @@ def measure_objects(
     solidity : bool
         Include ``AreaShape_Solidity``.
 
+    NaN and infinite pixels do not count in the intensity features (the
+    shape features count every pixel of an object).
+
     Returns
     -------
     DataFrame: ``label_id`` then ``<compartment>_AreaShape_*`` and
@@ -368,7 +382,7 @@ def measure_objects(
     """
     pixels = ObjectPixels(labels)
     parts = [shape_features(labels, pixels, solidity)]
-    parts += [intensity_features(pixels, image, channel) for channel, image in images.items()]
+    parts += [_finite_intensity_features(labels, pixels, image, channel) for channel, image in images.items()]
     table = pd.concat(parts, axis=1)
     table.columns = ["label_id"] + [f"{compartment}_{c}" for c in table.columns[1:]]
     return table

@@ -70,7 +70,7 @@ class JobLayout:
         """A JSON-able copy, folders relative to ``plate_folder`` where inside."""
         spec = asdict(self)
         for key in ("input_folder", "output_folder"):
-            spec[key] = _relative(spec[key], plate_folder)
+            spec[key] = ledger_name(spec[key], plate_folder)
         spec["input_keys"], spec["output_keys"] = list(self.input_keys), list(self.output_keys)
         return spec
 
@@ -84,8 +84,15 @@ class JobLayout:
         return cls(**spec)
 
 
-def _relative(path: str, start: str) -> str:
-    rel = os.path.relpath(path, start)
+def ledger_name(path: str, plate_folder: str) -> str:
+    """How the ledger names a file: relative to the plate folder if inside it, else as given.
+
+    Examples
+    --------
+    >>> ledger_name("/data/P1/a.h5", "/data/P1"), ledger_name("/raw/a.tiff", "/data/P1")
+    ('a.h5', '/raw/a.tiff')
+    """
+    rel = os.path.relpath(path, plate_folder)
     return path if rel.startswith("..") else rel
 
 
@@ -252,7 +259,10 @@ def decide(
     -------
     action : str
         ``RUN``, ``SKIP`` (up to date) or ``STILL_INVALID`` (recorded invalid
-        and nothing changed since: validating again would give the same).
+        for a reason in the file's content, and nothing changed since:
+        validating again would give the same). An invalid verdict whose
+        reason lies outside the file (``record.recheck``: a permission, the
+        rest of the plate) runs again: it is checked on every run.
     reason : str
 
     Examples
@@ -266,6 +276,10 @@ def decide(
     ('run', 'version changed (1 -> 2)')
     >>> decide(rec, "p", "1", {"a.tif": "4:11"})
     ('run', 'input changed: a.tif')
+    >>> decide(rec._replace(state="invalid", error="not a TIFF"), "p", "1", {"a.tif": "3:10"})
+    ('still_invalid', 'invalid: not a TIFF')
+    >>> decide(rec._replace(state="invalid", error="permission denied", recheck=True), "p", "1", {"a.tif": "3:10"})
+    ('run', 'checking again: permission denied')
     """
     if force:
         return RUN, "forced (force_recompute)"
@@ -279,6 +293,8 @@ def decide(
         return RUN, describe_input_change(record.inputs, stamps)
     if record.state == FAILED:
         return RUN, f"failed before: {record.error}"
+    if record.state == INVALID and record.recheck:
+        return RUN, f"checking again: {record.error}"
     if record.state == INVALID:
         return STILL_INVALID, f"invalid: {record.error}"
     problem = output_problem()
@@ -322,7 +338,7 @@ class StampReader:
 
     def ledger_name(self, path: str) -> str:
         """How the ledger names a file: relative to the plate folder if inside."""
-        return _relative(path, self.plate_folder)
+        return ledger_name(path, self.plate_folder)
 
     def key_stamps(self, path: str, keys: tuple[str, ...]) -> dict[str, str | None]:
         """Stamps of ``keys`` in container ``path``; all None if it is missing or unreadable."""
@@ -440,6 +456,60 @@ def plan_job(
     plan.tasks.sort(key=lambda task: task.name)  # run in name order; up-to-date names need no sorting
     plan.observed = reader.observed
     return plan
+
+
+def plan_chain(
+    layouts: list[JobLayout], ledger: Ledger, scan: FolderScan, plate_folder: str, force: bool = False
+) -> dict[str, Plan]:
+    """Plan jobs in workflow order, as a run would go: what one job will (re)make is pending for the next.
+
+    :func:`plan_job` sees the folder as it is; a file an earlier job would
+    only make (or remake) in the run is missing or up to date there. Here
+    such a file runs in every later job that reads it, with the reason
+    ``input pending from <Job>``. Nothing is written.
+
+    Returns
+    -------
+    dict
+        :class:`Plan` by job name, in order.
+    """
+    plans: dict[str, Plan] = {}
+    pending: dict[str, str] = {}  # output path -> the job that will write it
+    for layout in layouts:
+        plan = plan_job(layout, ledger, scan, plate_folder, force)
+        if pending and not layout.group_by:
+            _add_pending(plan, layout, pending)
+        for task in plan.tasks:
+            for output in task.outputs:
+                pending.setdefault(output, layout.name)
+        plans[layout.name] = plan
+    return plans
+
+
+def _add_pending(plan: Plan, layout: JobLayout, pending: dict[str, str]) -> None:
+    """Add to ``plan`` the inputs of ``layout`` that an earlier job of the chain will write."""
+    folder = os.path.join(layout.input_folder, "")
+    waiting = {}
+    for path, producer in pending.items():
+        name = path[len(folder) :] if path.startswith(folder) else None
+        if name and os.sep not in name and match([name], layout.input_pattern):
+            waiting[name] = producer
+    if layout.kind == PLATE:
+        waiting.pop(layout.output_name, None)
+        waiting.pop(BOOKKEEPING_FOLDER, None)
+        if waiting and not plan.tasks:
+            producers = ", ".join(sorted(set(waiting.values())))
+            task = Task(layout.output_name, [], [layout.output_path("")], {}, f"inputs pending from {producers}")
+            plan.tasks.append(task)
+            plan.up_to_date = [n for n in plan.up_to_date if n != layout.output_name]
+        return
+    running = {task.name for task in plan.tasks}
+    added = {name: producer for name, producer in waiting.items() if name not in running}
+    for name, producer in added.items():
+        plan.still_invalid.pop(name, None)
+        plan.tasks.append(Task(name, [folder + name], [layout.output_path(name)], {}, f"input pending from {producer}"))
+    plan.up_to_date = [n for n in plan.up_to_date if n not in added]
+    plan.tasks.sort(key=lambda task: task.name)
 
 
 def _skip_up_to_date_files(
@@ -581,6 +651,8 @@ __all__ = [
     "Plan",
     "decide",
     "plan_job",
+    "plan_chain",
+    "ledger_name",
     "match",
     "describe_input_change",
     "PER_FILE",

@@ -33,6 +33,31 @@ FILENAME_SCHEMES = {
 }
 
 
+#: A file name of each scheme, for error messages.
+SCHEME_EXAMPLES = {
+    "batchlib": "WellC01_PointC01_0000_ChannelDAPI,WF_GFP,TRITC_Seq0000.tiff",
+    "viewer": "WellC01_PointC01_0000_plate.h5",
+    "operetta": "r01c01f01p01-ch1sk1fk1fl1.tiff",
+    "imagexpress": "PLATE_A01_s1_w1.tif",
+}
+
+
+def describe_scheme(regex: re.Pattern) -> str:
+    """The scheme's name and an example file name, or its regular expression.
+
+    Examples
+    --------
+    >>> describe_scheme(compile_scheme("operetta"))
+    'operetta (e.g. r01c01f01p01-ch1sk1fk1fl1.tiff)'
+    >>> describe_scheme(compile_scheme("(?P<well>[A-P]..)_(?P<site>.)"))
+    "'(?P<well>[A-P]..)_(?P<site>.)'"
+    """
+    for name, pattern in FILENAME_SCHEMES.items():
+        if pattern == regex.pattern:
+            return f"{name} (e.g. {SCHEME_EXAMPLES[name]})"
+    return repr(regex.pattern)
+
+
 def plate_of(path: str) -> str:
     """The plate a file in a plate folder belongs to: the folder's name.
 
@@ -180,7 +205,7 @@ def parse_image_name(file_name: str, scheme: str | re.Pattern = "batchlib") -> I
     regex = compile_scheme(scheme) if isinstance(scheme, str) else scheme
     match = regex.search(file_name)
     if match is None:
-        raise ConfigError(f"file name {file_name!r} does not match the filename scheme {regex.pattern!r}")
+        raise ConfigError(f"file name {file_name!r} does not match the filename scheme {describe_scheme(regex)}")
     groups = match.groupdict()
     if groups.get("well"):
         well = parse_well(groups["well"])

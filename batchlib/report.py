@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError
-from .planning import FolderScan, JobLayout, Plan, plan_job
+from .planning import FolderScan, JobLayout, Plan, plan_chain
 from .state.ledger import DONE, FAILED, Ledger
 from .state.lock import lock_is_stale, read_lock
 from .state.status import NOT_RUN, job_state
@@ -39,13 +39,10 @@ def plan_saved_jobs(folder: str | os.PathLike, job: str | None = None) -> tuple[
         if job not in names:
             raise ConfigError(f"--job {job}: no such job in {folder}; known jobs: {', '.join(names) or 'none'}")
         names = [job]
-    scan = FolderScan()
-    plans = {}
-    for name in names:
-        spec = ledger.job_spec(name)
-        if spec is not None:
-            plans[name] = plan_job(JobLayout.from_spec(spec, folder), ledger, scan, folder)
-    return ledger, plans
+    # Every job in its order, so files an earlier job would remake count as pending for the later ones.
+    layouts = [JobLayout.from_spec(ledger.job_spec(name), folder) for name in ledger.jobs() if ledger.job_spec(name)]
+    plans = plan_chain(layouts, ledger, FolderScan(), folder)
+    return ledger, {name: plans[name] for name in names if name in plans}
 
 
 def job_counts(ledger: Ledger, name: str, plan: Plan) -> dict:
@@ -115,20 +112,18 @@ def explain_jobs(
 ) -> str:
     """Like :func:`explain`, but planned with the real jobs of a workflow script.
 
-    Parameter and version changes show here. Jobs are planned on the folder as
-    it is now, so files a job would only make in this run are still missing
-    for the jobs after it.
+    Parameter and version changes show here. Files an earlier job would make
+    or remake in the run show as pending in the jobs after it
+    (:func:`batchlib.planning.plan_chain`).
     """
     folder = os.path.abspath(folder)
     bookkeeping = Path(folder) / BOOKKEEPING
     ledger = Ledger(bookkeeping, writable=False)
-    scan = FolderScan()
-    plans = {}
+    layouts = []
     for i, entry in enumerate(jobs):
         job, kwargs = entry if isinstance(entry, tuple) else (entry, {})
-        layout = job.layout(folder, input_folder if i == 0 else None, kwargs)
-        plans[job.name] = plan_job(layout, ledger, scan, folder, force_recompute)
-    return _format_plans(plans, limit)
+        layouts.append(job.layout(folder, input_folder if i == 0 else None, kwargs))
+    return _format_plans(plan_chain(layouts, ledger, FolderScan(), folder, force_recompute), limit)
 
 
 def explain(folder: str | os.PathLike, job: str | None = None, limit: int | None = None) -> str:

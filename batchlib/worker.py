@@ -13,8 +13,10 @@ import traceback
 from dataclasses import dataclass, field
 
 from .base import BatchJob, check_result
-from .errors import ContainerError, OutputError
+from .capture import captured_warnings
+from .errors import ContainerError, InvalidInputError, OutputError
 from .io import is_container, open_file, write_key_stamps
+from .oserrors import input_error, resource_error
 from .planning import PLATE
 from .state.atomic import remove_path, replace, temporary_sibling
 from .state.ledger import DONE, FAILED, INVALID
@@ -55,6 +57,14 @@ class FileResult:
         Plate jobs: inputs left out as invalid, with the reason.
     detail : str or None
         The traceback of a failure.
+    recheck : bool
+        An invalid verdict to check again on every run (its reason lies
+        outside the file's content).
+    warnings : list of str
+        Warnings raised while the task was validated and run.
+    stop : str or None
+        The machine lacks what the run needs (disk space, file handles): the
+        run must stop, and this task gets no record.
     """
 
     name: str
@@ -66,22 +76,66 @@ class FileResult:
     written: dict = field(default_factory=dict)
     skipped_inputs: dict = field(default_factory=dict)
     detail: str | None = None
+    recheck: bool = False
+    warnings: list[str] = field(default_factory=list)
+    stop: str | None = None
 
 
 def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _validate_inputs(job: BatchJob, paths: list[str]) -> dict[str, str]:
-    problems = {}
-    for path in paths:
-        try:
-            problem = check_result(job.validate_input(path), "validate_input")
-        except Exception as err:  # a hook that raises calls its input invalid
-            problem = _describe(err)
-        if problem:
+def _validate(job: BatchJob, path: str) -> InvalidInputError | None:
+    """What is wrong with input ``path`` for ``job``, or None; a resource error propagates."""
+    try:
+        problem = check_result(job.validate_input(path), "validate_input")
+    except InvalidInputError as err:
+        return err
+    except OSError as err:
+        if resource_error(err) is not None:
+            raise
+        return input_error(err, path)
+    except Exception as err:  # a hook that raises calls its input invalid
+        return InvalidInputError(_describe(err))
+    return InvalidInputError(problem) if problem else None
+
+
+def _validate_inputs(job: BatchJob, item: WorkItem) -> tuple[dict[str, InvalidInputError], list[str]]:
+    """Problems of the inputs of ``item`` by path, and the warnings raised while checking them."""
+    problems, notes = {}, []
+    for path in item.inputs:
+        with captured_warnings() as caught:
+            problem = _validate(job, path)
+        prefix = f"{os.path.basename(path)}: " if len(item.inputs) > 1 else ""
+        notes += [prefix + message for message in caught]
+        if problem is not None:
             problems[path] = problem
-    return problems
+    return problems, notes
+
+
+def _verdict(item: WorkItem, err: BaseException) -> FileResult:
+    """The result of a task whose run (or finishing) raised ``err``."""
+    if isinstance(err, InvalidInputError):  # raw-file trouble found only when reading the pixels
+        return FileResult(item.name, INVALID, str(err), recheck=err.recheck)
+    stop = resource_error(err, item.outputs[0] if item.outputs else None)
+    if stop is not None:
+        return FileResult(item.name, FAILED, str(stop), stop=str(stop))
+    return FileResult(item.name, FAILED, _describe(err), detail=traceback.format_exc())
+
+
+def _attribute(results: list[FileResult], items: list[WorkItem], messages: list[str]) -> None:
+    """Attach the warnings of a call of run to the tasks they name (to the first one if they name none)."""
+    if len(items) == 1:
+        results[0].warnings += messages
+        return
+    names = [{os.path.basename(p) for p in (*item.inputs, *item.outputs)} for item in items]
+    for message in messages:
+        owners = [r for r, own in zip(results, names) if any(n in message for n in own)]
+        if owners:
+            for result in owners:
+                result.warnings.append(message)
+        else:
+            results[0].warnings.append(f"in a batch of {len(items)} files from {items[0].name}: {message}")
 
 
 def _finish_outputs(job: BatchJob, item: WorkItem, temporaries: dict[str, str]) -> FileResult:
@@ -147,17 +201,21 @@ def _run_items(job: BatchJob, items: list[WorkItem], kwargs: dict) -> tuple[list
             for output in item.outputs:
                 if output not in item.inputs:
                     set_aside_if_corrupt(output)
+    caught: list[str] = []
     try:
-        job.run(inputs, outputs, **kwargs)
+        with captured_warnings() as caught:
+            job.run(inputs, outputs, **kwargs)
         results = []
         for item in items:
             try:
                 results.append(_finish_outputs(job, item, temporaries))
             except Exception as err:
-                results.append(FileResult(item.name, FAILED, _describe(err), detail=traceback.format_exc()))
+                results.append(_verdict(item, err))
+        _attribute(results, items, caught)
         return _timed(results, start), False
     except Exception as err:
-        failed = [FileResult(i.name, FAILED, _describe(err), detail=traceback.format_exc()) for i in items]
+        failed = [_verdict(item, err) for item in items]
+        _attribute(failed, items, caught)
         return _timed(failed, start), True
     finally:
         for tmp in temporaries.values():
@@ -179,34 +237,48 @@ def process_batch(
 
     Invalid inputs are not passed to ``run``. If ``run`` fails on a batch of
     several files, each file is run again alone, so one bad file does not
-    fail its batch-mates.
+    fail its batch-mates. If the machine lacks what the run needs (disk
+    space), the tasks not finished get a ``stop`` result and nothing more runs.
     """
     host = socket.gethostname()
     results: dict[str, FileResult] = {}
     runnable: list[WorkItem] = []
+    notes: dict[str, list[str]] = {}
     for item in items:
-        problems = _validate_inputs(job, item.inputs)
+        try:
+            problems, notes[item.name] = _validate_inputs(job, item)
+        except OSError as err:  # the machine, not the file (too many open files)
+            results[item.name] = _verdict(item, err)
+            continue
         if job.kind == PLATE and problems and ignore_invalid_inputs:
             valid = [p for p in item.inputs if p not in problems]
-            skipped = {os.path.basename(p): why for p, why in problems.items()}
+            skipped = {os.path.basename(p): str(why) for p, why in problems.items()}
             if valid:
                 runnable.append(WorkItem(item.name, valid, item.outputs))
                 results[item.name] = FileResult(item.name, DONE, skipped_inputs=skipped)
                 continue
         if problems:
-            error = "; ".join(problems.values())
-            results[item.name] = FileResult(item.name, INVALID, error, skipped_inputs={})
+            error = "; ".join(map(str, problems.values()))
+            recheck = any(p.recheck for p in problems.values())
+            results[item.name] = FileResult(item.name, INVALID, error, skipped_inputs={}, recheck=recheck)
         else:
             runnable.append(item)
+    if any(r.stop for r in results.values()):
+        runnable = []
     if runnable:
         batch_results, raised = _run_items(job, runnable, kwargs)
-        if raised and len(runnable) > 1:
+        if raised and len(runnable) > 1 and not any(r.stop for r in batch_results):
             batch_results = [r for item in runnable for r in _run_items(job, [item], kwargs)[0]]
         for result in batch_results:
             earlier = results.get(result.name)
             if earlier is not None:
                 result.skipped_inputs = earlier.skipped_inputs
             results[result.name] = result
+    stop = next((r.stop for r in results.values() if r.stop), None)
+    for item in items:  # not run because the run stops
+        results.setdefault(item.name, FileResult(item.name, FAILED, stop, stop=stop))
+    for name, messages in notes.items():
+        results[name].warnings[:0] = messages
     ordered = [results[item.name] for item in items]
     for result in ordered:
         result.host = host
@@ -216,8 +288,13 @@ def process_batch(
 def process_batches(
     job: BatchJob, batches: list[list[WorkItem]], kwargs: dict, ignore_invalid_inputs: bool = False
 ) -> list[FileResult]:
-    """Process several batches in one call (fewer round trips to a pool)."""
-    return [r for batch in batches for r in process_batch(job, batch, kwargs, ignore_invalid_inputs)]
+    """Process several batches in one call (fewer round trips to a pool); stop at a resource error."""
+    results: list[FileResult] = []
+    for batch in batches:
+        results += process_batch(job, batch, kwargs, ignore_invalid_inputs)
+        if any(r.stop for r in results):
+            break
+    return results
 
 
 __all__ = ["WorkItem", "FileResult", "process_batch", "process_batches"]

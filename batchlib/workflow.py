@@ -8,6 +8,7 @@ this process writes bookkeeping.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,11 +22,21 @@ from typing import Any
 from tqdm import tqdm
 
 from .base import BatchJob, check_result
-from .errors import ConfigError
-from .executors import BatchError, Executor, SerialExecutor, batch_size_for, call_sizes, make_executor
+from .errors import ConfigError, ResourceError
+from .executors import (
+    BatchError,
+    Executor,
+    SerialExecutor,
+    batch_size_for,
+    call_sizes,
+    check_executor_options,
+    make_executor,
+)
 from .log import add_file_handler, configure, get_logger, remove_handler
+from .oserrors import resource_error
 from .params import canonical_json
-from .planning import BOOKKEEPING_FOLDER, PLATE, FolderScan, JobLayout, Plan, Task, plan_job
+from .planning import BOOKKEEPING_FOLDER, PLATE, FolderScan, JobLayout, Plan, Task, ledger_name, plan_job
+from .plate_checks import checks_across_plate, gather_facts
 from .state.atomic import TMP_PREFIX, remove_path
 from .state.ledger import DONE, FAILED, INVALID, Ledger, Record
 from .state.lock import FolderLock
@@ -57,6 +68,8 @@ class JobResult:
         Reasons, by file name.
     stops_workflow : bool
         Failures or invalid inputs that the run flags do not ignore.
+    warnings : dict
+        Warnings raised while files were processed, by file name.
     """
 
     name: str
@@ -70,6 +83,7 @@ class JobResult:
     failed_files: dict = field(default_factory=dict)
     invalid_files: dict = field(default_factory=dict)
     stops_workflow: bool = False
+    warnings: dict = field(default_factory=dict)
 
     def counts(self) -> dict:
         """The counts of ``batchlib status`` for this job."""
@@ -187,6 +201,7 @@ def run_workflow(
     for layout in layouts:
         if layout.input_folder != folder and not os.path.isdir(layout.input_folder):
             raise ConfigError(f"{layout.name}: input folder {layout.input_folder} does not exist or is not a folder")
+    check_executor_options(executor, n_jobs, dask_scheduler)  # before anything is created or locked
     bookkeeping = Path(folder) / BOOKKEEPING
     bookkeeping.mkdir(parents=True, exist_ok=True)
     logger = configure()
@@ -239,15 +254,29 @@ def run_workflow(
     except KeyboardInterrupt:
         workflow_state = "interrupted"
         raise
+    except ResourceError as err:
+        workflow_state = "stopped"
+        logger.error("workflow %s stopped: %s", name, err)
+        raise
+    except OSError as err:  # the driver's own writes (ledger, status files) on a full disk
+        stop = resource_error(err)
+        workflow_state = "failed" if stop is None else "stopped"
+        if stop is None:
+            raise
+        logger.error("workflow %s stopped: %s", name, stop)
+        raise stop from err
     except BaseException:
         workflow_state = "failed"
         raise
     finally:
-        if ledger is not None:
-            ledger.close()
+        # Each step on its own: on a full disk one failing must not keep the lock from being released.
+        with contextlib.suppress(OSError):
+            if ledger is not None:
+                ledger.close()
         if run_executor is not None and not isinstance(executor, Executor):
             run_executor.close()
-        _write_workflow_status(bookkeeping, name, folder, workflow_state, started, results)
+        with contextlib.suppress(OSError):
+            _write_workflow_status(bookkeeping, name, folder, workflow_state, started, results)
         _log_summary(logger, name, results, workflow_state)
         remove_handler(handler)
         lock.release()
@@ -312,6 +341,7 @@ def _run_job(job: BatchJob, kwargs: dict, layout: JobLayout, ctx: _Context) -> J
     result = JobResult(job.name, skipped=len(plan.up_to_date))
     result.invalid_files.update(plan.still_invalid)
     tasks = _drop_upstream_failures(plan, layout, ctx, result)
+    tasks = _refuse_across_plate(job, layout, plan, tasks, ctx, result, logger)
     logger.info(
         "%s: %d to run, %d up to date, %d invalid",
         job.name,
@@ -359,6 +389,30 @@ def _drop_upstream_failures(plan: Plan, layout: JobLayout, ctx: _Context, result
             reason = _UPSTREAM + "; ".join(ctx.failed_outputs[p] for p in failed[:3])
             _commit(ctx, layout, task, FileResult(task.name, INVALID, reason))
             result.invalid_files[task.name] = reason
+    return kept
+
+
+def _refuse_across_plate(
+    job: BatchJob, layout: JobLayout, plan: Plan, tasks: list[Task], ctx: _Context, result: JobResult, logger
+) -> list[Task]:
+    """Tasks whose inputs the job refuses because of the rest of the plate are recorded invalid, not run.
+
+    Such verdicts are checked again on every run (see :mod:`batchlib.plate_checks`).
+    """
+    if not tasks or not checks_across_plate(job):
+        return tasks
+    facts = gather_facts(job, layout, ctx.scan, ctx.ledger, ctx.folder, logger)
+    problems = job.plate_problems(facts, set(plan.up_to_date))
+    kept = []
+    for task in tasks:
+        reasons = [problems[name] for name in map(os.path.basename, task.inputs) if name in problems]
+        if not reasons:
+            kept.append(task)
+            continue
+        reason = "; ".join(reasons)
+        _commit(ctx, layout, task, FileResult(task.name, INVALID, reason, recheck=True))
+        result.invalid_files[task.name] = reason
+        logger.warning("%s: invalid input %s: %s", job.name, task.name, reason)
     return kept
 
 
@@ -411,11 +465,17 @@ def _collect(outcomes, job, layout, by_name, ctx: _Context, result: JobResult, l
                     for batch in outcome.args[1]
                     for item in batch
                 ]
+            stop = None
             for file_result in outcome:
+                if file_result.stop:  # unfinished: no record, the rerun does it
+                    stop = stop or file_result.stop
+                    continue
                 task = by_name[file_result.name]
                 _commit(ctx, layout, task, file_result)
                 _count(file_result, task, result, ctx, logger)
                 bar.update(1)
+            if stop:
+                raise ResourceError(stop)
             if time.monotonic() - last_sync > SYNC_INTERVAL:
                 ctx.ledger.flush()
                 last_sync = time.monotonic()
@@ -432,21 +492,22 @@ def _commit(ctx: _Context, layout: JobLayout, task: Task, r: FileResult) -> None
         round(r.duration, 6),
         r.host,
         time.time(),
+        r.recheck,
     )
     for path, (stamp, keys) in r.written.items():
         if keys:  # containers: remember the key stamps for later jobs
-            ctx.ledger.observe_file(_ledger_name(path, ctx.folder), stamp, keys, merge=True)
+            ctx.ledger.observe_file(ledger_name(path, ctx.folder), stamp, keys, merge=True)
         ctx.scan.forget([path])
     ctx.ledger.commit(layout.name, task.name, record)
 
 
-def _ledger_name(path: str, folder: str) -> str:
-    rel = os.path.relpath(path, folder)
-    return path if rel.startswith("..") else rel
-
-
 def _count(r: FileResult, task: Task, result: JobResult, ctx: _Context, logger: logging.Logger) -> None:
     result.pending -= 1
+    for message in r.warnings:  # with the file's name, unless the message starts with it
+        named = message if message.startswith(task.name) else f"{task.name}: {message}"
+        logger.warning("%s: %s", result.name, named)
+    if r.warnings:
+        result.warnings[task.name] = list(r.warnings)
     if r.state == DONE:
         result.processed += 1
         for name, why in r.skipped_inputs.items():
@@ -493,5 +554,6 @@ def _write_job_status(job: BatchJob, layout: JobLayout, plan: Plan, result: JobR
             },
             "failed": failed,
             "invalid": invalid,
+            "warnings": result.warnings,
         },
     )

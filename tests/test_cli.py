@@ -42,7 +42,8 @@ def test_status_json_shape(plate, capsys):
     assert status["jobs"]["CopyText"] == {"done": 4, "failed": 1, "invalid": 1, "pending": 2, "state": "failed_outputs"}
     # ImportText cannot read "INVALID" or "FAIL" as numbers; Scale skips what it did not make.
     assert status["jobs"]["ImportText"]["failed"] == 2
-    assert status["jobs"]["Scale"] == {"done": 4, "failed": 0, "invalid": 0, "pending": 0, "state": "processed"}
+    # Pending in Scale: what ImportText would make first (2 new files, 2 retried failures).
+    assert status["jobs"]["Scale"] == {"done": 4, "failed": 0, "invalid": 0, "pending": 4, "state": "processed"}
 
 
 def test_status_shows_the_lock_holder(plate, capsys):
@@ -99,6 +100,19 @@ def test_status_table_and_not_run(plate, capsys):
     assert main(["status", folder]) == 0
     table = capsys.readouterr().out
     assert "CopyText_b" in table and "not_run" in table and "failed_outputs" in table
+
+
+def test_explain_follows_the_chain(plate, capsys):
+    folder, raw = make_plate(plate)
+    write_inputs(raw, 1, start=6)
+    assert main(["explain", folder]) == 0
+    out = capsys.readouterr().out
+    # The new raw file runs in ImportText, and what ImportText would make runs in Scale.
+    assert "run  f006.txt: new" in out
+    assert "Scale: 3 would run, 4 up to date, 0 invalid" in out
+    assert "run  f006.h5: input pending from ImportText" in out
+    # A file that would be remade (ImportText retries its failure) is pending downstream too.
+    assert "run  f005.h5: input pending from ImportText" in out
 
 
 def test_explain_lists_files_and_reasons(plate, capsys):

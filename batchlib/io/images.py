@@ -79,14 +79,19 @@ def contrast_limits(image: np.ndarray, low: float = 1, high: float = 99) -> list
     """The ``low``-th and ``high``-th percentile of ``image``, exactly as ``np.percentile``.
 
     For 8- and 16-bit images they come from a histogram (no sort), which is
-    what makes writing a 2048 x 2048 image fast.
+    what makes writing a 2048 x 2048 image fast. NaN and infinite pixels are
+    left out (``[0, 0]`` if no pixel is finite).
 
     Examples
     --------
     >>> img = np.arange(1000, dtype=np.uint16).reshape(10, 100)
     >>> contrast_limits(img) == list(np.percentile(img, [1, 99]))
     True
+    >>> contrast_limits(np.array([1.0, 2.0, np.nan, np.inf, 3.0]), 0, 100)
+    [1.0, 3.0]
     """
+    if image.dtype.kind == "f":
+        image = finite_pixels(image)
     if image.size == 0:
         return [0.0, 0.0]
     if image.dtype not in (np.uint8, np.uint16):
@@ -100,6 +105,20 @@ def contrast_limits(image: np.ndarray, low: float = 1, high: float = 99) -> list
         hi = int(np.searchsorted(cumulative, min(below + 1, image.size - 1), side="right"))
         limits.append(float(lo + (position - below) * (hi - lo)))
     return limits
+
+
+def finite_pixels(image: np.ndarray) -> np.ndarray:
+    """The finite pixels of ``image`` (flat), or ``image`` itself if all are finite (no copy).
+
+    Examples
+    --------
+    >>> finite_pixels(np.array([[1.0, np.nan], [np.inf, 2.0]]))
+    array([1., 2.])
+    """
+    if image.dtype.kind != "f":
+        return image
+    finite = np.isfinite(image)
+    return image if finite.all() else image[finite]
 
 
 def nearest_downscale(labels: np.ndarray, factor: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from ..base import PlateJob
 from ..io import open_file, read_table, write_plate_table
 from ..io.tables import table_key
 from ..plate import compile_scheme, parse_image_name
+from .importer import NONFINITE_ATTR
 
 
 def image_table(
@@ -49,7 +50,7 @@ def image_table(
     table["score"] = table[f"median_{score_feature}"] if score_feature else np.nan
     table = table.reset_index()
     first = ["image_name", "site_name", "well_name", "n_cells", "score", "is_outlier", "too_few_cells"]
-    first += [c for c in ("out_of_focus", "focus_score") if c in table]
+    first += [c for c in ("out_of_focus", "focus_score", "n_nonfinite_pixels") if c in table]
     return table[first + [c for c in table.columns if c not in first]]
 
 
@@ -73,6 +74,9 @@ def well_table(
 def focus_score(image: np.ndarray) -> float:
     """Sharpness of an image: variance of its Laplacian over its squared mean (higher is sharper).
 
+    NaN and infinite pixels are left out: set to the mean of the others, and
+    the Laplacian next to them not counted.
+
     Examples
     --------
     >>> rng = np.random.default_rng(0)
@@ -80,12 +84,22 @@ def focus_score(image: np.ndarray) -> float:
     >>> from scipy.ndimage import gaussian_filter
     >>> focus_score(sharp) > 10 * focus_score(gaussian_filter(sharp, 3))
     True
+    >>> with_inf = sharp.copy(); with_inf[5, 5] = np.inf
+    >>> bool(np.isfinite(focus_score(with_inf)))
+    True
     """
-    from scipy.ndimage import laplace
+    from scipy.ndimage import binary_dilation, laplace
 
     image = image.astype(np.float64)
-    mean = image.mean()
-    return float(laplace(image).var() / mean**2) if mean > 0 else 0.0
+    finite = np.isfinite(image)
+    if not finite.any():
+        return 0.0
+    mean = image[finite].mean()
+    if finite.all():
+        return float(laplace(image).var() / mean**2) if mean > 0 else 0.0
+    response = laplace(np.where(finite, image, mean))
+    near = binary_dilation(~finite)  # the Laplacian reaches one pixel around a filled one
+    return float(response[~near].var() / mean**2) if mean > 0 and (~near).any() else 0.0
 
 
 def image_focus(path: str, channel: str) -> float:
@@ -114,19 +128,23 @@ def load_cells(
     frames = [table for table, _ in results]
     names = [name for _, name in results]
     cells = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_name", "well_name"])
-    return cells, pd.DataFrame(names, columns=["image_name", "site_name", "well_name"])
+    return cells, pd.DataFrame(names, columns=["image_name", "site_name", "well_name", "n_nonfinite_pixels"])
 
 
-def image_cells(path: str, table_keys: list[str], scheme: str) -> tuple[pd.DataFrame, tuple[str, str, str]]:
-    """One image's cells (cell, nucleus and cytoplasm features joined) and its (image, site, well) names."""
+def image_cells(path: str, table_keys: list[str], scheme: str) -> tuple[pd.DataFrame, tuple[str, str, str, int]]:
+    """One image's cells (cell, nucleus and cytoplasm features joined) and its (image, site, well) names.
+
+    The names end with the image's count of NaN and infinite pixels (0 if the importer recorded none).
+    """
     image_name = os.path.splitext(os.path.basename(path))[0]
     parsed = parse_image_name(os.path.basename(path), compile_scheme(scheme))
     with open_file(path, "r") as f:
         cells, nuclei, cytoplasm = (read_table(f, key.removeprefix("tables/")) for key in table_keys)
+        nonfinite = int(f.attrs.get(NONFINITE_ATTR, 0))
     table = cells.merge(nuclei, on="label_id", how="left").merge(cytoplasm, on="label_id", how="left")
     table.insert(0, "image_name", image_name)
     table.insert(1, "well_name", parsed.well.name)
-    return table, (image_name, parsed.site_name, parsed.well.name)
+    return table, (image_name, parsed.site_name, parsed.well.name, nonfinite)
 
 
 class AggregateTables(PlateJob):

@@ -58,14 +58,17 @@ def cut(image: np.ndarray, corner: Sequence[int], size: int) -> np.ndarray:
 
 
 def write_png(path: str, array: np.ndarray) -> None:
-    """8- or 16-bit grayscale PNG (other dtypes are scaled into 16 bits)."""
+    """8- or 16-bit grayscale PNG (other dtypes are scaled into 16 bits; NaN and infinite pixels become 0)."""
     from PIL import Image
 
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     elif array.dtype not in (np.uint8, np.uint16):
-        lo, hi = float(array.min()), float(array.max())
-        array = ((array - lo) / (hi - lo or 1) * 65535).astype(np.uint16)
+        finite = np.isfinite(array)
+        values = array[finite]
+        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        scaled = np.where(finite, (array - lo) / (hi - lo or 1) * 65535, 0)
+        array = np.clip(scaled, 0, 65535).astype(np.uint16)
     Image.fromarray(array).save(path)
 
 

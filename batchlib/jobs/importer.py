@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import warnings
+from collections import Counter
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from ..base import BatchJobOnContainer
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidInputError
 from ..io import open_file, set_image_info, write_image
+from ..oserrors import input_error, resource_error
 from ..plate import compile_scheme, parse_image_name
+
+#: Root attribute of a container: how many pixels of its imported channels are NaN or infinite.
+NONFINITE_ATTR = "batchlib_nonfinite_pixels"
+GIB = 1024**3
 
 #: Viewer colours for common semantic channel names.
 DEFAULT_COLORS = {"nuclei": "Blue", "cells": "Gray", "marker": "Green", "serum": "Green"}
@@ -33,6 +40,69 @@ def raw_channel_names(file_name: str, regex: re.Pattern, n_channels: int) -> lis
     if len(names) != n_channels:
         names = [f"channel{i}" for i in range(n_channels)]
     return names
+
+
+def tiff_header(path: str) -> tuple[tuple[int, int, int], str]:
+    """Shape ``(channels, y, x)`` and dtype of a TIFF's first series, read from its header only.
+
+    Raises :class:`InvalidInputError` for a file that is not a readable TIFF
+    or not a 2D / 3D image.
+    """
+    import tifffile
+
+    name = os.path.basename(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, dtype = tuple(int(n) for n in series.shape), str(series.dtype)
+    except OSError as err:
+        if resource_error(err) is not None:
+            raise
+        raise input_error(err, path) from err
+    except Exception as err:
+        raise InvalidInputError(f"{name} is not a readable TIFF: {type(err).__name__}: {err}") from err
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3:
+        raise InvalidInputError(f"{name}: expected a (channels, y, x) or (y, x) image, found shape {shape}")
+    return shape, dtype
+
+
+def describe_size(shape: Sequence[int], dtype: str) -> str:
+    """Words for an image's shape and size.
+
+    Examples
+    --------
+    >>> describe_size((3, 100000, 100000), "uint16")
+    '3 x 100000 x 100000 uint16 (55.9 GiB)'
+    """
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return f"{' x '.join(map(str, shape))} {dtype} ({nbytes / GIB:.1f} GiB)"
+
+
+def plate_reference(facts: dict[str, dict]) -> tuple | None:
+    """The (shape, dtype, channels) most of the plate's images share; ties go to the first name.
+
+    ``facts`` are :meth:`ImportImages.input_facts` by name; images whose
+    header could not be read do not count.
+
+    Examples
+    --------
+    >>> f = {"a": {"shape": [3, 8, 8], "dtype": "uint16", "channels": ["A", "B", "C"]},
+    ...      "b": {"shape": [3, 8, 8], "dtype": "uint16", "channels": ["A", "B", "C"]},
+    ...      "0_thumb": {"shape": [1, 1, 1], "dtype": "uint8", "channels": ["A"]}}
+    >>> plate_reference(f)
+    ((3, 8, 8), 'uint16', ('A', 'B', 'C'))
+    """
+    keys = [_reference_key(facts[name]) for name in sorted(facts) if "shape" in facts[name]]
+    if not keys:
+        return None
+    counts = Counter(keys)
+    return max(counts, key=lambda key: (counts[key], -keys.index(key)))
+
+
+def _reference_key(facts: dict) -> tuple:
+    return tuple(facts["shape"]), facts["dtype"], tuple(sorted(facts.get("channels", ())))
 
 
 class ImportImages(BatchJobOnContainer):
@@ -58,16 +128,36 @@ class ImportImages(BatchJobOnContainer):
         ``Well<W>_Point<W>_<site>_<plate>`` (the plate viewer's naming, so the
         jobs after the import use ``scheme="viewer"``); the raw channel name
         is the scheme's ``channel`` group (``"1"`` for ``ch1`` / ``w1``).
+    image_shape : tuple of int, optional
+        The plate's image shape, ``(channels, y, x)`` (``(1, y, x)`` for one
+        channel per file); default: the shape most of its files have.
+    dtype : str, optional
+        The plate's pixel type (``"uint16"``); default: the most common one.
+    max_image_gib : float
+        A file whose header claims a larger image is invalid (never read).
+    max_nonfinite_fraction : float
+        A float image with more NaN or infinite pixels than this fraction
+        (over its imported channels) is invalid.
     input_folder, identifier
         As for every job.
 
     Notes
     -----
-    A file that is not a readable TIFF, does not match the scheme, lacks a
-    mapped channel, or whose shape or dtype differs from the plate's (the
-    first readable file of the folder, in name order) is an invalid input,
-    recorded with the reason. The output keys are the container channel
-    names, stamped so later jobs rerun when an image is imported again.
+    Invalid inputs, recorded with the reason: a file that does not match
+    the scheme, is not a readable TIFF (corrupt, cut short, unreadable), lacks
+    a mapped channel, claims more than ``max_image_gib``, is mostly NaN, or
+    differs in shape, dtype or channel names from the plate (the shape, dtype
+    and channel set most of the plate's files share, or the ones declared);
+    and a second file for the same well and site (and channel, with
+    ``one_file_per_channel``): the first in name order is imported, unless the
+    other was imported already. Only files that match the scheme take part
+    in the plate's reference. The verdicts that depend on other files or on
+    the limits are checked again on every run, so they heal once the cause is
+    gone. A float image with a few NaN or infinite pixels is imported with a
+    warning; their number is the root attribute ``batchlib_nonfinite_pixels``
+    (and a column of the image table). The limits and the declared
+    reference are not parameters: changing them re-checks the files they
+    made invalid, and leaves imported images alone.
     """
 
     def __init__(
@@ -78,6 +168,10 @@ class ImportImages(BatchJobOnContainer):
         scheme: str = "batchlib",
         colors: Mapping[str, str] | None = None,
         one_file_per_channel: bool = False,
+        image_shape: Sequence[int] | None = None,
+        dtype: str | None = None,
+        max_image_gib: float = 4.0,
+        max_nonfinite_fraction: float = 0.5,
         input_folder: str | os.PathLike | None = None,
         identifier: str | None = None,
     ):
@@ -86,6 +180,17 @@ class ImportImages(BatchJobOnContainer):
             raise ConfigError("channels: map at least one raw channel to a name, e.g. {'DAPI': 'nuclei'}")
         if len(set(mapped.values())) != len(mapped):
             raise ConfigError(f"channels: two raw channels map to the same name in {dict(channels)}")
+        if image_shape is not None and (len(image_shape) != 3 or min(image_shape) < 1):
+            raise ConfigError(f"image_shape must be (channels, y, x) with positive sizes, got {tuple(image_shape)}")
+        if dtype is not None:
+            try:
+                dtype = str(np.dtype(dtype))
+            except TypeError as err:
+                raise ConfigError(f"dtype: {dtype!r} is not a numpy dtype name (uint8, uint16, float32, ...)") from err
+        if not max_image_gib > 0:
+            raise ConfigError(f"max_image_gib must be > 0, got {max_image_gib}")
+        if not 0 <= max_nonfinite_fraction <= 1:
+            raise ConfigError(f"max_nonfinite_fraction must be between 0 and 1, got {max_nonfinite_fraction}")
         super().__init__(
             input_pattern=input_pattern,
             output_ext=output_ext,
@@ -98,6 +203,11 @@ class ImportImages(BatchJobOnContainer):
         self.group_by = scheme if one_file_per_channel else None
         self.colors = {**DEFAULT_COLORS, **(colors or {})}
         self._regex = compile_scheme(scheme)
+        # Validation limits, not parameters: a change re-checks the invalid files, not the imported ones.
+        self._image_shape = tuple(int(n) for n in image_shape) if image_shape is not None else None
+        self._dtype = dtype
+        self._max_bytes = float(max_image_gib) * GIB
+        self._max_nonfinite = float(max_nonfinite_fraction)
 
     def __getstate__(self) -> dict:
         state = dict(vars(self))
@@ -109,63 +219,182 @@ class ImportImages(BatchJobOnContainer):
         self._regex = compile_scheme(self.scheme)
 
     # ---------------------------------------------------------------- checks
-    def _read(self, path: str) -> np.ndarray:
-        import tifffile
+    def check_layout(self, layout) -> None:
+        """Refuse a channel mapping that no raw file can satisfy, before the plate is touched.
 
-        image = tifffile.imread(path)
-        if image.ndim == 2:
-            image = image[None]
-        if image.ndim != 3:
-            raise ValueError(f"expected a (channels, y, x) image, found shape {image.shape}")
-        return image
-
-    def _reference(self, folder: str) -> tuple[tuple[int, ...], str] | None:
-        """Shape and dtype of the plate: those of its first readable raw file."""
-        import tifffile
-
+        Only the file names are read (the scheme's ``channel`` group); with
+        one file per channel the check is left out, since a site's channels
+        may arrive one after the other.
+        """
+        super().check_layout(layout)
+        if self.group_by or "channel" not in self._regex.groupindex:
+            return
         from ..planning import match
 
-        def find():
-            for name in sorted(match(os.listdir(folder), self.input_pattern)):
-                try:
-                    with tifffile.TiffFile(os.path.join(folder, name)) as tif:
-                        series = tif.series[0]
-                        shape = tuple(series.shape) if len(series.shape) == 3 else (1, *series.shape)
-                        return shape, str(series.dtype)
-                except Exception:
-                    continue
-            return None
+        try:
+            names = match(os.listdir(layout.input_folder), layout.input_pattern)
+        except OSError:
+            return  # the workflow reports a missing input folder
+        found: set[str] = set()
+        for name in names:
+            parsed = self._regex.search(name)
+            if parsed and parsed["channel"]:
+                found.update(parsed["channel"].split(","))
+        missing = [raw for raw in self.channels if raw not in found]
+        if found and missing:
+            raise ConfigError(
+                f"channels (--channels) maps {', '.join(missing)}, but no raw file in {layout.input_folder} has "
+                f"{'it' if len(missing) == 1 else 'them'}; the files have channels {', '.join(sorted(found))}"
+            )
 
-        return self.worker_resource(f"reference:{folder}", find)
+    def input_facts(self, path: str) -> dict:
+        """Well, site, channel names, shape and dtype of a raw file (header only)."""
+        name = os.path.basename(path)
+        try:
+            parsed = parse_image_name(name, self._regex)
+        except ConfigError:
+            return {}  # not part of the plate: it does not count for the reference
+        facts: dict = {"well": parsed.well.name, "site": parsed.site}
+        if self.group_by:
+            facts["channel"] = parsed.channel
+        try:
+            shape, dtype = tiff_header(path)
+        except InvalidInputError:
+            return facts  # its own validation says what is wrong with it
+        facts.update(shape=list(shape), dtype=dtype)
+        if not self.group_by:
+            facts["channels"] = raw_channel_names(name, self._regex, shape[0])
+        return facts
+
+    def plate_problems(self, facts: dict[str, dict], kept: set[str]) -> dict[str, str]:
+        """Files unlike the plate's reference, and second files for the same well and site."""
+        images = {name: f for name, f in facts.items() if "shape" in f and self._size_ok(f["shape"], f["dtype"])}
+        problems = {}
+        if self._declared_reference() is not None:
+            for name, f in images.items():
+                if not self._declared_matches(f):
+                    problems[name] = self._mismatch(name, f, self._declared_reference(), 0, 0, {})
+        elif images:
+            reference = plate_reference(images)
+            sharing = [f for _, f in sorted(images.items()) if _reference_key(f) == reference]
+            for name, f in images.items():
+                if _reference_key(f) != reference:
+                    problems[name] = self._mismatch(name, f, reference, len(sharing), len(images), sharing[0])
+        by_site: dict[tuple, list[str]] = {}
+        for name in sorted(images, key=lambda n: (n not in kept, n)):
+            if name not in problems:
+                by_site.setdefault((images[name]["well"], images[name]["site"], images[name].get("channel")), [])
+                by_site[(images[name]["well"], images[name]["site"], images[name].get("channel"))].append(name)
+        for (well, site, channel), names in by_site.items():
+            what = f"well {well}, site {site}" + (f", channel {channel}" if channel else "")
+            for name in names[1:]:
+                problems[name] = (
+                    f"{name} is a second file for {what}: {names[0]} is imported; remove one of them "
+                    "(checked again on every run)"
+                )
+        return problems
+
+    def _declared_reference(self) -> tuple | None:
+        if self._image_shape is None and self._dtype is None:
+            return None
+        return self._image_shape, self._dtype, None
+
+    def _mismatch(self, name: str, facts: dict, reference: tuple, sharing: int, total: int, example: dict) -> str:
+        """Words for how an image differs from the plate's reference (only what differs)."""
+        shape, dtype, channels = reference
+        found, wanted = [], []
+        if shape is not None and tuple(facts["shape"]) != shape:
+            found.append(f"shape {tuple(facts['shape'])}")
+            wanted.append(f"shape {shape}")
+        if dtype is not None and facts["dtype"] != dtype:
+            found.append(f"dtype {facts['dtype']}")
+            wanted.append(f"dtype {dtype}")
+        if channels is not None and tuple(sorted(facts.get("channels", ()))) != channels:
+            found.append(f"channels {','.join(facts['channels'])}")
+            wanted.append(f"channels {','.join(example.get('channels', channels))}")
+        if self._declared_reference() is not None:
+            return f"{name} has {', '.join(found)}, but the plate's images are declared to have {', '.join(wanted)}"
+        return (
+            f"{name} has {', '.join(found)}, but {sharing} of the plate's {total} images have {', '.join(wanted)} "
+            "(checked again on every run; declare the plate's shape and dtype if most files are wrong)"
+        )
+
+    def _declared_matches(self, facts: dict) -> bool:
+        shape, dtype, _ = self._declared_reference()
+        return (shape is None or tuple(facts["shape"]) == shape) and (dtype is None or facts["dtype"] == dtype)
+
+    def _size_ok(self, shape: Sequence[int], dtype: str) -> bool:
+        return int(np.prod(shape)) * np.dtype(dtype).itemsize <= self._max_bytes
 
     def validate_input(self, path: str) -> str | None:
-        import tifffile
-
         name = os.path.basename(path)
         try:
             parse_image_name(name, self._regex)
         except ConfigError as err:
             return str(err)
-        try:
-            with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                shape = tuple(series.shape) if len(series.shape) == 3 else (1, *series.shape)
-                dtype = str(series.dtype)
-        except Exception as err:
-            return f"{name} is not a readable TIFF: {type(err).__name__}: {err}"
+        shape, dtype = tiff_header(path)
+        if not self._size_ok(shape, dtype):
+            raise InvalidInputError(
+                f"{name} claims an image of {describe_size(shape, dtype)}, more than the limit of "
+                f"{self._max_bytes / GIB:g} GiB (max_image_gib); it was not read",
+                recheck=True,
+            )
         raw_names = raw_channel_names(name, self._regex, shape[0])
         missing = [raw for raw in self.channels if raw not in raw_names]
         if missing and not self.group_by:
             return f"{name} has channels {', '.join(raw_names)}; missing {', '.join(missing)}"
-        reference = self._reference(os.path.dirname(path))
-        if reference is not None and (shape, dtype) != reference:
-            return (
-                f"{name} has shape {shape} and dtype {dtype}, but the plate's images have shape "
-                f"{reference[0]} and dtype {reference[1]}"
-            )
         return None
 
     # ---------------------------------------------------------------- work
+    def _read(self, path: str) -> np.ndarray:
+        """The pixels of a raw file as (channels, y, x); raw-file trouble is an InvalidInputError."""
+        import tifffile
+
+        shape, dtype = tiff_header(path)
+        if not self._size_ok(shape, dtype):  # the file changed since it was validated
+            raise InvalidInputError(f"{os.path.basename(path)} claims {describe_size(shape, dtype)}", recheck=True)
+        try:
+            image = tifffile.imread(path)
+        except OSError as err:
+            if resource_error(err) is not None:
+                raise
+            raise input_error(err, path) from err
+        except Exception as err:  # cut short, corrupt compression: the file's fault, not ours
+            raise InvalidInputError(
+                f"{os.path.basename(path)} cannot be read (cut short or corrupt?): {type(err).__name__}: {err}"
+            ) from err
+        return image.reshape(shape)
+
+    def _checked_channels(self, name: str, planes: dict[str, np.ndarray]) -> int:
+        """Count the non-finite pixels of an image's channels; refuse a mostly non-finite image.
+
+        Warns (naming the file) about non-finite pixels and constant channels.
+        """
+        nonfinite = 0
+        if any(p.dtype.kind == "f" for p in planes.values()):
+            nonfinite = sum(int(p.size - np.count_nonzero(np.isfinite(p))) for p in planes.values())
+        total = sum(p.size for p in planes.values())
+        if nonfinite > self._max_nonfinite * total:
+            raise InvalidInputError(
+                f"{name}: {nonfinite} of its {total} pixels ({nonfinite / total:.0%}) are NaN or infinite, "
+                f"more than max_nonfinite_fraction={self._max_nonfinite:g}",
+                recheck=True,
+            )
+        if nonfinite:
+            warnings.warn(
+                f"{name}: {nonfinite} of {total} pixels are NaN or infinite; they are left out of contrast "
+                "limits, normalisation, thresholds and features",
+                stacklevel=2,
+            )
+        for channel, plane in planes.items():
+            finite = plane[np.isfinite(plane)] if plane.dtype.kind == "f" else plane
+            if finite.size and finite.min() == finite.max():
+                warnings.warn(
+                    f"{name}: channel {channel} is constant (every pixel {finite.flat[0]}); no objects will be found",
+                    stacklevel=2,
+                )
+        return nonfinite
+
     def run(self, input_files, output_files, **kwargs):
         if self.group_by:
             for files, out in zip(input_files, output_files):
@@ -176,13 +405,19 @@ class ImportImages(BatchJobOnContainer):
             image = self._read(inp)
             raw_names = raw_channel_names(name, self._regex, image.shape[0])
             parsed = parse_image_name(name, self._regex)
-            # A fresh container: an import means the raw image changed, so
-            # everything derived from it is stale anyway.
-            with open_file(out, "w") as f:
-                for raw, channel in self.channels.items():
-                    data = image[raw_names.index(raw)]
-                    write_image(f, channel, data, color=self.colors.get(channel, "White"), channel_information=raw)
-                set_image_info(f, image_information=parsed.site_name, well_information=parsed.well.name)
+            planes = {channel: image[raw_names.index(raw)] for raw, channel in self.channels.items()}
+            self._write(out, planes, self._checked_channels(name, planes), parsed)
+
+    def _write(self, out: str, planes: dict[str, np.ndarray], nonfinite: int, parsed) -> None:
+        # A fresh container: an import means the raw image changed, so
+        # everything derived from it is stale anyway.
+        raw_of = {channel: raw for raw, channel in self.channels.items()}
+        with open_file(out, "w") as f:
+            for channel, data in planes.items():
+                color = self.colors.get(channel, "White")
+                write_image(f, channel, data, color=color, channel_information=raw_of[channel])
+            set_image_info(f, image_information=parsed.site_name, well_information=parsed.well.name)
+            f.attrs[NONFINITE_ATTR] = nonfinite
 
     def _import_site(self, files: list[str], out: str) -> None:
         """One container from the one-channel files of a site."""
@@ -192,18 +427,10 @@ class ImportImages(BatchJobOnContainer):
             by_channel[match["channel"]] = path
         missing = [raw for raw in self.channels if raw not in by_channel]
         if missing:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{os.path.basename(out)}: no raw file for channel(s) {', '.join(missing)} "
-                f"(found {', '.join(sorted(by_channel))})"
+                f"(found {', '.join(sorted(by_channel))}; the site is imported once they are there)"
             )
         parsed = parse_image_name(os.path.basename(files[0]), self._regex)
-        with open_file(out, "w") as f:
-            for raw, channel in self.channels.items():
-                write_image(
-                    f,
-                    channel,
-                    self._read(by_channel[raw])[0],
-                    color=self.colors.get(channel, "White"),
-                    channel_information=raw,
-                )
-            set_image_info(f, image_information=parsed.site_name, well_information=parsed.well.name)
+        planes = {channel: self._read(by_channel[raw])[0] for raw, channel in self.channels.items()}
+        self._write(out, planes, self._checked_channels(os.path.basename(out), planes), parsed)

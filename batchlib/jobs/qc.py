@@ -231,11 +231,18 @@ def save_heatmap(
 
 
 def overlay(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """RGB uint8: the image in gray, cell outlines green, nucleus outlines magenta."""
+    """RGB uint8: the image in gray, cell outlines green, nucleus outlines magenta.
+
+    The gray scale spans the 1st to 99.5th percentile of the finite pixels;
+    NaN pixels are drawn black, infinite ones at the ends of the scale.
+    """
     from skimage.segmentation import find_boundaries
 
-    lo, hi = np.percentile(image, [1, 99.5]) if image.size else (0, 1)
-    gray = np.clip((image.astype(np.float64) - lo) / max(hi - lo, 1e-9), 0, 1)
+    from ..io.images import finite_pixels
+
+    finite = finite_pixels(image)
+    lo, hi = np.percentile(finite, [1, 99.5]) if finite.size else (0, 1)
+    gray = np.nan_to_num(np.clip((image.astype(np.float64) - lo) / max(hi - lo, 1e-9), 0, 1), nan=0.0)
     rgb = np.repeat((gray * 255).astype(np.uint8)[..., None], 3, axis=2)
     rgb[find_boundaries(cells, mode="inner")] = (0, 255, 0)
     rgb[find_boundaries(nuclei, mode="inner")] = (255, 0, 255)

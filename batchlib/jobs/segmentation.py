@@ -12,6 +12,7 @@ import numpy as np
 from ..base import BatchJobOnContainer
 from ..errors import ConfigError
 from ..io import open_file, read_image, write_image
+from ..io.images import finite_pixels
 
 #: The nuclei model shipped with batchlib (trained by scripts/train_nuclei_model.py).
 SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models", "nuclei_stardist")
@@ -20,14 +21,37 @@ SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models
 def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
     """Percentile normalization, as the StarDist models were trained with.
 
+    The percentiles are those of the finite pixels; NaN and infinite pixels
+    become 0 (background) afterwards.
+
     Examples
     --------
     >>> x = normalize(np.arange(1000.0))
     >>> round(float(x[10]), 3), round(float(x[997]), 3)
     (0.0, 1.0)
+    >>> normalize(np.array([0.0, np.nan, 10.0, np.inf]), 0, 100).tolist()
+    [0.0, 0.0, 1.0, 0.0]
     """
-    lo, hi = np.percentile(image, [low, high])
-    return ((image.astype(np.float32) - lo) / max(hi - lo, 1e-20)).astype(np.float32)
+    finite = finite_pixels(image)
+    lo, hi = np.percentile(finite, [low, high]) if finite.size else (0.0, 0.0)
+    normalized = ((image.astype(np.float32) - lo) / max(hi - lo, 1e-20)).astype(np.float32)
+    if finite is not image:
+        normalized[~np.isfinite(normalized)] = 0
+    return normalized
+
+
+def fill_nonfinite(image: np.ndarray) -> np.ndarray:
+    """``image`` with NaN and infinite pixels set to its lowest finite value (background), as float32 if needed.
+
+    Examples
+    --------
+    >>> fill_nonfinite(np.array([3.0, np.nan, 5.0, -np.inf])).tolist()
+    [3.0, 3.0, 5.0, 3.0]
+    """
+    finite = finite_pixels(image)
+    if finite is image:
+        return image
+    return np.where(np.isfinite(image), image, finite.min() if finite.size else 0).astype(image.dtype)
 
 
 def auto_tiles(shape: tuple[int, ...], tile_size: int) -> tuple[int, ...]:
@@ -223,7 +247,7 @@ def threshold_nuclei(image: np.ndarray, sigma: float = 1.5, min_size: int = 20, 
     from skimage.filters import gaussian, threshold_otsu
     from skimage.segmentation import watershed
 
-    smooth = gaussian(image.astype(np.float32), sigma=sigma, preserve_range=True)
+    smooth = gaussian(fill_nonfinite(image).astype(np.float32), sigma=sigma, preserve_range=True)
     if smooth.max() == smooth.min():
         return np.zeros(image.shape, np.uint32)
     mask = _remove_small(smooth > threshold_otsu(smooth), min_size)
@@ -289,7 +313,7 @@ def seeded_cells(
     from skimage.filters import gaussian, threshold_otsu
     from skimage.segmentation import watershed
 
-    smooth = gaussian(cell_image.astype(np.float32), sigma=sigma, preserve_range=True)
+    smooth = gaussian(fill_nonfinite(cell_image).astype(np.float32), sigma=sigma, preserve_range=True)
     if threshold is None:
         threshold = threshold_otsu(smooth) if smooth.max() > smooth.min() else np.inf
     foreground = (smooth > threshold) | (nuclei > 0)

@@ -113,8 +113,11 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, fsync: bool = True)
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as err:  # name the file meant, not its temporary sibling
+        raise OSError(err.errno, err.strerror, os.fspath(path)) from err

@@ -3,7 +3,8 @@
 On disk the ledger is three files:
 
 ``ledger.snapshot``
-    The compacted index: fingerprints, container key stamps, job layouts.
+    The compacted index: fingerprints, container key stamps, job layouts, and
+    what jobs read of their inputs' headers (for checks across the plate).
 ``ledger.records``
     The compacted full records, read only when a record is needed.
     Both are pickles of builtin types only (dicts, tuples, strings, numbers),
@@ -31,6 +32,7 @@ file system.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import io
 import json
@@ -81,6 +83,9 @@ class Record(NamedTuple):
         Host that processed the file.
     time : float
         When the record was committed (seconds since the epoch).
+    recheck : bool
+        An invalid verdict whose reason lies outside the file's content (a
+        permission, the rest of the plate): checked again on every run.
     """
 
     state: str
@@ -92,6 +97,12 @@ class Record(NamedTuple):
     duration: float
     host: str
     time: float
+    recheck: bool = False
+
+
+def _make_record(fields) -> Record:
+    # Records written before a field was added are shorter: the new fields take their defaults.
+    return Record(*fields)
 
 
 class FileState(NamedTuple):
@@ -162,6 +173,7 @@ class Ledger:
         self._fingerprints: dict[str, dict[str, str]] = {}
         self._files: dict[str, FileState] = {}
         self._jobs: dict[str, dict] = {}
+        self._facts: dict[str, dict[str, tuple[str, dict]]] = {}
         self._journal_fd: int | None = None
         self._journal_lines = 0
         if writable:
@@ -171,7 +183,7 @@ class Ledger:
     # ----------------------------------------------------------------- reading
     def _all_records(self) -> dict[str, dict[str, Record]]:
         if self._records is None:
-            make_record = Record._make
+            make_record = _make_record
             stored = self._read_pickle(self.records_path)["records"] if self.records_path.exists() else {}
             with gc_paused():
                 self._records = {
@@ -197,6 +209,10 @@ class Ledger:
     def file_state(self, name: str) -> FileState | None:
         """What the ledger last saw of file ``name``, or None."""
         return self._files.get(name)
+
+    def input_facts(self, job: str) -> dict[str, tuple[str, dict]]:
+        """What ``job`` read of its inputs' headers: ``name -> (file stamp, facts)`` (do not modify)."""
+        return self._facts.get(job, {})
 
     def job_spec(self, job: str) -> dict | None:
         """The description of ``job`` saved by its last run, or None."""
@@ -236,6 +252,11 @@ class Ledger:
         self._append({"op": "file", "name": name, "stamp": stamp, "keys": keys, "merge": merge})
         self._apply_file(name, stamp, keys, merge)
 
+    def observe_facts(self, job: str, name: str, stamp: str | None, facts: dict) -> None:
+        """Store what ``job`` read of input ``name`` (its header) while the file had ``stamp``."""
+        self._append({"op": "facts", "job": job, "name": name, "stamp": stamp, "facts": facts})
+        self._facts.setdefault(job, {})[name] = (stamp, facts)
+
     def set_job_spec(self, job: str, spec: dict) -> None:
         """Store how ``job`` matches its inputs (used by ``status``/``explain``)."""
         if self._jobs.get(job) != spec:
@@ -255,7 +276,13 @@ class Ledger:
             self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
         # One write call per line: a kill leaves the line whole or torn at the end.
-        os.write(self._journal_fd, line)
+        try:
+            written = os.write(self._journal_fd, line)
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(self.journal_path)) from err
+        if written < len(line):  # a full disk: take the torn line back, so the next one starts clean
+            os.ftruncate(self._journal_fd, os.lseek(self._journal_fd, 0, os.SEEK_END) - written)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.journal_path))
         self._journal_lines += 1
 
     def flush(self) -> None:
@@ -283,6 +310,7 @@ class Ledger:
             "fingerprints": self._fingerprints,
             "files": {name: tuple(fs) for name, fs in self._files.items()},
             "jobs": self._jobs,
+            "facts": self._facts,
         }
         atomic_write(self.snapshot_path, pickle.dumps(state, protocol=5))
         self.close()
@@ -335,6 +363,7 @@ class Ledger:
         self._fingerprints = state["fingerprints"]
         self._files = {name: FileState(*fs) for name, fs in state["files"].items()}
         self._jobs = dict(state["jobs"])
+        self._facts = {job: {n: tuple(v) for n, v in facts.items()} for job, facts in state.get("facts", {}).items()}
 
     def _replay_journal(self) -> None:
         with open(self.journal_path, "rb") as f:
@@ -367,10 +396,12 @@ class Ledger:
     def _apply(self, entry: dict) -> None:
         op = entry["op"]
         if op == "record":
-            self._store_record(entry["job"], entry["name"], Record._make(entry["rec"]))
+            self._store_record(entry["job"], entry["name"], _make_record(entry["rec"]))
         elif op == "file":
             self._apply_file(entry["name"], entry["stamp"], entry["keys"], entry["merge"])
         elif op == "job":
             self._jobs[entry["job"]] = entry["spec"]
+        elif op == "facts":
+            self._facts.setdefault(entry["job"], {})[entry["name"]] = (entry["stamp"], entry["facts"])
         else:
             raise KeyError(f"unknown ledger operation {op!r}")
