@@ -8,7 +8,34 @@ lines) and overridden on the command line (configargparse).
 
 from __future__ import annotations
 
+import argparse
+
 import configargparse
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: ...)" to an option's help only where it tells something.
+
+    Not when the help already states the default (``"(default: the
+    model's)"``), nor when the default is None (no value) or False (a flag).
+
+    Examples
+    --------
+    >>> parser = argparse.ArgumentParser(formatter_class=DefaultsHelpFormatter)
+    >>> _ = parser.add_argument("--n", type=int, default=1, help="workers")
+    >>> _ = parser.add_argument("--t", type=float, help="threshold (default: the model's)")
+    >>> _ = parser.add_argument("--gpu", action="store_true", help="use a GPU")
+    >>> for line in parser.format_help().splitlines()[-3:]:
+    ...     print(line.strip())
+    --n N       workers (default: 1)
+    --t T       threshold (default: the model's)
+    --gpu       use a GPU
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def workflow_parser(description: str, default_config_files: list[str] | None = None) -> configargparse.ArgParser:
@@ -22,7 +49,7 @@ def workflow_parser(description: str, default_config_files: list[str] | None = N
     parser = configargparse.ArgParser(
         description=description,
         default_config_files=default_config_files or [],
-        formatter_class=configargparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add(
         "-c",

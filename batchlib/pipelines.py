@@ -83,11 +83,13 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
     parser.add(
         "--channels",
         default="DAPI:nuclei,WF_GFP:cells,TRITC:marker",
-        help="raw channel -> name pairs, e.g. DAPI:nuclei,WF_GFP:cells,TRITC:marker; name - drops a channel",
+        help="raw channel -> name pairs, comma-separated; a name of - drops that channel",
     )
     parser.add("--nuclei-channel", default="nuclei", help="channel the nuclei are segmented on")
     parser.add("--cell-channel", default="cells", help="channel the cells are grown on (membrane, serum)")
-    parser.add("--container-ext", default=".h5", choices=[".h5", ".n5", ".zarr"], help="per-image containers")
+    parser.add(
+        "--container-ext", default=".h5", choices=[".h5", ".n5", ".zarr"], help="format of the per-image containers"
+    )
     parser.add(
         "--nuclei-method",
         default="stardist",
@@ -97,11 +99,11 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
     parser.add(
         "--model",
         default=None,
-        help="StarDist model: a folder, or a registered name (needs internet); "
-        "default: the model shipped with batchlib",
+        help="StarDist model: a folder, or a registered name (needs internet) "
+        "(default: the model shipped with batchlib)",
     )
-    parser.add("--prob-thresh", type=float, default=None, help="StarDist probability threshold (default: model's)")
-    parser.add("--nms-thresh", type=float, default=None, help="StarDist overlap threshold (default: model's)")
+    parser.add("--prob-thresh", type=float, default=None, help="StarDist probability threshold (default: the model's)")
+    parser.add("--nms-thresh", type=float, default=None, help="StarDist overlap threshold (default: the model's)")
     parser.add("--gpu", action="store_true", help="let StarDist use a GPU (default: CPU only)")
     parser.add("--min-cells", type=int, default=10, help="images with fewer cells are flagged as outliers")
     parser.add(
@@ -117,7 +119,7 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
         default=None,
         help="s3://bucket/prefix: the upload step publishes the results to <prefix>/<plate>/ (it runs only with "
         "this option). Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-        "AWS_PROFILE, instance role), never from this file",
+        "AWS_PROFILE, instance role), never from options or config files",
     )
     parser.add("--endpoint-url", default=None, help="S3-compatible server for --upload-to (default: AWS)")
     parser.add(
@@ -125,9 +127,9 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
         default="containers,plate_table,profiles,crops,qc,omezarr",
         help="comma-separated outputs to upload: containers, plate_table, profiles, crops, qc, omezarr, other",
     )
-    parser.add("--part-size-mb", type=int, default=16, help="part size of multipart uploads (>= 5 MiB)")
+    parser.add("--part-size-mb", type=int, default=16, help="part size of multipart uploads in MiB, at least 5")
     parser.add("--upload-concurrency", type=int, default=8, help="files and parts uploaded at once")
-    parser.add("--steps", default=None, help=f"comma-separated steps to run (default all: {', '.join(STEPS)})")
+    parser.add("--steps", default=None, help=f"comma-separated steps to run, of {', '.join(STEPS)} (default: all)")
     parser.add("--skip", default=None, help="comma-separated steps not to run")
     return parser
 

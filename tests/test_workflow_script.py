@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -95,3 +96,19 @@ def test_demo_command(tmp_path, capsys):
     assert cli_main(["status", str(results), "--json"]) == 0
     status = capsys.readouterr().out
     assert '"pending": 0' in status and '"failed": 1' not in status
+
+
+def test_help_gives_each_default_once():
+    from batchlib.pipelines import cell_analysis_parser
+
+    text = cell_analysis_parser().format_help().split("options:")[1].split("\n\n")[0]
+    # One entry per option; wrapped lines joined.
+    entries = {
+        entry.split()[0].rstrip(","): " ".join(entry.split()) for entry in re.split(r"\n(?=  -)", text) if entry.strip()
+    }
+    assert "--prob-thresh" in entries and "--skip" in entries
+    for entry in entries.values():
+        assert entry.count("(default") <= 1, entry
+        assert "(default: None)" not in entry and "(default: False)" not in entry, entry
+    assert entries["--prob-thresh"].endswith("StarDist probability threshold (default: the model's)")
+    assert entries["--n-jobs"].endswith("(default: 1)")  # a default the help does not state is still appended
