@@ -95,11 +95,13 @@ def test_a_run_is_quiet_unless_loglevel_is_debug(tmp_path):
 
     raw = tmp_path / "raw"
     write_demo_plate(raw, wells=["C01"], sites=1, shape=(64, 64), n_nuclei=5)
-    script = os.path.join(os.path.dirname(__file__), "..", "..", "workflows", "cell_analysis_workflow.py")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = os.path.join(root, "workflows", "cell_analysis_workflow.py")
     runs = {}
     for level in ("INFO", "DEBUG"):  # both at once: each spends most of its time importing TensorFlow
         env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP_")}
-        env["LOGLEVEL"] = level
+        # The batchlib of this tree, whichever one is installed.
+        env.update(LOGLEVEL=level, PYTHONPATH=os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")])))
         command = [sys.executable, script, "--folder", str(tmp_path / level), "--input-folder", str(raw)]
         runs[level] = subprocess.Popen(
             [*command, "--steps", "import,segment_nuclei", "--no-progress"],
