@@ -70,10 +70,25 @@ def configure() -> logging.Logger:
     return logger
 
 
+class RunLogFile(logging.FileHandler):
+    """The run's log file, whose failed writes (a full disk) never disturb the run.
+
+    The run itself reports a full disk, in one line; a log line lost on that
+    disk is not worth the traceback :mod:`logging` prints by default.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            super().close()
+
+
 def add_file_handler(bookkeeping: str | os.PathLike, workflow: str) -> logging.Handler:
     """Append everything logged under ``Workflow`` to ``<bookkeeping>/<workflow>.log``."""
     path = Path(bookkeeping) / f"{workflow}.log"
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler = RunLogFile(path, mode="a", encoding="utf-8")
     handler.setFormatter(logging.Formatter(_FORMAT))
     get_logger().addHandler(handler)
     return handler

@@ -6,6 +6,7 @@ Workers never touch the ledger, the lock or the status files; they return a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -16,6 +17,7 @@ from .base import BatchJob, check_result
 from .capture import captured_warnings
 from .errors import ContainerError, InvalidInputError, OutputError
 from .io import is_container, open_file, write_key_stamps
+from .io.containers import backend_of
 from .oserrors import input_error, resource_error
 from .planning import PLATE
 from .state.atomic import remove_path, replace, temporary_sibling
@@ -113,14 +115,32 @@ def _validate_inputs(job: BatchJob, item: WorkItem) -> tuple[dict[str, InvalidIn
     return problems, notes
 
 
-def _verdict(item: WorkItem, err: BaseException) -> FileResult:
+def _verdict(job: BatchJob, item: WorkItem, err: BaseException) -> FileResult:
     """The result of a task whose run (or finishing) raised ``err``."""
     if isinstance(err, InvalidInputError):  # raw-file trouble found only when reading the pixels
         return FileResult(item.name, INVALID, str(err), recheck=err.recheck)
     stop = resource_error(err, item.outputs[0] if item.outputs else None)
     if stop is not None:
+        if job.output_keys:
+            for output in item.outputs:
+                discard_if_hdf5(output)
         return FileResult(item.name, FAILED, str(stop), stop=str(stop))
     return FileResult(item.name, FAILED, _describe(err), detail=traceback.format_exc())
+
+
+def discard_if_hdf5(path: str) -> None:
+    """Give up an HDF5 container that was being written when the disk filled up.
+
+    HDF5 updates one file in place: a write cut short can leave it opening
+    fine but broken inside (``addr overflow`` on the next write). It is
+    renamed to a temporary name (no space needed), which the next run removes
+    (:func:`batchlib.workflow.run_workflow`); the job that creates it rebuilds
+    it from the raw image. N5 and Zarr keep each key in files of its own: a
+    key cut short has no stamp and is written again, so they are kept.
+    """
+    if backend_of(path).name == "h5" and os.path.isfile(path):
+        with contextlib.suppress(OSError):
+            os.replace(path, temporary_sibling(path))
 
 
 def _attribute(results: list[FileResult], items: list[WorkItem], messages: list[str]) -> None:
@@ -210,11 +230,11 @@ def _run_items(job: BatchJob, items: list[WorkItem], kwargs: dict) -> tuple[list
             try:
                 results.append(_finish_outputs(job, item, temporaries))
             except Exception as err:
-                results.append(_verdict(item, err))
+                results.append(_verdict(job, item, err))
         _attribute(results, items, caught)
         return _timed(results, start), False
     except Exception as err:
-        failed = [_verdict(item, err) for item in items]
+        failed = [_verdict(job, item, err) for item in items]
         _attribute(failed, items, caught)
         return _timed(failed, start), True
     finally:
@@ -248,7 +268,7 @@ def process_batch(
         try:
             problems, notes[item.name] = _validate_inputs(job, item)
         except OSError as err:  # the machine, not the file (too many open files)
-            results[item.name] = _verdict(item, err)
+            results[item.name] = _verdict(job, item, err)
             continue
         if job.kind == PLATE and problems and ignore_invalid_inputs:
             valid = [p for p in item.inputs if p not in problems]

@@ -275,11 +275,13 @@ def run_workflow(
                 ledger.close()
         if run_executor is not None and not isinstance(executor, Executor):
             run_executor.close()
-        with contextlib.suppress(OSError):
-            _write_workflow_status(bookkeeping, name, folder, workflow_state, started, results)
-        _log_summary(logger, name, results, workflow_state)
-        remove_handler(handler)
-        lock.release()
+        try:
+            with contextlib.suppress(OSError):
+                _write_workflow_status(bookkeeping, name, folder, workflow_state, started, results)
+            _log_summary(logger, name, results, workflow_state)
+            remove_handler(handler)
+        finally:
+            lock.release()
     return results
 
 

@@ -156,3 +156,17 @@ class SyntheticImages(BatchJobOnContainer):
                 write_image(f, "nuclei", stack[0], color="Blue", channel_information="DAPI")
                 write_image(f, "marker", stack[2], color="Green")
                 write_image(f, "nucleus_segmentation", labels, is_label=True)
+
+
+class FillsTheDisk(CopyText):
+    """CopyText whose third file raises the OS error ``error`` (as writing it on a full disk would); 0: none."""
+
+    def __init__(self, error: int, **kwargs):
+        super().__init__(**kwargs)
+        self.error = error
+
+    def run(self, input_files, output_files, **kwargs):
+        for inp, out in zip(input_files, output_files):
+            if self.error and inp.endswith("f002.txt"):
+                raise OSError(self.error, os.strerror(self.error), out)
+        super().run(input_files, output_files, **kwargs)
