@@ -12,14 +12,11 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 from .base import BatchJob, check_result
 from .errors import ConfigError, ResourceError
@@ -37,6 +34,7 @@ from .oserrors import resource_error
 from .params import canonical_json
 from .planning import BOOKKEEPING_FOLDER, PLATE, FolderScan, JobLayout, Plan, Task, ledger_name, plan_job
 from .plate_checks import checks_across_plate, gather_facts
+from .progress import FileProgress
 from .state.atomic import TMP_PREFIX, remove_path
 from .state.ledger import DONE, FAILED, INVALID, Ledger, Record
 from .state.lock import FolderLock
@@ -451,15 +449,7 @@ def _execute(
 def _collect(outcomes, job, layout, by_name, ctx: _Context, result: JobResult, logger, total: int) -> None:
     """Commit each file's result as it arrives, with a progress bar."""
     last_sync = time.monotonic()
-    with tqdm(
-        total=total,
-        desc=job.name,
-        unit="file",
-        file=sys.stderr,
-        disable=not ctx.progress,
-        mininterval=0.5,
-        leave=False,
-    ) as bar:
+    with FileProgress(total, job.name, ctx.progress) as bar:
         for outcome in outcomes:
             if isinstance(outcome, BatchError):
                 outcome = [
@@ -475,7 +465,7 @@ def _collect(outcomes, job, layout, by_name, ctx: _Context, result: JobResult, l
                 task = by_name[file_result.name]
                 _commit(ctx, layout, task, file_result)
                 _count(file_result, task, result, ctx, logger)
-                bar.update(1)
+            bar.update(len(outcome))
             if stop:
                 raise ResourceError(stop)
             if time.monotonic() - last_sync > SYNC_INTERVAL:
