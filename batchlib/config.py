@@ -38,6 +38,58 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def at_least(minimum: int):
+    """An argparse ``type``: an integer of at least ``minimum`` (checked when the options are parsed).
+
+    Examples
+    --------
+    >>> at_least(1)("4")
+    4
+    >>> at_least(1)("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected an integer >= 1, got '0'
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"  # what argparse names in its messages
+    return parse
+
+
+def number_in(low: float, high: float):
+    """An argparse ``type``: a number from ``low`` to ``high`` (inclusive).
+
+    Examples
+    --------
+    >>> number_in(0, 1)("0.5")
+    0.5
+    >>> number_in(0, 1)("1.5")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a number from 0 to 1, got '1.5'
+    """
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a number from {low:g} to {high:g}, got {text!r}")
+        return value
+
+    parse.__name__ = f"number from {low:g} to {high:g}"
+    return parse
+
+
 def workflow_parser(description: str, default_config_files: list[str] | None = None) -> configargparse.ArgParser:
     """A parser with the options every workflow script has.
 
@@ -61,7 +113,7 @@ def workflow_parser(description: str, default_config_files: list[str] | None = N
         "--folder", required=True, help="plate folder: outputs, per-image containers and batchlib/ bookkeeping go here"
     )
     parser.add("--input-folder", default=None, help="folder with the raw images, if not the plate folder")
-    parser.add("--n-jobs", type=int, default=1, help="worker processes")
+    parser.add("--n-jobs", type=at_least(1), default=1, help="worker processes")
     parser.add(
         "--executor",
         choices=["serial", "processes", "dask"],

@@ -7,11 +7,12 @@ parsed options, so other scripts can reuse it.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
 from .cli import run_and_exit_code
-from .config import run_options, workflow_parser
+from .config import at_least, number_in, run_options, workflow_parser
 from .errors import ConfigError
 
 #: Steps of the workflow, in order.
@@ -44,6 +45,23 @@ def parse_channels(text: str) -> dict[str, str | None]:
             raise ConfigError(f"--channels: expected raw:name pairs separated by commas, got {part!r}")
         mapping[raw.strip()] = None if name.strip() in ("", "-") else name.strip()
     return mapping
+
+
+def image_shape(text: str) -> tuple[int, int, int]:
+    """``"3,2048,2048"`` -> ``(3, 2048, 2048)``: the ``--image-shape`` option (channels, y, x).
+
+    Examples
+    --------
+    >>> image_shape("3, 512,512")
+    (3, 512, 512)
+    """
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected channels,y,x as three positive integers, got {text!r}")
+    return shape
 
 
 def parse_steps(steps: str | None, skip: str | None) -> list[str]:
@@ -85,6 +103,24 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
         default="DAPI:nuclei,WF_GFP:cells,TRITC:marker",
         help="raw channel -> name pairs, comma-separated; a name of - drops that channel",
     )
+    parser.add(
+        "--image-shape",
+        type=image_shape,
+        default=None,
+        help="the raw images' shape as channels,y,x (e.g. 3,2048,2048); files of another shape are invalid "
+        "(default: the shape most of the plate's files have)",
+    )
+    parser.add(
+        "--image-dtype",
+        default=None,
+        help="the raw images' pixel type, e.g. uint16 (default: the one most of the plate's files have)",
+    )
+    parser.add(
+        "--max-image-gib",
+        type=number_in(1e-6, 1e6),
+        default=4.0,
+        help="a raw file whose header claims a larger image is invalid, never read (GiB)",
+    )
     parser.add("--nuclei-channel", default="nuclei", help="channel the nuclei are segmented on")
     parser.add("--cell-channel", default="cells", help="channel the cells are grown on (membrane, serum)")
     parser.add(
@@ -102,16 +138,23 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
         help="StarDist model: a folder, or a registered name (needs internet) "
         "(default: the model shipped with batchlib)",
     )
-    parser.add("--prob-thresh", type=float, default=None, help="StarDist probability threshold (default: the model's)")
-    parser.add("--nms-thresh", type=float, default=None, help="StarDist overlap threshold (default: the model's)")
+    parser.add(
+        "--prob-thresh",
+        type=number_in(0, 1),
+        default=None,
+        help="StarDist probability threshold (default: the model's)",
+    )
+    parser.add(
+        "--nms-thresh", type=number_in(0, 1), default=None, help="StarDist overlap threshold (default: the model's)"
+    )
     parser.add("--gpu", action="store_true", help="let StarDist use a GPU (default: CPU only)")
-    parser.add("--min-cells", type=int, default=10, help="images with fewer cells are flagged as outliers")
+    parser.add("--min-cells", type=at_least(0), default=10, help="images with fewer cells are flagged as outliers")
     parser.add(
         "--score-feature",
         default=None,
         help="feature whose median is the tables' score column (default: Cells_Intensity_MeanIntensity_<last channel>)",
     )
-    parser.add("--crop-size", type=int, default=64, help="width and height of the single-cell crops (pixels)")
+    parser.add("--crop-size", type=at_least(1), default=64, help="width and height of the single-cell crops (pixels)")
     parser.add("--qc-features", default="n_cells,score", help="well-table columns drawn as plate heatmaps")
     parser.add("--ngff-version", default="0.4", choices=["0.4", "0.5"], help="OME-Zarr version of the export")
     parser.add(
@@ -127,8 +170,8 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
         default="containers,plate_table,profiles,crops,qc,omezarr",
         help="comma-separated outputs to upload: containers, plate_table, profiles, crops, qc, omezarr, other",
     )
-    parser.add("--part-size-mb", type=int, default=16, help="part size of multipart uploads in MiB, at least 5")
-    parser.add("--upload-concurrency", type=int, default=8, help="files and parts uploaded at once")
+    parser.add("--part-size-mb", type=at_least(5), default=16, help="part size of multipart uploads in MiB, at least 5")
+    parser.add("--upload-concurrency", type=at_least(1), default=8, help="files and parts uploaded at once")
     parser.add("--steps", default=None, help=f"comma-separated steps to run, of {', '.join(STEPS)} (default: all)")
     parser.add("--skip", default=None, help="comma-separated steps not to run")
     return parser
@@ -162,6 +205,9 @@ def cell_analysis_jobs(args) -> list:
             output_ext=args.container_ext,
             scheme=args.scheme,
             one_file_per_channel=args.one_file_per_channel,
+            image_shape=args.image_shape,
+            dtype=args.image_dtype,
+            max_image_gib=args.max_image_gib,
             input_folder=args.input_folder,
         ),
         "segment_nuclei": lambda: (

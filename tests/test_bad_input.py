@@ -300,3 +300,41 @@ def test_unreadable_file_is_invalid_until_its_permissions_are_fixed(plate):
     assert done.returncode == 0, done.stderr
     assert workflow_status(folder)["ImportImages"]["processed_now"] == 1
     assert len(image_names(folder)) == 5
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--channels", "DAPI:nuclei,WF_GFP:cells,CY5:marker"], "channels (--channels) maps CY5, but no raw file in"),
+        (["--n-jobs", "0"], "argument --n-jobs: expected an integer >= 1, got '0'"),
+        (["--prob-thresh", "1.5"], "argument --prob-thresh: expected a number from 0 to 1, got '1.5'"),
+        (["--image-shape", "3,96"], "argument --image-shape: expected channels,y,x as three positive integers"),
+        (["--image-dtype", "uint17"], "dtype (--image-dtype): 'uint17' is not a numpy dtype name"),
+    ],
+)
+def test_config_mistakes_stop_before_the_plate_is_touched(tmp_path, capsys, option, message):
+    raw, folder = str(tmp_path / "raw"), str(tmp_path / "P")
+    write_demo_plate(raw, wells={"C01": 1.0}, sites=1, shape=SHAPE, n_nuclei=8)
+    try:
+        code = run(folder, raw, *option)
+    except SystemExit as stop:  # argparse refuses the value while parsing
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err
+    if option[0] == "--channels":
+        assert "the files have channels DAPI, TRITC, WF_GFP" in err
+    assert not os.path.exists(folder)  # no folder, no lock, no summary
+    assert "workflow CellAnalysisWorkflow" not in err
+
+
+def test_a_declared_image_shape_is_the_reference(plate):
+    folder, raw = plate
+    write_tiff(os.path.join(raw, NEW), stack(shape=(64, 64)))
+    # Declared: the new 64 x 64 file is right, unlike most of the plate (whose imported images stay).
+    assert run(folder, raw, "--image-shape", "3,64,64") == 0
+    assert workflow_status(folder)["ImportImages"]["processed_now"] == 1
+    other = raw_file_name("C03", 1, 101)
+    write_tiff(os.path.join(raw, other), stack(shape=(64, 64)))
+    assert run(folder, raw, "--image-shape", "3,32,32") == 1
+    message = job_status(folder, "ImportImages")["invalid"][other]
+    assert message == f"{other} has shape (3, 64, 64), but the plate's images are declared to have shape (3, 32, 32)"

@@ -181,14 +181,18 @@ class ImportImages(BatchJobOnContainer):
         if len(set(mapped.values())) != len(mapped):
             raise ConfigError(f"channels: two raw channels map to the same name in {dict(channels)}")
         if image_shape is not None and (len(image_shape) != 3 or min(image_shape) < 1):
-            raise ConfigError(f"image_shape must be (channels, y, x) with positive sizes, got {tuple(image_shape)}")
+            raise ConfigError(
+                f"image_shape (--image-shape) must be (channels, y, x) with positive sizes, got {tuple(image_shape)}"
+            )
         if dtype is not None:
             try:
                 dtype = str(np.dtype(dtype))
             except TypeError as err:
-                raise ConfigError(f"dtype: {dtype!r} is not a numpy dtype name (uint8, uint16, float32, ...)") from err
+                raise ConfigError(
+                    f"dtype (--image-dtype): {dtype!r} is not a numpy dtype name (uint8, uint16, float32, ...)"
+                ) from err
         if not max_image_gib > 0:
-            raise ConfigError(f"max_image_gib must be > 0, got {max_image_gib}")
+            raise ConfigError(f"max_image_gib (--max-image-gib) must be > 0, got {max_image_gib}")
         if not 0 <= max_nonfinite_fraction <= 1:
             raise ConfigError(f"max_nonfinite_fraction must be between 0 and 1, got {max_nonfinite_fraction}")
         super().__init__(
