@@ -19,7 +19,6 @@ implements :meth:`BatchJob.run`::
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -188,13 +187,15 @@ class BatchJob:
         """
         if self.input_keys:
             return missing_keys(path, self.input_keys, "input")
-        if not os.path.exists(path):
-            if os.path.islink(path):
-                raise input_error(FileNotFoundError(errno.ENOENT, "target missing", path), path)
-            return f"{path} does not exist"
-        if not os.path.isdir(path):
-            with open(path, "rb"):  # unreadable: OSError, classified by the caller
+        try:
+            with open(path, "rb"):  # unreadable: an OSError, which the caller classifies
                 pass
+        except IsADirectoryError:
+            return None  # a folder input (of a plate job)
+        except FileNotFoundError as err:
+            if os.path.islink(path):
+                raise input_error(err, path) from err
+            return f"{path} does not exist"
         return None
 
     def input_facts(self, path: str) -> dict:

@@ -18,13 +18,24 @@ from collections.abc import Iterator
 LIBRARY_LOGGERS = ("tifffile",)
 
 
+#: Messages for the developers of the libraries we call, not about the files.
+_FOR_DEVELOPERS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
 class _Collect(logging.Handler):
-    def __init__(self, messages: list[str]):
+    """Appends the library warnings logged to the innermost capture's list (one handler for all)."""
+
+    def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.messages = messages
+        self.targets: list[list[str]] = []
+        self.propagate: dict[str, bool] = {}  # of the library loggers, while attached
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(f"{record.name}: {record.getMessage()}")
+        if self.targets:
+            self.targets[-1].append(f"{record.name}: {record.getMessage()}")
+
+
+_COLLECT = _Collect()
 
 
 def _describe(caught: warnings.WarningMessage) -> str:
@@ -39,7 +50,7 @@ def captured_warnings() -> Iterator[list[str]]:
     """Collect the warnings raised, and the library warnings logged, while the block runs.
 
     Yields the list the messages are appended to (each once, in order).
-    Nothing is printed for them: the caller reports them.
+    Nothing is printed for them: the caller reports them. Captures nest.
 
     Examples
     --------
@@ -50,24 +61,24 @@ def captured_warnings() -> Iterator[list[str]]:
     ['RuntimeWarning: divide by zero encountered in log']
     """
     messages: list[str] = []
-    handler = _Collect(messages)
-    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
-    propagate = [lg.propagate for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.propagate = False
+    if not _COLLECT.targets:
+        for name in LIBRARY_LOGGERS:
+            library = logging.getLogger(name)
+            library.addHandler(_COLLECT)
+            _COLLECT.propagate[name], library.propagate = library.propagate, False
+    _COLLECT.targets.append(messages)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            # Messages for developers of the libraries we call, not about the files.
-            for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
-                warnings.filterwarnings("ignore", category=category)
             try:
                 yield messages
             finally:
-                messages.extend(_describe(w) for w in caught)
+                messages.extend(_describe(w) for w in caught if not issubclass(w.category, _FOR_DEVELOPERS))
                 messages[:] = list(dict.fromkeys(messages))
     finally:
-        for lg, before in zip(loggers, propagate):
-            lg.removeHandler(handler)
-            lg.propagate = before
+        _COLLECT.targets.pop()
+        if not _COLLECT.targets:
+            for name in LIBRARY_LOGGERS:
+                library = logging.getLogger(name)
+                library.removeHandler(_COLLECT)
+                library.propagate = _COLLECT.propagate.pop(name, True)

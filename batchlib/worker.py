@@ -311,8 +311,9 @@ def process_batches(
     """Process several batches in one call (fewer round trips to a pool); stop at a resource error."""
     results: list[FileResult] = []
     for batch in batches:
-        results += process_batch(job, batch, kwargs, ignore_invalid_inputs)
-        if any(r.stop for r in results):
+        done = process_batch(job, batch, kwargs, ignore_invalid_inputs)
+        results += done
+        if any(r.stop for r in done):
             break
     return results
 
