@@ -71,6 +71,20 @@ def log_text(folder: str) -> str:
         return f.read()
 
 
+def omezarr_fields(folder: str) -> int:
+    """Fields of the plate's OME-Zarr export (folders <row>/<column>/<field>)."""
+    plate = os.path.join(folder, f"{os.path.basename(folder)}.ome.zarr")
+    return sum(
+        1
+        for row in os.scandir(plate)
+        if row.is_dir()
+        for column in os.scandir(row.path)
+        if column.is_dir()
+        for field in os.scandir(column.path)
+        if field.is_dir() and field.name.isdigit()
+    )
+
+
 def stamps(folder: str) -> dict[str, int]:
     return {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in os.listdir(folder) if n.endswith(".h5")}
 
@@ -140,6 +154,7 @@ class Kind:
     reason: str  # part of the message, besides the file's name
     fix: Callable[[str], None] | None  # None: the cure is to remove the file
     imported_after_fix: int  # files ImportImages processes on the plain rerun after the cure
+    logged: str = ""  # a warning the log shows with the file's name, besides the reason
 
 
 KINDS = [
@@ -202,6 +217,8 @@ KINDS = [
         "cannot be read (cut short or corrupt?)",
         lambda p: write_tiff(p, stack()),
         1,
+        # tifffile's own warning, which names no file, is reported with the file it is about
+        logged=f"ImportImages: {NEW}: tifffile: <tifffile.TiffPages @8> invalid page offset",
     ),
     Kind(
         "missing channel",
@@ -237,12 +254,13 @@ def test_bad_input_is_isolated_reported_and_heals(plate, kind):
     message = job_status(folder, "ImportImages")["invalid"][kind.file]
     assert kind.file in message and kind.reason in message, message
     assert kind.file in err and kind.reason in err
+    assert kind.logged in err
     assert workflow_status(folder)["SegmentNucleiThreshold"]["state"] == "not_run"
 
     # With it: every other image goes through every step, nothing done before is redone.
     assert run(folder, raw, "--ignore-invalid-inputs") == 0
     assert stamps(folder) == before
-    assert image_names(folder) == good
+    assert image_names(folder) == good and omezarr_fields(folder) == 4  # every output agrees on the images
     jobs = workflow_status(folder)
     assert [jobs[j]["done"] for j in PER_IMAGE_JOBS] == [4] * 5
     assert jobs["ImportImages"]["invalid"] == 1 and all(jobs[j]["state"] == "processed" for j in PLATE_JOBS)
@@ -338,3 +356,22 @@ def test_a_declared_image_shape_is_the_reference(plate):
     assert run(folder, raw, "--image-shape", "3,32,32") == 1
     message = job_status(folder, "ImportImages")["invalid"][other]
     assert message == f"{other} has shape (3, 64, 64), but the plate's images are declared to have shape (3, 32, 32)"
+
+
+def test_files_refused_against_an_old_reference_are_checked_again(tmp_path):
+    """3 files of 64 x 64 and 1 of 96 x 96: the odd one is refused; 3 more of 96 x 96 arrive: it is imported."""
+    raw, folder = tmp_path / "raw", str(tmp_path / "P")
+    raw.mkdir()
+    for site in range(3):
+        write_tiff(str(raw / raw_file_name("C01", site, site)), stack(seed=site, shape=(64, 64)))
+    first = raw_file_name("C02", 0, 10)
+    write_tiff(str(raw / first), stack(seed=10))
+    assert run(folder, str(raw), "--ignore-invalid-inputs") == 0
+    assert list(job_status(folder, "ImportImages")["invalid"]) == [first]
+    for site in range(1, 4):
+        write_tiff(str(raw / raw_file_name("C02", site, 10 + site)), stack(seed=10 + site))
+    # Now most files are 96 x 96: the first one is imported with them, though it did not change.
+    assert run(folder, str(raw), "--ignore-invalid-inputs") == 0
+    assert workflow_status(folder)["ImportImages"]["processed_now"] == 4
+    assert job_status(folder, "ImportImages")["invalid"] == {}  # the 64 x 64 ones, imported before, stay
+    assert len(image_names(folder)) == 7
