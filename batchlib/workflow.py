@@ -402,6 +402,8 @@ def _refuse_across_plate(
     if not tasks or not checks_across_plate(job):
         return tasks
     facts = gather_facts(job, layout, ctx.scan, ctx.ledger, ctx.folder, logger)
+    # A file known to be broken (recorded invalid for its content, unchanged since) does not count.
+    facts = {name: f for name, f in facts.items() if name not in plan.still_invalid}
     problems = job.plate_problems(facts, set(plan.up_to_date))
     kept = []
     for task in tasks:
