@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -10,9 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..base import BatchJobOnContainer
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidInputError
 from ..io import open_file, read_image, write_image
 from ..io.images import finite_pixels
+from ..nucleus_size import DIAMETER_ATTR, SCALE_ATTR, estimate_diameter, rescale_factor
 
 #: The nuclei model shipped with batchlib (trained by scripts/train_nuclei_model.py).
 SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models", "nuclei_stardist")
@@ -63,6 +66,27 @@ def auto_tiles(shape: tuple[int, ...], tile_size: int) -> tuple[int, ...]:
     (2, 1)
     """
     return tuple(max(1, math.ceil(s / tile_size)) for s in shape)
+
+
+#: A file in a model folder with what batchlib knows of the model: ``{"nucleus_diameter": 16.0}``,
+#: the typical nucleus diameter (pixels, as :func:`batchlib.nucleus_size.estimate_diameter`
+#: measures it) of the images it was trained on.
+MODEL_INFO = "batchlib.json"
+
+
+def recorded_diameter(model: str | None) -> float | None:
+    """The nucleus diameter the model was trained for, if its folder records it (:data:`MODEL_INFO`).
+
+    ``model`` is None for the shipped model, a folder, or a registered name
+    (those record none).
+    """
+    folder = SHIPPED_MODEL if model is None else model
+    path = os.path.join(folder, MODEL_INFO)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        value = json.load(f).get("nucleus_diameter")
+    return float(value) if value else None
 
 
 def _model_fingerprint(folder: str) -> str:
@@ -139,8 +163,62 @@ def _pretrained(model: str):
     return pretrained
 
 
+class NucleusSize:
+    """How a segment job knows the nucleus diameter of an image: given, or estimated from its pixels.
+
+    Parameters
+    ----------
+    diameter : float, optional
+        The nucleus diameter in pixels, for every image.
+    diameter_um : float, optional
+        The nucleus diameter in micrometres; needs the pixel size (``pixel_size_um``,
+        or the container's root attribute ``pixel_size_um``).
+    pixel_size_um : float, optional
+        Micrometres per pixel, when the containers do not say.
+
+    With neither diameter, each image's is estimated
+    (:func:`batchlib.nucleus_size.estimate_diameter`).
+    """
+
+    def __init__(self, diameter: float | None, diameter_um: float | None, pixel_size_um: float | None):
+        for name, value in (("nucleus_diameter", diameter), ("nucleus_diameter_um", diameter_um)):
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} (--{name.replace('_', '-')}) must be > 0 pixels, got {value}")
+        if diameter is not None and diameter_um is not None:
+            raise ConfigError("give nucleus_diameter (pixels) or nucleus_diameter_um, not both")
+        self.diameter, self.diameter_um, self.pixel_size_um = diameter, diameter_um, pixel_size_um
+
+    def of(self, image: np.ndarray, path: str, attrs) -> float:
+        """The nucleus diameter (pixels) of ``image``, from container ``path`` with root attributes ``attrs``."""
+        if self.diameter is not None:
+            return float(self.diameter)
+        if self.diameter_um is not None:
+            pixel_size = self.pixel_size_um or attrs.get(PIXEL_SIZE_ATTR)
+            if not pixel_size:
+                raise InvalidInputError(
+                    f"{os.path.basename(path)}: nucleus_diameter_um needs the pixel size, and the container has no "
+                    f"{PIXEL_SIZE_ATTR} attribute; give pixel_size_um (--pixel-size-um) or nucleus_diameter in pixels",
+                    recheck=True,
+                )
+            return float(self.diameter_um) / float(pixel_size)
+        return estimate_diameter(image)
+
+
+#: Root attribute of a container: the size of its pixels in micrometres, where known.
+PIXEL_SIZE_ATTR = "pixel_size_um"
+
+
 class SegmentNucleiStarDist(BatchJobOnContainer):
-    """Nuclei instance segmentation with StarDist, written as a multiscale label image.
+    """Nuclei instance segmentation with StarDist, at the nucleus size the model was trained for.
+
+    Each image is rescaled so that its nuclei have the diameter the model
+    was trained on (recorded in the model folder, :data:`MODEL_INFO`),
+    predicted (in tiles if large), and its labels returned on the image's own
+    pixel grid. The diameter is estimated per image
+    (:func:`batchlib.nucleus_size.estimate_diameter`) unless given. The
+    diameter and the factor used are written as the container's root
+    attributes ``batchlib_nucleus_diameter`` and ``batchlib_segmentation_scale``
+    (columns of the image table).
 
     Parameters
     ----------
@@ -155,7 +233,15 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
     prob_thresh, nms_thresh : float, optional
         Override the model's thresholds.
     tile_size : int
-        Images larger than this (per axis) are predicted in tiles.
+        Rescaled images larger than this (per axis) are predicted in tiles.
+    nucleus_diameter : float, optional
+        Nucleus diameter in pixels for every image, instead of the estimate.
+    nucleus_diameter_um, pixel_size_um : float, optional
+        The diameter in micrometres (see :class:`NucleusSize`).
+    model_diameter : float, optional
+        The nucleus diameter (pixels) the model works best at, for a model
+        that does not record it. Without either, images are not rescaled
+        (registered pretrained models record none; a warning says so).
     gpu : bool
         Let TensorFlow use a GPU; by default the job runs on the CPU.
     """
@@ -170,6 +256,10 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
         prob_thresh: float | None = None,
         nms_thresh: float | None = None,
         tile_size: int = 1024,
+        nucleus_diameter: float | None = None,
+        nucleus_diameter_um: float | None = None,
+        pixel_size_um: float | None = None,
+        model_diameter: float | None = None,
         gpu: bool = False,
         input_pattern: str = "*.h5",
         identifier: str | None = None,
@@ -179,6 +269,7 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
         self.prob_thresh = prob_thresh
         self.nms_thresh = nms_thresh
         self.tile_size = int(tile_size)
+        self._size = NucleusSize(nucleus_diameter, nucleus_diameter_um, pixel_size_um)
         self._gpu = bool(gpu)
         folder = SHIPPED_MODEL if model is None else self.model
         if model is None and not os.path.isdir(SHIPPED_MODEL):
@@ -187,6 +278,16 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
                 "train it with scripts/train_nuclei_model.py or pass model="
             )
         self._model_id = _model_fingerprint(folder) if os.path.isdir(folder) else str(model)
+        if model_diameter is not None and not model_diameter > 0:
+            raise ConfigError(f"model_diameter (--model-diameter) must be > 0 pixels, got {model_diameter}")
+        self._model_diameter = model_diameter or (recorded_diameter(self.model) if os.path.isdir(folder) else None)
+        if self._model_diameter is None:
+            logging.getLogger("Workflow.SegmentNucleiStarDist").warning(
+                "model %s records no nucleus diameter (%s): images are segmented at their own scale; "
+                "give model_diameter (--model-diameter) to rescale them",
+                self.model,
+                MODEL_INFO,
+            )
 
     def parameters(self) -> dict:
         # The model's files count (retraining reruns); the device does not.
@@ -197,39 +298,68 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
             "prob_thresh": self.prob_thresh,
             "nms_thresh": self.nms_thresh,
             "tile_size": self.tile_size,
+            "nucleus_diameter": vars(self._size),
+            "model_diameter": self._model_diameter,
         }
 
     def load_model(self):
         return load_stardist(self.model, self._gpu)
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """Labels for one image, with the model of this worker."""
+    def predict(self, image: np.ndarray, diameter: float = float("nan")) -> tuple[np.ndarray, float]:
+        """Labels for one image with nuclei of ``diameter`` pixels (NaN: unknown), and the factor used.
+
+        The labels are on the image's own pixel grid, ids 1..n.
+        """
         model = self.worker_resource("stardist", self.load_model)
+        scale = rescale_factor(diameter, self._model_diameter)
         labels, _ = model.predict_instances(
-            normalize(image),
+            prepare_for_model(image, scale),
             prob_thresh=self.prob_thresh,
             nms_thresh=self.nms_thresh,
-            n_tiles=auto_tiles(image.shape, self.tile_size),
+            scale=None if scale == 1 else scale,
+            n_tiles=auto_tiles(tuple(math.ceil(n * scale) for n in image.shape), self.tile_size),
             show_tile_progress=False,
         )
-        return labels.astype(np.uint32)
+        return labels.astype(np.uint32), scale
 
     def run(self, input_files, output_files, **kwargs):
-        # One I/O thread reads the batch's images and writes their labels while the model predicts
-        # (TensorFlow and the (de)compression release the GIL); reads are queued first, writes in order.
+        # One I/O thread reads the batch's images (and estimates their nucleus size) and writes their labels
+        # while the model predicts (TensorFlow, numpy and the (de)compression release the GIL).
         with ThreadPoolExecutor(1, thread_name_prefix="batchlib-stardist-io") as io:
             images = io.map(self._read, input_files)
-            writes = [io.submit(self._write, out, self.predict(image)) for image, out in zip(images, output_files)]
+            writes = []
+            for (image, diameter), out in zip(images, output_files):
+                labels, scale = self.predict(image, diameter)
+                writes.append(io.submit(self._write, out, labels, diameter, scale))
             for write in writes:
                 write.result()
 
-    def _read(self, path: str) -> np.ndarray:
+    def _read(self, path: str) -> tuple[np.ndarray, float]:
         with open_file(path, "r") as f:
-            return read_image(f, self.input_key)
+            image = read_image(f, self.input_key)
+            attrs = dict(f.attrs)
+        return image, self._size.of(image, path, attrs)
 
-    def _write(self, path: str, labels: np.ndarray) -> None:
+    def _write(self, path: str, labels: np.ndarray, diameter: float, scale: float) -> None:
         with open_file(path, "a") as f:
             write_image(f, self.output_key, labels, is_label=True, visible=False)
+            f.attrs[DIAMETER_ATTR] = float(diameter)
+            f.attrs[SCALE_ATTR] = float(scale)
+
+
+def prepare_for_model(image: np.ndarray, scale: float) -> np.ndarray:
+    """The image normalized (:func:`normalize`) and, if it is to be shrunk by ``scale``, smoothed first.
+
+    StarDist zooms by linear interpolation, which would alias when shrinking
+    (texture and noise folding into false edges); a Gaussian of
+    ``(1 / scale - 1) / 2`` pixels first, as scikit-image's ``rescale`` does.
+    """
+    normalized = normalize(image)
+    if scale < 1:
+        from scipy.ndimage import gaussian_filter
+
+        normalized = gaussian_filter(normalized, (1 / scale - 1) / 2)
+    return normalized
 
 
 def threshold_nuclei(image: np.ndarray, sigma: float = 1.5, min_size: int = 20, min_distance: int = 4) -> np.ndarray:
@@ -269,29 +399,75 @@ def _remove_small(mask: np.ndarray, min_size: int) -> np.ndarray:
     return keep[labels]
 
 
+#: The nucleus diameter (pixels) the classical method's defaults are made for.
+THRESHOLD_DIAMETER = 16.0
+
+
+def threshold_settings(diameter: float) -> tuple[float, int, int]:
+    """Smoothing sigma, smallest object size and seed distance for nuclei of ``diameter`` pixels.
+
+    Lengths scale with the diameter, the size with its square, from settings
+    for nuclei of :data:`THRESHOLD_DIAMETER` pixels (1.2, 20, 5; chosen on
+    the two real labelled sets at scales 0.5 to 3, see BENCHMARKS.md), with
+    floors so that small nuclei are not cut into pixels. An unknown diameter
+    (NaN) gives the settings for :data:`THRESHOLD_DIAMETER`.
+
+    Examples
+    --------
+    >>> threshold_settings(16.0), threshold_settings(48.0), threshold_settings(6.0)
+    ((1.2, 20, 5), (3.6, 180, 15), (1.0, 3, 3))
+    """
+    ratio = diameter / THRESHOLD_DIAMETER if math.isfinite(diameter) and diameter > 0 else 1.0
+    return round(max(1.0, 1.2 * ratio), 6), max(3, round(20 * ratio**2)), max(3, round(5 * ratio))
+
+
 class SegmentNucleiThreshold(BatchJobOnContainer):
-    """Nuclei without a model: smoothing, Otsu threshold and a distance-transform watershed."""
+    """Nuclei without a model: smoothing, Otsu threshold and a distance-transform watershed.
+
+    The smoothing, the smallest nucleus and the distance between seeds follow
+    each image's nucleus diameter (:func:`threshold_settings`), estimated or
+    given, unless set here. The diameter is written as the container's root
+    attribute ``batchlib_nucleus_diameter``, the factor it implies over
+    :data:`THRESHOLD_DIAMETER` as ``batchlib_segmentation_scale``.
+    """
 
     def __init__(
         self,
         input_key: str = "nuclei",
         output_key: str = "nucleus_segmentation",
-        sigma: float = 1.5,
-        min_size: int = 20,
-        min_distance: int = 4,
+        sigma: float | None = None,
+        min_size: int | None = None,
+        min_distance: int | None = None,
+        nucleus_diameter: float | None = None,
+        nucleus_diameter_um: float | None = None,
+        pixel_size_um: float | None = None,
         input_pattern: str = "*.h5",
         identifier: str | None = None,
     ):
         super().__init__(input_pattern=input_pattern, input_key=input_key, output_key=output_key, identifier=identifier)
-        self.sigma, self.min_size, self.min_distance = float(sigma), int(min_size), int(min_distance)
+        self.sigma = None if sigma is None else float(sigma)
+        self.min_size = None if min_size is None else int(min_size)
+        self.min_distance = None if min_distance is None else int(min_distance)
+        self._size = NucleusSize(nucleus_diameter, nucleus_diameter_um, pixel_size_um)
+        self.nucleus_diameter = vars(self._size)  # a parameter: a change reruns the job
 
     def run(self, input_files, output_files, **kwargs):
         for inp, out in zip(input_files, output_files):
             with open_file(inp, "r") as f:
                 image = read_image(f, self.input_key)
-            labels = threshold_nuclei(image, self.sigma, self.min_size, self.min_distance)
+                attrs = dict(f.attrs)
+            diameter = self._size.of(image, inp, attrs)
+            sigma, min_size, min_distance = threshold_settings(diameter)
+            labels = threshold_nuclei(
+                image,
+                sigma if self.sigma is None else self.sigma,
+                min_size if self.min_size is None else self.min_size,
+                min_distance if self.min_distance is None else self.min_distance,
+            )
             with open_file(out, "a") as f:
                 write_image(f, self.output_key, labels, is_label=True, visible=False)
+                f.attrs[DIAMETER_ATTR] = float(diameter)
+                f.attrs[SCALE_ATTR] = float(rescale_factor(diameter, THRESHOLD_DIAMETER))
 
 
 def seeded_cells(

@@ -10,7 +10,14 @@ import pytest
 
 from batchlib import run_workflow
 from batchlib.io import open_file, read_image, write_image
-from batchlib.jobs.segmentation import SHIPPED_MODEL, SegmentNucleiStarDist, auto_tiles, load_stardist, normalize
+from batchlib.jobs.segmentation import (
+    SHIPPED_MODEL,
+    SegmentNucleiStarDist,
+    auto_tiles,
+    load_stardist,
+    normalize,
+    recorded_diameter,
+)
 
 pytest.importorskip("stardist")
 
@@ -43,7 +50,9 @@ def test_job_labels_equal_direct_prediction(tmp_path, real_frames):
     for t in (7, 8):
         with open_file(str(folder / f"WellC01_PointC01_{t:04d}_ChannelDAPI_Seq{t:04d}.h5"), "w") as f:
             write_image(f, "nuclei", images[t])
-    job = SegmentNucleiStarDist(tile_size=256)  # forces tiled prediction (210 x 576 -> 1 x 3 tiles)
+    # The model's own nucleus diameter: no rescaling, so StarDist's plain prediction is the reference.
+    diameter = recorded_diameter(None)
+    job = SegmentNucleiStarDist(tile_size=256, nucleus_diameter=diameter)  # tiles: 210 x 576 -> 1 x 3
     result = run_workflow("wf", str(folder), [job], progress=False)["SegmentNucleiStarDist"]
     assert result.processed == 2
     # StarDist's own prediction path (Keras' Model.predict), not batchlib's faster one.
@@ -60,12 +69,8 @@ def test_job_labels_equal_direct_prediction(tmp_path, real_frames):
         assert ours.dtype == np.uint32 and ours.max() > 20
         np.testing.assert_array_equal(ours, direct)
     # The model's files are parameters: the same model reruns nothing.
-    assert (
-        run_workflow("wf", str(folder), [SegmentNucleiStarDist(tile_size=256)], progress=False)[
-            "SegmentNucleiStarDist"
-        ].processed
-        == 0
-    )
+    again = SegmentNucleiStarDist(tile_size=256, nucleus_diameter=diameter)
+    assert run_workflow("wf", str(folder), [again], progress=False)["SegmentNucleiStarDist"].processed == 0
 
 
 def test_unknown_model_is_a_clear_error(tmp_path):
