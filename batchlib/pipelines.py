@@ -147,6 +147,27 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
     parser.add(
         "--nms-thresh", type=number_in(0, 1), default=None, help="StarDist overlap threshold (default: the model's)"
     )
+    parser.add(
+        "--nucleus-diameter",
+        type=number_in(1, 1000),
+        default=None,
+        help="typical nucleus diameter in pixels; images are rescaled so their nuclei have the size the model "
+        "was trained for (default: estimated per image)",
+    )
+    parser.add(
+        "--nucleus-diameter-um",
+        type=number_in(0.1, 1000),
+        default=None,
+        help="typical nucleus diameter in micrometres (needs --pixel-size-um or the pixel size in the containers)",
+    )
+    parser.add("--pixel-size-um", type=number_in(1e-3, 1e3), default=None, help="micrometres per pixel")
+    parser.add(
+        "--model-diameter",
+        type=number_in(1, 1000),
+        default=None,
+        help="nucleus diameter (pixels) a --model works best at, if its folder does not record it "
+        "(default: the model's batchlib.json)",
+    )
     parser.add("--gpu", action="store_true", help="let StarDist use a GPU (default: CPU only)")
     parser.add("--min-cells", type=at_least(0), default=10, help="images with fewer cells are flagged as outliers")
     parser.add(
@@ -198,6 +219,11 @@ def cell_analysis_jobs(args) -> list:
     # Containers of per-channel raw files are named as the plate viewer expects.
     scheme = "viewer" if args.one_file_per_channel else args.scheme
     score = args.score_feature or f"Cells_Intensity_MeanIntensity_{names[-1]}"
+    size = {
+        "nucleus_diameter": args.nucleus_diameter,
+        "nucleus_diameter_um": args.nucleus_diameter_um,
+        "pixel_size_um": args.pixel_size_um,
+    }
     jobs = {
         "import": lambda: ImportImages(
             channels,
@@ -216,11 +242,13 @@ def cell_analysis_jobs(args) -> list:
                 model=args.model,
                 prob_thresh=args.prob_thresh,
                 nms_thresh=args.nms_thresh,
+                model_diameter=args.model_diameter,
                 gpu=args.gpu,
                 input_pattern=pattern,
+                **size,
             )
             if args.nuclei_method == "stardist"
-            else SegmentNucleiThreshold(args.nuclei_channel, input_pattern=pattern)
+            else SegmentNucleiThreshold(args.nuclei_channel, input_pattern=pattern, **size)
         ),
         "segment_cells": lambda: SegmentCells(cell_key=args.cell_channel, input_pattern=pattern),
         "measure": lambda: MeasureObjects(names, input_pattern=pattern),

@@ -158,3 +158,38 @@ def test_threshold_method_follows_the_nucleus_size():
     sized = matching(truth, threshold_nuclei(image, *threshold_settings(estimate_diameter(image))), thresh=0.5)
     fixed = matching(truth, threshold_nuclei(image), thresh=0.5)  # settings for 12-16 px nuclei: cut into pieces
     assert sized.f1 > 0.65 and sized.f1 > fixed.f1 + 0.15
+
+
+def test_image_table_has_the_diameter_and_flags_an_odd_one(tmp_path):
+    """Three images of 16 px nuclei and one of 40 px: the table says so, and flags the odd one."""
+    import tifffile
+
+    from batchlib.demo import raw_file_name
+    from batchlib.io import read_plate_table
+    from batchlib.pipelines import cell_analysis_main
+
+    raw, folder = tmp_path / "raw", str(tmp_path / "P")
+    raw.mkdir()
+    for site, diameter in enumerate((16, 16, 16, 40)):
+        nuclei, labels = synthetic(diameter, seed=site, shape=(256, 256))
+        cells = render_channels(labels, cell_labels(labels), rng=site)
+        stack = np.stack([nuclei, cells["cells"], cells["marker"]])
+        tifffile.imwrite(raw / raw_file_name("C01", site, site), stack, photometric="minisblack")
+    options = ["--folder", folder, "--input-folder", str(raw), "--nuclei-method", "threshold", "--no-progress"]
+    assert cell_analysis_main([*options, "--min-cells", "1", "--skip", "export_omezarr,crop,qc"]) == 0
+    with open_file(os.path.join(folder, "P_table.hdf5"), "r") as f:
+        table = read_plate_table(f, "images")
+    assert table["nucleus_diameter"].between(12, 20).tolist() == [True, True, True, False]
+    assert table["nucleus_diameter"].iloc[3] > 28
+    assert table["odd_nucleus_size"].tolist() == [0, 0, 0, 1] and table["is_outlier"].iloc[3] == 1
+    assert table["segmentation_scale"].iloc[3] == pytest.approx(16.0 / table["nucleus_diameter"].iloc[3])
+    # A diameter given for the plate: used for every image, nothing odd.
+    assert (
+        cell_analysis_main(
+            [*options, "--min-cells", "1", "--skip", "export_omezarr,crop,qc", "--nucleus-diameter", "20"]
+        )
+        == 0
+    )
+    with open_file(os.path.join(folder, "P_table.hdf5"), "r") as f:
+        table = read_plate_table(f, "images")
+    assert table["nucleus_diameter"].tolist() == [20.0] * 4 and table["odd_nucleus_size"].sum() == 0

@@ -11,6 +11,7 @@ import pandas as pd
 from ..base import PlateJob
 from ..io import open_file, read_table, write_plate_table
 from ..io.tables import table_key
+from ..nucleus_size import DIAMETER_ATTR, SCALE_ATTR
 from ..plate import compile_scheme, parse_image_name
 from .importer import NONFINITE_ATTR
 
@@ -25,9 +26,12 @@ def image_table(
 ) -> pd.DataFrame:
     """One row per image: n_cells, median and mean of each feature, QC flags, score.
 
-    QC flags: ``too_few_cells`` (fewer than ``min_cells``) and, when ``names``
+    QC flags: ``too_few_cells`` (fewer than ``min_cells``); when ``names``
     has a ``focus_score``, ``out_of_focus`` (score below ``focus_fraction``
-    times the plate's median); ``is_outlier`` is 1 if any flag is.
+    times the plate's median); when it has a ``nucleus_diameter``,
+    ``odd_nucleus_size`` (more than :data:`ODD_SIZE` times larger or smaller
+    than the plate's median: another magnification, a wrong channel, or a
+    failed estimate); ``is_outlier`` is 1 if any flag is.
 
     Parameters
     ----------
@@ -47,11 +51,34 @@ def image_table(
     if "focus_score" in table:
         table["out_of_focus"] = (table["focus_score"] < focus_fraction * table["focus_score"].median()).astype(np.int64)
         table["is_outlier"] = table["is_outlier"] | table["out_of_focus"]
+    if "nucleus_diameter" in table:
+        table["odd_nucleus_size"] = odd_sizes(table["nucleus_diameter"]).astype(np.int64)
+        table["is_outlier"] = table["is_outlier"] | table["odd_nucleus_size"]
     table["score"] = table[f"median_{score_feature}"] if score_feature else np.nan
     table = table.reset_index()
     first = ["image_name", "site_name", "well_name", "n_cells", "score", "is_outlier", "too_few_cells"]
-    first += [c for c in ("out_of_focus", "focus_score", "n_nonfinite_pixels") if c in table]
+    flags = ("out_of_focus", "focus_score", "odd_nucleus_size", *IMAGE_ATTRIBUTES)
+    first += [c for c in flags if c in table]
     return table[first + [c for c in table.columns if c not in first]]
+
+
+#: An image whose nucleus diameter is this many times its plate's median (or less than its inverse) is odd.
+ODD_SIZE = 1.5
+
+
+def odd_sizes(diameters: pd.Series) -> pd.Series:
+    """Whether each image's nucleus diameter is far from the plate's median (unknown: odd when others are known).
+
+    Examples
+    --------
+    >>> odd_sizes(pd.Series([12.0, 13.0, 11.5, 30.0, float("nan")])).tolist()
+    [False, False, False, True, True]
+    """
+    known = diameters[np.isfinite(diameters)]
+    if known.empty:
+        return pd.Series(False, index=diameters.index)
+    ratio = diameters / known.median()
+    return ~((ratio <= ODD_SIZE) & (ratio >= 1 / ODD_SIZE))
 
 
 def well_table(
@@ -128,23 +155,33 @@ def load_cells(
     frames = [table for table, _ in results]
     names = [name for _, name in results]
     cells = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_name", "well_name"])
-    return cells, pd.DataFrame(names, columns=["image_name", "site_name", "well_name", "n_nonfinite_pixels"])
+    return cells, pd.DataFrame(names, columns=["image_name", "site_name", "well_name", *IMAGE_ATTRIBUTES])
 
 
-def image_cells(path: str, table_keys: list[str], scheme: str) -> tuple[pd.DataFrame, tuple[str, str, str, int]]:
+#: Root attributes of a container that become columns of the image table, with their value when missing.
+IMAGE_ATTRIBUTES = {
+    "n_nonfinite_pixels": (NONFINITE_ATTR, 0),
+    "nucleus_diameter": (DIAMETER_ATTR, float("nan")),
+    "segmentation_scale": (SCALE_ATTR, float("nan")),
+}
+
+
+def image_cells(path: str, table_keys: list[str], scheme: str) -> tuple[pd.DataFrame, tuple]:
     """One image's cells (cell, nucleus and cytoplasm features joined) and its (image, site, well) names.
 
-    The names end with the image's count of NaN and infinite pixels (0 if the importer recorded none).
+    The names end with the values of :data:`IMAGE_ATTRIBUTES` (the count of
+    NaN and infinite pixels, the nucleus diameter and rescaling factor of the
+    nuclei segmentation).
     """
     image_name = os.path.splitext(os.path.basename(path))[0]
     parsed = parse_image_name(os.path.basename(path), compile_scheme(scheme))
     with open_file(path, "r") as f:
         cells, nuclei, cytoplasm = (read_table(f, key.removeprefix("tables/")) for key in table_keys)
-        nonfinite = int(f.attrs.get(NONFINITE_ATTR, 0))
+        attributes = tuple(type(missing)(f.attrs.get(key, missing)) for key, missing in IMAGE_ATTRIBUTES.values())
     table = cells.merge(nuclei, on="label_id", how="left").merge(cytoplasm, on="label_id", how="left")
     table.insert(0, "image_name", image_name)
     table.insert(1, "well_name", parsed.well.name)
-    return table, (image_name, parsed.site_name, parsed.well.name, nonfinite)
+    return table, (image_name, parsed.site_name, parsed.well.name, *attributes)
 
 
 class AggregateTables(PlateJob):
