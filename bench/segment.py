@@ -1,8 +1,11 @@
 """Overhead of the StarDist segment job over a bare loop of ``predict_instances``.
 
-Both use the shipped model, loaded once, on the same N synthetic images; the
-job also reads each image from its container, writes the label pyramid and
-keeps the bookkeeping.
+Both use the shipped model, loaded once, on the same N synthetic images, at
+the same scale: the bare loop is given the factor the job uses (the model's
+nucleus diameter over the image's, computed before timing) and prepares its
+input as the job does. The job also estimates each image's nucleus diameter, reads
+each image from its container, writes the label pyramid and keeps the
+bookkeeping.
 
 Run:  python bench/segment.py [--images 32] [--size 512] [--repeat 3]
 Target: the job takes at most 15% longer than the bare loop.
@@ -22,7 +25,14 @@ os.environ.setdefault("LOGLEVEL", "WARNING")
 
 from batchlib import run_workflow
 from batchlib.io import open_file, write_image
-from batchlib.jobs.segmentation import SegmentNucleiStarDist, auto_tiles, load_stardist, normalize
+from batchlib.jobs.segmentation import (
+    SegmentNucleiStarDist,
+    auto_tiles,
+    load_stardist,
+    prepare_for_model,
+    recorded_diameter,
+)
+from batchlib.nucleus_size import estimate_diameter, rescale_factor
 from batchlib.synthetic import synthetic_site
 
 
@@ -43,14 +53,20 @@ def main() -> int:
             write_image(f, "nuclei", channels["nuclei"])
 
     model = load_stardist()
-    model.predict_instances(normalize(images[0]))  # warm-up: the first prediction builds TensorFlow's graph
+    scales = [rescale_factor(estimate_diameter(image), recorded_diameter(None)) for image in images]
+    model.predict_instances(prepare_for_model(images[0], 1))  # warm-up: the first prediction builds TensorFlow's graph
     job = SegmentNucleiStarDist()
-    job.worker_resource("stardist", job.load_model).predict_instances(normalize(images[0]))  # the same for the job
+    job.worker_resource("stardist", job.load_model).predict_instances(prepare_for_model(images[0], 1))  # the same
     bare, ours = [], []
     for repeat in range(args.repeat):
         start = time.perf_counter()
-        for image in images:
-            model.predict_instances(normalize(image), n_tiles=auto_tiles(image.shape, 1024), show_tile_progress=False)
+        for image, scale in zip(images, scales):
+            model.predict_instances(
+                prepare_for_model(image, scale),  # normalization (and smoothing before shrinking), as the job
+                scale=None if scale == 1 else scale,
+                n_tiles=auto_tiles(tuple(int(-(-n * scale // 1)) for n in image.shape), 1024),
+                show_tile_progress=False,
+            )
         bare.append(time.perf_counter() - start)
 
         folder = os.path.join(work, f"run{repeat}")
@@ -58,6 +74,7 @@ def main() -> int:
         start = time.perf_counter()
         run_workflow("bench", folder, [job], progress=False)
         ours.append(time.perf_counter() - start)
+    print(f"nucleus diameter: model {recorded_diameter(None)} px, images scaled by {min(scales):.2f}-{max(scales):.2f}")
     print(
         f"{args.images} images of {args.size}x{args.size}, best of {args.repeat}: "
         f"bare predict_instances loop {min(bare):.2f} s, segment job {min(ours):.2f} s: "

@@ -103,7 +103,7 @@ def synthetic_pairs(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
         if labels.max() == 0:
             continue
         x, y = to_model_size(image.astype(np.float32), labels.astype(np.int32), rng)
-        if min(x.shape) >= 64:
+        if min(x.shape) >= 128:  # a training patch
             pairs.append((x, y))
     return pairs
 
