@@ -28,6 +28,7 @@ Blur makes small nuclei look larger, as they then are to the model too.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -109,11 +110,12 @@ def estimate_diameter(image: np.ndarray, min_diameter: float = 5.0, max_diameter
     x = _normalized(image)
     if x is None:
         return float("nan")
-    size, kept = WORKING_SIZE, _nuclei(_blobs(x, min_diameter, max_diameter, WORKING_SIZE))
+    levels, answered = _pyramid(x), {}
+    size, kept = WORKING_SIZE, _nuclei(_blobs(levels, min_diameter, max_diameter, WORKING_SIZE, answered))
     # A sparse image may show too few nuclei in the central crops: look at more of it, while that finds more.
     while len(kept) < _ENOUGH and size < max(x.shape):
         size *= 2
-        more = _nuclei(_blobs(x, min_diameter, max_diameter, size))
+        more = _nuclei(_blobs(levels, min_diameter, max_diameter, size, answered))
         if len(more) <= len(kept):
             break
         kept = more
@@ -181,10 +183,13 @@ def _pixel_noise(x: np.ndarray) -> float:
 
 
 def _block_mean(x: np.ndarray, factor: int) -> np.ndarray:
-    if factor == 1:
-        return x
-    h, w = x.shape[0] // factor * factor, x.shape[1] // factor * factor
-    return x[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+    """``x`` averaged over blocks of ``factor`` x ``factor`` pixels (a power of 2; a ragged edge is dropped)."""
+    while factor > 1:
+        h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
+        # Four strided views added: ten times faster than reshape(...).mean(axis=(1, 3)).
+        x = 0.25 * ((x[0:h:2, 0:w:2] + x[1:h:2, 0:w:2]) + (x[0:h:2, 1:w:2] + x[1:h:2, 1:w:2]))
+        factor //= 2
+    return x
 
 
 def _central(x: np.ndarray, size: int) -> tuple[np.ndarray, int, int]:
@@ -193,31 +198,46 @@ def _central(x: np.ndarray, size: int) -> tuple[np.ndarray, int, int]:
     return x[y0 : y0 + size, x0 : x0 + size], y0, x0
 
 
-def _blobs(x: np.ndarray, min_diameter: float, max_diameter: float, size: int = WORKING_SIZE) -> np.ndarray:
+def _pyramid(x: np.ndarray) -> list[np.ndarray]:
+    """``x`` block-averaged by 1, 2, 4, ... while its shorter side has at least 12 pixels."""
+    levels = [x]
+    while min(levels[-1].shape) >= 24:
+        levels.append(_block_mean(levels[-1], 2))
+    return levels
+
+
+def _blobs(
+    levels: list[np.ndarray],
+    min_diameter: float,
+    max_diameter: float,
+    size: int = WORKING_SIZE,
+    answered: dict | None = None,
+) -> np.ndarray:
     """Blobs as rows of (strength, diameter, y, x), local maxima over space and scale.
 
-    Octave ``o`` works on the central ``size`` pixels a side of the image
-    block-averaged by ``2**o``; its scales run from ``_SIGMA0`` to twice
-    that, so every octave costs about the same.
+    Octave ``o`` works on the central ``size`` pixels a side of ``levels[o]``,
+    the image block-averaged by ``2**o`` (:func:`_pyramid`); its scales run
+    from ``_SIGMA0`` to twice that, so every octave costs about the same.
+    ``answered`` keeps each octave's answers by crop, for a call with a
+    larger ``size`` on the same levels (where a level is smaller than the
+    crop, its answers do not change).
     """
+    answered = {} if answered is None else answered
     step = 2 ** (1 / SCALES_PER_OCTAVE)
     octaves = []  # (factor, y0, x0, sigmas, answers)
     octave = max(0, math.floor(math.log2(min_diameter / (_ROOT8 * _SIGMA0 * step))))
-    level = x
-    for _ in range(octave):
-        level = _block_mean(level, 2)
-    while _ROOT8 * _SIGMA0 * 2**octave <= max_diameter * step and min(level.shape) >= 12:
-        factor = 2**octave
+    while octave < len(levels) and _ROOT8 * _SIGMA0 * 2**octave <= max_diameter * step:
+        level, factor = levels[octave], 2**octave
         small, y0, x0 = _central(level, size)
         sigmas = _SIGMA0 * step ** np.arange(SCALES_PER_OCTAVE + 3)
-        blurred = [ndi.gaussian_filter(small, sigmas[0], mode="reflect", truncate=_TRUNCATE)]
-        for previous, sigma in zip(sigmas, sigmas[1:]):  # each blur from the last: shorter kernels
-            increment = math.sqrt(sigma**2 - previous**2)
-            blurred.append(ndi.gaussian_filter(blurred[-1], increment, mode="reflect", truncate=_TRUNCATE))
-        # Difference of Gaussians ~ (step - 1) * sigma^2 * Laplacian: the scale-normalized blob answer.
-        answers = np.stack([(a - b) / (step - 1) for a, b in zip(blurred, blurred[1:])])
-        octaves.append((factor, y0 * factor, x0 * factor, sigmas, answers))
-        level = _block_mean(level, 2)
+        key = (octave, y0, x0, small.shape)
+        if key not in answered:
+            blurred = [_gaussian(small, sigmas[0])]
+            for previous, sigma in zip(sigmas, sigmas[1:]):  # each blur from the last: shorter kernels
+                blurred.append(_gaussian(blurred[-1], math.sqrt(sigma**2 - previous**2)))
+            # Difference of Gaussians ~ (step - 1) * sigma^2 * Laplacian: the scale-normalized blob answer.
+            answered[key] = np.stack([(a - b) / (step - 1) for a, b in zip(blurred, blurred[1:])])
+        octaves.append((factor, y0 * factor, x0 * factor, sigmas, answered[key]))
         octave += 1
     if not octaves:
         return np.empty((0, 4))
@@ -241,6 +261,19 @@ def _blobs(x: np.ndarray, min_diameter: float, max_diameter: float, size: int = 
             refined = diameter * step ** np.clip(shift, -0.5, 0.5)
             rows.append(np.column_stack([here, refined, y0 + (ys + 0.5) * factor, x0 + (xs + 0.5) * factor]))
     return np.concatenate(rows) if rows else np.empty((0, 4))
+
+
+def _gaussian(x: np.ndarray, sigma: float) -> np.ndarray:
+    """``ndi.gaussian_filter(x, sigma, mode="reflect", truncate=_TRUNCATE)``, with the kernel computed once."""
+    kernel = _gaussian_kernel(round(sigma, 9))
+    return ndi.correlate1d(ndi.correlate1d(x, kernel, axis=0, mode="reflect"), kernel, axis=1, mode="reflect")
+
+
+@functools.lru_cache(maxsize=64)
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    radius = int(_TRUNCATE * sigma + 0.5)  # as scipy.ndimage.gaussian_filter cuts it
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    return kernel / kernel.sum()
 
 
 def _max3x3(a: np.ndarray) -> np.ndarray:
