@@ -2,7 +2,7 @@
 
 The main entry points::
 
-    from batchlib import BatchJob, BatchJobOnContainer, PlateJob, run_workflow
+    from batchlib import BatchJob, BatchJobOnContainer, PlateJob, run_workflow, run_job
 """
 
 from __future__ import annotations
@@ -32,12 +32,15 @@ _LAZY = {
     "JobResult": "workflow",
     "exit_code": "workflow",
     "run_workflow": "workflow",
+    "run_job": "workflow",
+    "workflow_main": "script",
 }
 
 if TYPE_CHECKING:
     from .base import BatchJob, BatchJobOnContainer, PlateJob
     from .log import get_logger
-    from .workflow import JobResult, exit_code, run_workflow
+    from .script import workflow_main
+    from .workflow import JobResult, exit_code, run_job, run_workflow
 
 
 def __getattr__(name: str):
@@ -51,6 +54,8 @@ __all__ = [
     "BatchJobOnContainer",
     "PlateJob",
     "run_workflow",
+    "run_job",
+    "workflow_main",
     "exit_code",
     "JobResult",
     "get_logger",

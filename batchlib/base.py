@@ -282,36 +282,6 @@ class BatchJob:
         return results
 
     # ------------------------------------------------------------- calling
-    def __call__(
-        self,
-        folder: str | os.PathLike,
-        input_folder: str | os.PathLike | None = None,
-        force_recompute: bool = False,
-        ignore_invalid_inputs: bool = False,
-        ignore_failed_outputs: bool = False,
-        n_jobs: int = 1,
-        executor: Any = None,
-        **kwargs: Any,
-    ):
-        """Run this job alone on ``folder`` (with lock, ledger and status).
-
-        Keyword arguments beyond the listed ones are passed to :meth:`run`.
-        Returns the job's :class:`~batchlib.workflow.JobResult`.
-        """
-        from .workflow import run_workflow
-
-        results = run_workflow(
-            self.name,
-            folder,
-            [(self, kwargs)],
-            input_folder=input_folder,
-            force_recompute=force_recompute,
-            ignore_invalid_inputs=ignore_invalid_inputs,
-            ignore_failed_outputs=ignore_failed_outputs,
-            n_jobs=n_jobs,
-            executor=executor,
-        )
-        return results[self.name]
 
 
 class BatchJobOnContainer(BatchJob):

@@ -1,8 +1,8 @@
-"""The ``batchlib`` command: status, explain, unlock (and the helpers that
-workflow scripts use to turn errors into exit codes).
+"""The ``batchlib`` command: status, explain, unlock, demo, upload, download.
 
-Exit codes (DESIGN.md): 0 all done; 1 some files failed or were invalid and
-were not ignored; 2 bad usage or configuration; 75 folder locked.
+Exit codes (:mod:`batchlib.exits`, which workflow scripts use too): 0 all
+done; 1 some files failed or were invalid and were not ignored; 2 bad usage
+or configuration; 75 folder locked.
 """
 
 from __future__ import annotations
@@ -11,46 +11,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
-from .errors import BatchlibError, ConfigError, FolderLockedError, RemoteAccessError, ResourceError
+from .errors import BatchlibError, ConfigError
+from .exits import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, error_exit_code, run_and_exit_code
 from .s3.local import KINDS
 
-if TYPE_CHECKING:
-    from .workflow import JobResult
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 75
-
-
-def error_exit_code(err: BatchlibError) -> int:
-    """Print ``err`` as one line on stderr and return its exit code.
-
-    75 locked; 2 bad usage or configuration (including a missing bucket or
-    refused credentials: rerunning will not help); else 1.
-    """
-    print(f"batchlib: {err}", file=sys.stderr)
-    if isinstance(err, FolderLockedError):
-        return EXIT_LOCKED
-    return EXIT_USAGE if isinstance(err, (ConfigError, RemoteAccessError)) else EXIT_FAILED
-
-
-def run_and_exit_code(run: Callable[[], dict[str, JobResult]]) -> int:
-    """Call ``run`` (which runs a workflow) and return the process exit code.
-
-    Errors become their exit code and a one-line message on stderr, never a
-    traceback: a locked folder 75, a bad option 2, a full disk (or another
-    missing resource) 1. The process, which is about to exit, then skips
-    Python's final garbage collection
-    (:func:`batchlib.executors.skip_final_collection`).
-    """
-    from .executors import skip_final_collection
-    from .workflow import exit_code
-
-    skip_final_collection()
-    try:
-        return exit_code(run())
-    except (FolderLockedError, ConfigError, ResourceError) as err:
-        return error_exit_code(err)
+# Workflow scripts written before batchlib.exits existed import these from here.
+__all__ = ["EXIT_FAILED", "EXIT_LOCKED", "EXIT_OK", "EXIT_USAGE", "error_exit_code", "main", "run_and_exit_code"]
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -217,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="per job: done, failed, invalid, pending, state")
     p.add_argument("folder", help="plate folder")
-    p.add_argument("--json", action="store_true", help="print JSON (the shape of DESIGN.md)")
+    p.add_argument("--json", action="store_true", help="print JSON on one line (the fields of the text output)")
     p.set_defaults(func=_status)
 
     p = sub.add_parser("explain", help="per job, which files would run and why")

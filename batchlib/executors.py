@@ -83,7 +83,7 @@ def skip_final_collection() -> None:
     a reference cycle still run; only an object left in a cycle gets no
     ``__del__`` at exit. Workers call it when they start (:func:`start_worker`),
     workflow scripts when they run a workflow
-    (:func:`batchlib.cli.run_and_exit_code`: at ``n_jobs=1`` StarDist runs in
+    (:func:`batchlib.exits.run_and_exit_code`: at ``n_jobs=1`` StarDist runs in
     the script's own process).
     """
     atexit.unregister(gc.freeze)  # registered once, however often it is called

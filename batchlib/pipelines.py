@@ -11,8 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .cli import run_and_exit_code
-from .config import at_least, number_in, run_options, workflow_parser
+from .config import at_least, number_in, workflow_parser
 from .errors import ConfigError
 
 #: Steps of the workflow, in order.
@@ -287,21 +286,12 @@ def cell_analysis_jobs(args) -> list:
 
 def cell_analysis_main(argv: Sequence[str] | None = None) -> int:
     """Run the cell-analysis workflow from command-line options; return the exit code."""
-    from .report import explain_jobs
-    from .workflow import run_workflow
+    from .script import workflow_main
 
-    parser = cell_analysis_parser()
-    args = parser.parse_args(argv)
-
-    def run():
-        jobs = cell_analysis_jobs(args)
-        if args.explain:
-            print(explain_jobs(args.folder, jobs, None, args.force_recompute))
-            return {}
-        # Only the import job reads --input-folder (it is given to it above), whichever steps run first.
-        return run_workflow("CellAnalysisWorkflow", args.folder, jobs, **{**run_options(args), "input_folder": None})
-
-    return run_and_exit_code(run)
+    # Only the import job reads --input-folder (it is given to it), whichever steps run first.
+    return workflow_main(
+        "CellAnalysisWorkflow", cell_analysis_jobs, parser=cell_analysis_parser(), argv=argv, input_folder=None
+    )
 
 
 if __name__ == "__main__":

@@ -283,6 +283,29 @@ def run_workflow(
     return results
 
 
+def run_job(job: BatchJob, folder: str | os.PathLike, **options: Any) -> JobResult:
+    """Run ``job`` alone on ``folder``: a workflow of one job, ``<job name>Workflow``, with lock, ledger and status.
+
+    Parameters
+    ----------
+    job : BatchJob
+        The job.
+    folder : path-like
+        The plate folder.
+    **options
+        Options of :func:`run_workflow` (``input_folder``, ``force_recompute``,
+        ``n_jobs``, ...); ``run_kwargs``, a dict, is passed to the job's ``run``.
+
+    Returns
+    -------
+    JobResult
+        What the job did.
+    """
+    run_kwargs = options.pop("run_kwargs", None) or {}
+    # Not the job's own name: the workflow's status file would overwrite the job's.
+    return run_workflow(f"{job.name}Workflow", folder, [(job, run_kwargs)], **options)[job.name]
+
+
 def exit_code(results: dict[str, JobResult]) -> int:
     """Exit code of a workflow run: 1 if a job's failures or invalid inputs stopped it, else 0."""
     return 1 if any(r.stops_workflow for r in results.values()) else 0

@@ -1,4 +1,4 @@
-"""The incremental rules of DESIGN.md, one by one."""
+"""The incremental rules (README "When a file is processed again"), one by one."""
 
 import os
 import time

@@ -112,3 +112,39 @@ def test_help_gives_each_default_once():
         assert "(default: None)" not in entry and "(default: False)" not in entry, entry
     assert entries["--prob-thresh"].endswith("StarDist probability threshold (default: the model's)")
     assert entries["--n-jobs"].endswith("(default: 1)")  # a default the help does not state is still appended
+
+
+def readme_script() -> str:
+    """The script of the README's "A workflow in a minute", as printed there."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    section = readme[readme.index("## A workflow in a minute") :]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("\n```", start)]
+
+
+def test_the_readme_script_runs_explains_and_exits_as_documented(tmp_path):
+    import numpy as np
+    import tifffile
+
+    script = tmp_path / "invert.py"
+    script.write_text(readme_script())
+    raw, plate = tmp_path / "raw_images", tmp_path / "plate_folder"
+    raw.mkdir()
+    for i in range(3):
+        tifffile.imwrite(raw / f"a{i}.tiff", np.full((8, 8), 1000 * i, np.uint16))
+
+    def invert(*args):
+        return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
+
+    explained = invert("--folder", str(plate), "--input-folder", str(raw), "--explain")
+    assert explained.returncode == 0 and "Invert: 3 would run" in explained.stdout, explained.stdout + explained.stderr
+    assert not list(plate.glob("*.inverted.tif"))  # --explain runs nothing
+    done = invert("--folder", str(plate), "--input-folder", str(raw), "--n-jobs", "2")
+    assert done.returncode == 0, done.stderr
+    assert tifffile.imread(plate / "a2.inverted.tif")[0, 0] == 65535 - 2000
+    assert (plate / "batchlib" / "InvertWorkflow.status").exists()
+    bad = invert("--folder", str(plate), "--n-jobs", "0")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    with FolderLock(plate / "batchlib", "someone"):
+        assert invert("--folder", str(plate), "--input-folder", str(raw)).returncode == 75

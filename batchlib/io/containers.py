@@ -18,10 +18,7 @@ datasets, ``in``, ``del``, ``require_*`` and context managers behave the same.
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,63 +32,6 @@ from .threads import THREADS
 DEFAULT_COMPRESSION = {"h5": ("gzip", 1), "n5": ("blosc", 5), "zarr": ("blosc", 5)}
 #: Zarr format of newly created ``.zarr`` containers (2 or 3).
 DEFAULT_ZARR_FORMAT = 2
-
-_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, pool)
-_POOL_LOCK = threading.Lock()
-
-
-def chunk_pool(threads: int = THREADS) -> ThreadPoolExecutor:
-    """The shared thread pool that (de)compresses chunks (one per process: not inherited across fork)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL[:2] != (os.getpid(), threads):
-            if _POOL is not None and _POOL[0] == os.getpid():
-                _POOL[2].shutdown(wait=False)  # queued jobs still run
-            _POOL = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="batchlib-chunks"))
-        return _POOL[2]
-
-
-_DEFERRED = threading.local()  # .futures: chunk writes of the current deferred_writes() block
-
-
-@contextmanager
-def deferred_writes() -> Iterator[None]:
-    """Let chunk writes of one-file-per-chunk backends (N5, Zarr) finish in the background.
-
-    Inside the block, ``create_dataset(data=...)`` on those backends returns
-    once its chunks are queued in :func:`chunk_pool`, so the caller can
-    compute the next array while they are compressed and written (HDF5
-    writes stay synchronous: one writer per file). At the end of the block
-    every queued write has finished; the first error, if any, is raised.
-    The arrays handed to ``create_dataset`` must not change until then.
-    """
-    if getattr(_DEFERRED, "futures", None) is not None:  # nested: the outer block waits
-        yield
-        return
-    futures: list = []
-    _DEFERRED.futures = futures
-    try:
-        yield
-    finally:
-        _DEFERRED.futures = None
-        wait(futures)
-    for future in futures:
-        future.result()
-
-
-def run_all(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any]) -> None:
-    """Run ``fn`` on every item in ``pool``; wait for all, then raise the first error if any.
-
-    Inside :func:`deferred_writes` only queue them: the block waits at its end.
-    """
-    futures = [pool.submit(fn, item) for item in items]
-    deferred = getattr(_DEFERRED, "futures", None)
-    if deferred is not None:
-        deferred.extend(futures)
-        return
-    wait(futures)
-    for future in futures:
-        future.result()
 
 
 class Backend:

@@ -1,7 +1,7 @@
 """Multiscale images in the plate-viewer layout.
 
 One group per channel, levels ``s0, s1, ...``, and the group attributes the
-Fiji plate viewer reads (``shared/reference/plateviewer-format.md``)::
+Fiji plate viewer reads::
 
     /<name>            Color, Visible, Skip, Alpha, ScaleFactors, ContrastLimits, ChannelInformation
       /s0              full resolution (y, x)
@@ -21,7 +21,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import ContainerError
-from .containers import deferred_writes
+from .threads import deferred_writes
 
 COLORS = ("Gray", "Red", "Green", "Blue", "White", "Glasbey")
 #: dtypes the plate viewer reads.

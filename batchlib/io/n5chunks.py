@@ -18,7 +18,7 @@ import struct
 
 import numpy as np
 
-from .containers import chunk_pool, run_all
+from .threads import chunk_pool, run_all
 
 try:
     from isal import isal_zlib as _zlib

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..state.atomic import atomic_write
-from .containers import chunk_pool, run_all
+from .threads import chunk_pool, run_all
 
 #: Numpy dtype kinds written directly (bool, integers, floats).
 _KINDS = "biuf"

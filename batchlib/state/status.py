@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .atomic import atomic_write
 
-#: Job states, as in DESIGN.md.
+#: Job states (docs/architecture.md, "State vocabulary").
 PROCESSED, FAILED_OUTPUTS, INVALID_INPUTS, NOT_RUN = "processed", "failed_outputs", "invalid_inputs", "not_run"
 
 

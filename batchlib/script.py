@@ -1,0 +1,83 @@
+"""``workflow_main``: a workflow script in one call, as ``luigi.run()`` is.
+
+A script names its workflow and says how to build its jobs from the parsed
+options; ``workflow_main`` reads the options (config file, then command
+line), answers ``--explain`` without running anything, runs the workflow
+and returns the exit code (:mod:`batchlib.exits`)::
+
+    import sys
+
+    from batchlib import workflow_main
+    from batchlib.jobs.examples import ChannelStatistics, StatisticsTable
+
+    if __name__ == "__main__":  # worker processes import this file: they must not run it
+        sys.exit(workflow_main("StatsWorkflow", lambda args: [ChannelStatistics(), StatisticsTable()]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .exits import run_and_exit_code
+
+if TYPE_CHECKING:
+    import configargparse
+
+    from .base import BatchJob
+
+
+def workflow_main(
+    name: str,
+    make_jobs: Callable[[Any], Sequence[BatchJob]],
+    parser: configargparse.ArgParser | None = None,
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+    **run_overrides: Any,
+) -> int:
+    """Parse the options, then explain or run workflow ``name``; return the process exit code.
+
+    Parameters
+    ----------
+    name : str
+        The workflow's name (``batchlib/<name>.status`` and ``<name>.log``).
+    make_jobs : callable
+        Takes the parsed options, returns the job list. Called after the
+        options parsed, inside the error handling, so a job's
+        :class:`~batchlib.errors.ConfigError` becomes exit code 2.
+    parser : configargparse.ArgParser, optional
+        The script's parser, made with :func:`batchlib.config.workflow_parser`
+        and given its own options; by default a plain one.
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+    description : str, optional
+        The default parser's description (``--help``).
+    **run_overrides
+        Options of :func:`batchlib.run_workflow` that replace those from the
+        command line (e.g. ``input_folder=None`` when the import job is given
+        the raw folder itself).
+
+    Returns
+    -------
+    int
+        0 all done; 1 files failed or were invalid (not ignored), or a
+        resource ran out; 2 bad usage or configuration; 75 folder locked.
+        ``--help`` and unparsable options exit from argparse itself (0 / 2).
+    """
+    from .config import run_options, workflow_parser
+
+    parser = parser or workflow_parser(description or name)
+    args = parser.parse_args(argv)
+
+    def run() -> dict:
+        from .report import explain_jobs
+        from .workflow import run_workflow
+
+        jobs = list(make_jobs(args))
+        options = {**run_options(args), **run_overrides}
+        if args.explain:
+            print(explain_jobs(args.folder, jobs, options["input_folder"], options["force_recompute"]))
+            return {}
+        return run_workflow(name, args.folder, jobs, **options)
+
+    return run_and_exit_code(run)
