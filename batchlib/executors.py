@@ -76,15 +76,11 @@ def limit_threads(threads: int) -> None:
 def skip_final_collection() -> None:
     """Let this process exit without Python's last garbage collection.
 
-    A process that has loaded TensorFlow spends about a second at exit
-    collecting garbage among its ~430k tracked objects; an atexit handler that
-    freezes them (:func:`gc.freeze`) skips that. Other atexit handlers,
-    ``weakref.finalize`` callbacks and the deletion of objects that are not in
-    a reference cycle still run; only an object left in a cycle gets no
-    ``__del__`` at exit. Workers call it when they start (:func:`start_worker`),
-    workflow scripts when they run a workflow
-    (:func:`batchlib.exits.run_and_exit_code`: at ``n_jobs=1`` StarDist runs in
-    the script's own process).
+    A process that has loaded TensorFlow holds so many objects that the
+    collection at exit takes about a second (BENCHMARKS.md); an atexit
+    :func:`gc.freeze` skips it. Only an object left in a reference cycle
+    then gets no ``__del__`` at exit. Called by workers (:func:`start_worker`)
+    and by workflow scripts (:func:`batchlib.exits.run_and_exit_code`).
     """
     atexit.unregister(gc.freeze)  # registered once, however often it is called
     atexit.register(gc.freeze)
@@ -93,10 +89,8 @@ def skip_final_collection() -> None:
 def start_worker(threads: int) -> None:
     """Initializer of a :class:`ProcessExecutor` worker: cap its threads, log like the driver, and let it exit fast.
 
-    When the pool closes, the workflow waits for its workers to exit, and
-    Python's teardown in a worker that has loaded TensorFlow spends about a
-    second collecting garbage (``ProcessPoolExecutor.shutdown``: 1.06 s;
-    0.09 s when the workers skip it): see :func:`skip_final_collection`.
+    The workflow waits for its workers to exit when the pool closes, so
+    they skip the last garbage collection (:func:`skip_final_collection`).
     The worker's ``Workflow`` logger gets the level of ``LOGLEVEL`` and a
     stderr handler, so that its DEBUG records (what StarDist prints while
     its model loads) show with ``LOGLEVEL=DEBUG``.

@@ -1,8 +1,8 @@
 """Fast local Zarr (format 2 and 3): metadata and chunks written as the specs fix them.
 
-zarr-python 3 routes every operation through its asyncio machinery: about
-2-3 ms to create an array or a group, 0.5 ms for a membership test, a full
-metadata write per attribute set. For arrays in a local directory store the
+zarr-python 3 routes every operation through its asyncio machinery, which
+costs milliseconds per array, group or membership test, and writes the
+whole metadata per attribute set (BENCHMARKS.md, ``bench/io.py``). For arrays in a local directory store the
 layout is simple and fixed by the specs, so batchlib writes it directly:
 
 - metadata: ``.zarray`` + ``.zattrs`` (format 2) or ``zarr.json`` (format 3)

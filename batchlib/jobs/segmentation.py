@@ -102,10 +102,10 @@ class OneCallPredict:
     """A Keras model whose ``predict`` runs the batch it is given as one call.
 
     StarDist hands Keras one image (or one tile) per ``predict`` call, and
-    Keras 3's ``Model.predict`` sets up a data pipeline on every call: about
-    60 ms per 512 x 512 image on the CPU here, more than the network itself
-    (40 ms). ``predict_on_batch`` gives the same numbers without it. Every
-    other attribute is the wrapped model's.
+    Keras 3's ``Model.predict`` sets up a data pipeline on every call, which
+    costs more than the network itself (BENCHMARKS.md, ``bench/segment.py``).
+    ``predict_on_batch`` gives the same numbers without it. Every other
+    attribute is the wrapped model's.
     """
 
     def __init__(self, keras_model):
