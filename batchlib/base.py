@@ -20,7 +20,8 @@ implements :meth:`BatchJob.run`::
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from .errors import ConfigError, ContainerError, OutputError
@@ -91,6 +92,8 @@ class BatchJob:
     batch_size: ClassVar[int] = 1
     atomic_outputs: ClassVar[bool] = True
     kind: ClassVar[str] = PER_FILE
+    #: The executor lent by the workflow (:meth:`lending_workers`); None: calls run here.
+    _lent_executor: Any = None
 
     def __init__(
         self,
@@ -266,17 +269,36 @@ class BatchJob:
         """
         return self._map_on_executor(fn, [args])[0]
 
-    def _map_on_executor(self, fn: Callable[..., Any], arg_list: Sequence[tuple]) -> list[Any]:
-        from .executors import BatchError
+    @property
+    def per_plate(self) -> bool:
+        """True for a :class:`PlateJob` (many inputs, one output), False for one output per input."""
+        return self.kind == PLATE
 
-        executor = getattr(self, "_executor", None)
+    @contextmanager
+    def lending_workers(self, executor: Any) -> Iterator[None]:
+        """Within the block, :meth:`map_parallel` and :meth:`call_in_worker` use ``executor``'s workers.
+
+        The workflow lends a plate job its executor while the job runs in the
+        driver. Outside the block they run in this process.
+        """
+        self._lent_executor = executor
+        try:
+            yield
+        finally:
+            self._lent_executor = None
+
+    def _map_on_executor(self, fn: Callable[..., Any], arg_list: Sequence[tuple]) -> list[Any]:
+        from .executors import FailedCall
+
+        executor = self._lent_executor
         if executor is None:
             return [fn(*args) for args in arg_list]
         results: list[Any] = [None] * len(arg_list)
         calls = [(i, fn, tuple(args)) for i, args in enumerate(arg_list)]
         for outcome in executor.map_unordered(_call_indexed, calls):
-            if isinstance(outcome, BatchError):
-                raise OutputError(f"{self.name}: {fn.__name__}{repr(outcome.args[2])[:200]} failed: {outcome.error}")
+            if isinstance(outcome, FailedCall):
+                call_args = outcome.call_args[2]  # (index, fn, args) as handed to _call_indexed
+                raise OutputError(f"{self.name}: {fn.__name__}{repr(call_args)[:200]} failed: {outcome.error}")
             index, value = outcome
             results[index] = value
         return results

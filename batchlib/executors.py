@@ -2,7 +2,7 @@
 
 An executor takes a function and a list of argument tuples and yields the
 function's results as they complete. A batch whose worker died yields a
-:class:`BatchError` instead, so the driver can record its files as failed
+:class:`FailedCall` instead, so the driver can record its files as failed
 and go on. Only the driver, which consumes the results, writes bookkeeping.
 """
 
@@ -15,6 +15,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
@@ -22,12 +23,20 @@ from .errors import ConfigError
 logger = logging.getLogger("Workflow.executors")
 
 
-class BatchError:
-    """Stands in for the result of a call that raised or whose worker died."""
+@dataclass(frozen=True)
+class FailedCall:
+    """Stands in for the result of a call that raised or whose worker died (a value, not an exception).
 
-    def __init__(self, args: tuple, error: str):
-        self.args = args
-        self.error = error
+    Attributes
+    ----------
+    call_args : tuple
+        The arguments of the call, as given to :meth:`Executor.map_unordered`.
+    error : str
+        ``"<ExceptionType>: <message>"``.
+    """
+
+    call_args: tuple
+    error: str
 
 
 class Executor:
@@ -37,7 +46,7 @@ class Executor:
     n_workers: int = 1
 
     def map_unordered(self, fn: Callable, arg_list: list[tuple]) -> Iterator[Any]:
-        """Yield ``fn(*args)`` for every ``args`` (or a BatchError), in completion order."""
+        """Yield ``fn(*args)`` for every ``args`` (or a :class:`FailedCall`), in completion order."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -134,7 +143,7 @@ class ProcessExecutor(Executor):
                 yield future.result()
             except Exception as err:  # worker died, or the call could not be pickled
                 broken = broken or "BrokenProcessPool" in type(err).__name__
-                yield BatchError(futures[future], f"{type(err).__name__}: {err}")
+                yield FailedCall(futures[future], f"{type(err).__name__}: {err}")
         if broken:
             self.close()  # start a fresh pool for the next job
 
@@ -183,7 +192,7 @@ class DaskExecutor(Executor):
             try:
                 yield future.result()
             except Exception as err:  # task raised, or its worker died (KilledWorker)
-                yield BatchError(futures[future], f"{type(err).__name__}: {err}")
+                yield FailedCall(futures[future], f"{type(err).__name__}: {err}")
             finally:
                 future.release()
 
@@ -292,7 +301,7 @@ __all__ = [
     "SerialExecutor",
     "ProcessExecutor",
     "DaskExecutor",
-    "BatchError",
+    "FailedCall",
     "make_executor",
     "check_executor_options",
     "call_sizes",

@@ -47,6 +47,11 @@ class JobLayout:
     #: Filename scheme grouping several inputs (one file per channel) into one output per site.
     group_by: str | None = None
 
+    @property
+    def per_plate(self) -> bool:
+        """True for a plate job (many inputs, one output), False for a job with one output per input."""
+        return self.kind == PLATE
+
     def output_file_name(self, input_name: str) -> str:
         """Name of the output made from input ``input_name``.
 
@@ -55,7 +60,7 @@ class JobLayout:
         >>> JobLayout("J", PER_FILE, "/raw", "*.tif", "/plate", ".h5").output_file_name("a.b.tif")
         'a.b.h5'
         """
-        if self.kind == PLATE:
+        if self.per_plate:
             return self.output_name
         if self.output_ext is None:
             return input_name
@@ -421,7 +426,7 @@ def plan_job(
     reader = StampReader(ledger, scan, plate_folder)
     names = scan.matching(layout.input_folder, layout.input_pattern)
     plan = Plan()
-    if layout.kind == PLATE:
+    if layout.per_plate:
         _plan_plate(layout, names, ledger.records(layout.name), reader, force, validate_output, plan)
         plan.observed = reader.observed
         return plan
@@ -494,7 +499,7 @@ def _add_pending(plan: Plan, layout: JobLayout, pending: dict[str, str]) -> None
         name = path[len(folder) :] if path.startswith(folder) else None
         if name and os.sep not in name and match([name], layout.input_pattern):
             waiting[name] = producer
-    if layout.kind == PLATE:
+    if layout.per_plate:
         waiting.pop(layout.output_name, None)
         waiting.pop(BOOKKEEPING_FOLDER, None)
         if waiting and not plan.tasks:

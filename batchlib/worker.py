@@ -19,7 +19,6 @@ from .errors import ContainerError, InvalidInputError, OutputError
 from .io import is_container, open_file, write_key_stamps
 from .io.containers import backend_of
 from .oserrors import input_error, resource_error
-from .planning import PLATE
 from .state.atomic import remove_path, replace, temporary_sibling
 from .state.ledger import DONE, FAILED, INVALID
 from .state.stamps import new_key_stamp, ref, stat_stamp
@@ -208,7 +207,7 @@ def _run_items(job: BatchJob, items: list[WorkItem], kwargs: dict) -> tuple[list
     """Call job.run on ``items`` at once; return one result per item and whether run raised."""
     atomic = job.atomic_outputs and not job.output_keys
     temporaries = {o: str(temporary_sibling(o)) for item in items for o in item.outputs} if atomic else {}
-    if job.kind == PLATE:
+    if job.per_plate:
         inputs = [path for item in items for path in item.inputs]
     elif job.group_by:  # one list of files (a site's channels) per output
         inputs = [list(item.inputs) for item in items]
@@ -270,7 +269,7 @@ def process_batch(
         except OSError as err:  # the machine, not the file (too many open files)
             results[item.name] = _verdict(job, item, err)
             continue
-        if job.kind == PLATE and problems and ignore_invalid_inputs:
+        if job.per_plate and problems and ignore_invalid_inputs:
             valid = [p for p in item.inputs if p not in problems]
             skipped = {os.path.basename(p): str(why) for p, why in problems.items()}
             if valid:

@@ -21,8 +21,8 @@ from typing import Any
 from .base import BatchJob, check_result
 from .errors import ConfigError, ResourceError
 from .executors import (
-    BatchError,
     Executor,
+    FailedCall,
     SerialExecutor,
     batch_size_for,
     call_sizes,
@@ -32,7 +32,7 @@ from .executors import (
 from .log import add_file_handler, configure, get_logger, remove_handler
 from .oserrors import resource_error
 from .params import canonical_json
-from .planning import BOOKKEEPING_FOLDER, PLATE, FolderScan, JobLayout, Plan, Task, ledger_name, plan_job
+from .planning import BOOKKEEPING_FOLDER, FolderScan, JobLayout, Plan, Task, ledger_name, plan_job
 from .plate_checks import checks_across_plate, gather_facts
 from .progress import FileProgress
 from .state.atomic import TMP_PREFIX, remove_path
@@ -66,6 +66,9 @@ class JobResult:
         Reasons, by file name.
     stops_workflow : bool
         Failures or invalid inputs that the run flags do not ignore.
+    not_produced : set
+        The invalid inputs that an earlier job of this run failed to make
+        (they do not stop the workflow a second time).
     warnings : dict
         Warnings raised while files were processed, by file name.
     """
@@ -81,6 +84,7 @@ class JobResult:
     failed_files: dict = field(default_factory=dict)
     invalid_files: dict = field(default_factory=dict)
     stops_workflow: bool = False
+    not_produced: set = field(default_factory=set)
     warnings: dict = field(default_factory=dict)
 
     def counts(self) -> dict:
@@ -380,10 +384,9 @@ def _run_job(job: BatchJob, kwargs: dict, layout: JobLayout, ctx: _Context) -> J
     result.seconds = time.perf_counter() - start
     result.failed, result.invalid = len(result.failed_files), len(result.invalid_files)
     result.state = job_state(result.processed + result.skipped, result.failed, result.invalid)
-    upstream = sum(1 for why in result.invalid_files.values() if why.startswith(_UPSTREAM))
     result.stops_workflow = bool(
         (result.failed and not ctx.ignore_failed_outputs)
-        or (result.invalid - upstream and not ctx.ignore_invalid_inputs)
+        or (result.invalid - len(result.not_produced) and not ctx.ignore_invalid_inputs)
     )
     if tasks:
         ctx.scan.forget([])  # listings change when outputs appear
@@ -407,11 +410,13 @@ def _drop_upstream_failures(plan: Plan, layout: JobLayout, ctx: _Context, result
             task.inputs = [p for p in task.inputs if p not in ctx.failed_outputs]
             for path in failed:
                 result.invalid_files[os.path.basename(path)] = _UPSTREAM + ctx.failed_outputs[path]
+                result.not_produced.add(os.path.basename(path))
             kept.append(task)
         else:
             reason = _UPSTREAM + "; ".join(ctx.failed_outputs[p] for p in failed[:3])
             _commit(ctx, layout, task, FileResult(task.name, INVALID, reason))
             result.invalid_files[task.name] = reason
+            result.not_produced.add(task.name)
     return kept
 
 
@@ -459,15 +464,17 @@ def _execute(
         calls.append((job, batches[start : start + n], kwargs, ctx.ignore_invalid_inputs))
         start += n
     result.pending = len(tasks)
-    executor = ctx.executor
-    if layout.kind == PLATE:
-        # A plate job runs here, in the driver, and may spread its per-image
-        # work over the workers itself (BatchJob.map_parallel).
-        executor, job._executor = SerialExecutor(), ctx.executor
     try:
-        _collect(executor.map_unordered(process_batches, calls), job, layout, by_name, ctx, result, logger, len(tasks))
+        if layout.per_plate:
+            # A plate job runs here, in the driver, and may spread its per-image
+            # work over the workers itself (BatchJob.map_parallel).
+            with job.lending_workers(ctx.executor):
+                outcomes = SerialExecutor().map_unordered(process_batches, calls)
+                _collect(outcomes, job, layout, by_name, ctx, result, logger, len(tasks))
+        else:
+            outcomes = ctx.executor.map_unordered(process_batches, calls)
+            _collect(outcomes, job, layout, by_name, ctx, result, logger, len(tasks))
     finally:
-        job._executor = None
         ctx.ledger.flush()
 
 
@@ -476,12 +483,10 @@ def _collect(outcomes, job, layout, by_name, ctx: _Context, result: JobResult, l
     last_sync = time.monotonic()
     with FileProgress(total, job.name, ctx.progress) as bar:
         for outcome in outcomes:
-            if isinstance(outcome, BatchError):
-                outcome = [
-                    FileResult(item.name, FAILED, f"worker failed: {outcome.error}")
-                    for batch in outcome.args[1]
-                    for item in batch
-                ]
+            if isinstance(outcome, FailedCall):
+                _, batches, _, _ = outcome.call_args  # (job, batches, kwargs, ignore_invalid_inputs)
+                why = f"worker failed: {outcome.error}"
+                outcome = [FileResult(item.name, FAILED, why) for batch in batches for item in batch]
             stop = None
             for file_result in outcome:
                 if file_result.stop:  # unfinished: no record, the rerun does it

@@ -97,8 +97,7 @@ def test_map_parallel_keeps_order_and_names_a_failing_call():
 
     job = CopyText()
     assert job.map_parallel(_square_or_fail, [(1,), (2,)]) == [1, 4]  # no executor: a plain loop
-    with ProcessExecutor(2) as executor:
-        job._executor = executor
+    with ProcessExecutor(2) as executor, job.lending_workers(executor):
         assert job.map_parallel(_square_or_fail, [(x,) for x in (5, 1, 4, 2)]) == [25, 1, 16, 4]
         with pytest.raises(OutputError, match=r"_square_or_fail\(3,\).*three is not allowed"):
             job.map_parallel(_square_or_fail, [(1,), (3,)])
@@ -111,11 +110,12 @@ def test_call_in_worker_runs_in_a_worker_process():
     job = CopyText()
     assert job.call_in_worker(os.getpid) == os.getpid()  # no executor: here
     with ProcessExecutor(2) as executor:
-        job._executor = executor
-        assert job.call_in_worker(os.getpid) != os.getpid()
-        assert job.call_in_worker(_square_or_fail, 4) == 16
-        with pytest.raises(OutputError, match="three is not allowed"):
-            job.call_in_worker(_square_or_fail, 3)
+        with job.lending_workers(executor):
+            assert job.call_in_worker(os.getpid) != os.getpid()
+            assert job.call_in_worker(_square_or_fail, 4) == 16
+            with pytest.raises(OutputError, match="three is not allowed"):
+                job.call_in_worker(_square_or_fail, 3)
+        assert job.call_in_worker(os.getpid) == os.getpid()  # the loan ends with the block
 
 
 class _CycleMarker:

@@ -41,8 +41,9 @@ def test_nonfinite_pixels_are_counted_and_left_out(tmp_path):
     with open(os.path.join(folder, "batchlib", "ImportImages.status")) as f:
         invalid = json.load(f)["invalid"]
     assert list(invalid) == [names[2]]
-    assert "38400 of its 49152 pixels (78%) are NaN or infinite, more than max_nonfinite_fraction=0.5" in (
-        invalid[names[2]]
+    assert (
+        "38400 of its 49152 pixels (78%) are NaN or infinite, more than max_nonfinite_fraction=0.5"
+        in (invalid[names[2]])
     )
     with open(os.path.join(folder, "batchlib", "CellAnalysisWorkflow.log"), encoding="utf-8") as f:
         log = f.read()
