@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from .errors import ContainerError
 from .io import read_key_stamps
 from .state import BOOKKEEPING_FOLDER
-from .state.ledger import FAILED, INVALID, Ledger, Record, fingerprint, gc_paused
-from .state.stamps import ref, stat_stamp, tree_stamp
+from .state.ledger import FAILED, INVALID, Ledger, Record, gc_paused
+from .state.stamps import fingerprint, ref, split_up_to_date, stat_stamp, tree_stamp
 
 PER_FILE, PLATE = "per_file", "plate"
 
@@ -520,51 +520,21 @@ def _add_pending(plan: Plan, layout: JobLayout, pending: dict[str, str]) -> None
 def _skip_up_to_date_files(
     layout: JobLayout, names: list[str], fingerprints: dict, scan: FolderScan, plan: Plan
 ) -> list[str]:
-    """The fast path of plain file jobs: one stat per file, one string compare.
-
-    Adds the names that are up to date to ``plan`` and returns the others.
-    It computes exactly what :func:`fingerprint` and :func:`stat_stamp`
-    would, inlined, because this loop is most of the time of a no-op rerun
-    over a large plate (a function call per file costs as much as the stat).
-    """
-    head = f"{layout.params}|{layout.version}|"
-    in_prefix = os.path.join(layout.input_folder, "")
-    out_prefix = os.path.join(layout.output_folder, "")
-    in_stamps = scan.stamps_in(layout.input_folder)
-    out_stamps = scan.stamps_in(layout.output_folder)
-    in_get, out_get, known = in_stamps.get, out_stamps.get, fingerprints.get
-    ext, out_name = layout.output_ext, layout.output_file_name
-    os_stat, unknown = os.stat, _UNKNOWN
-    up_to_date = plan.up_to_date
-    others = []
+    """The fast path of plain file jobs (:func:`split_up_to_date`): the up-to-date names go to ``plan``."""
     with gc_paused():
-        for name in names:
-            fp = known(name)
-            if fp is None:
-                others.append(name)
-                continue
-            a = in_get(name, unknown)
-            if a is unknown:
-                try:
-                    st = os_stat(in_prefix + name)
-                    a = f"{st.st_size}:{st.st_mtime_ns}"
-                except FileNotFoundError:
-                    a = None
-                in_stamps[name] = a
-            dot = name.rfind(".")
-            out = name[:dot] + ext if ext is not None and dot > 0 else out_name(name)
-            b = out_get(out, unknown)
-            if b is unknown:
-                try:
-                    st = os_stat(out_prefix + out)
-                    b = f"{st.st_size}:{st.st_mtime_ns}"
-                except FileNotFoundError:
-                    b = None
-                out_stamps[out] = b
-            if fp == f"{head}{a}|{b}":
-                up_to_date.append(name)
-            else:
-                others.append(name)
+        up_to_date, others = split_up_to_date(
+            names,
+            fingerprints,
+            layout.params,
+            layout.version,
+            layout.input_folder,
+            layout.output_folder,
+            layout.output_file_name,
+            layout.output_ext,
+            scan.stamps_in(layout.input_folder),
+            scan.stamps_in(layout.output_folder),
+        )
+    plan.up_to_date.extend(up_to_date)
     return others
 
 

@@ -40,12 +40,12 @@ import logging
 import os
 import pickle
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import LedgerError
 from .atomic import atomic_write
+from .stamps import fingerprint
 
 logger = logging.getLogger("Workflow.ledger")
 
@@ -128,17 +128,6 @@ def gc_paused():
 class _BuiltinsOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         raise pickle.UnpicklingError(f"ledger snapshot refers to {module}.{name}; only builtin types are allowed")
-
-
-def fingerprint(params: str, version: str, inputs: Iterable, outputs: Iterable) -> str:
-    """One string that changes when parameters, version or any stamp changes.
-
-    Examples
-    --------
-    >>> fingerprint("p", "1", ["3:10"], ["s1", None])
-    'p|1|3:10|s1|None'
-    """
-    return "|".join([params, version, *map(str, inputs), *map(str, outputs)])
 
 
 def record_fingerprint(record: Record) -> str | None:

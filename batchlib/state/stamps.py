@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Callable, Iterable
 
 #: Attribute under which a producing job stores the stamp of a key it wrote.
 STAMP_ATTR = "batchlib_stamp"
@@ -89,3 +90,98 @@ def ref(name: str, key: str | None = None) -> str:
     'a.tif'
     """
     return name if key is None else f"{name}{KEY_SEP}{key}"
+
+
+def fingerprint(params: str, version: str, inputs: Iterable, outputs: Iterable) -> str:
+    """One string that changes when parameters, version or any stamp changes.
+
+    Examples
+    --------
+    >>> fingerprint("p", "1", ["3:10"], ["s1", None])
+    'p|1|3:10|s1|None'
+    """
+    return "|".join([params, version, *map(str, inputs), *map(str, outputs)])
+
+
+_UNKNOWN = object()
+
+
+def split_up_to_date(
+    names: list[str],
+    fingerprints: dict[str, str],
+    params: str,
+    version: str,
+    input_folder: str,
+    output_folder: str,
+    output_name: Callable[[str], str],
+    output_ext: str | None,
+    input_stamps: dict[str, str | None],
+    output_stamps: dict[str, str | None],
+) -> tuple[list[str], list[str]]:
+    """The fast path of plain file jobs (one input, one output file): which ``names`` are up to date.
+
+    A name is up to date when its recorded fingerprint equals
+    ``fingerprint(params, version, [stat_stamp(input)], [stat_stamp(output)])``
+    of the files as they are (a missing file's stamp is None). This function
+    computes exactly that, inlined, because this loop is most of the time of
+    a no-op rerun over a large plate (a function call per file costs as much
+    as the ``stat``); a test checks it against :func:`fingerprint` and
+    :func:`stat_stamp`.
+
+    Parameters
+    ----------
+    names : list of str
+        Input file names.
+    fingerprints : dict
+        Recorded fingerprints, by input name (no entry: not up to date).
+    params, version : str
+        The job's parameter hash and version.
+    input_folder, output_folder : str
+        Where the inputs and the outputs are.
+    output_name : callable
+        Output file name of an input name.
+    output_ext : str or None
+        The output extension, for the common case (``stem + output_ext``)
+        without calling ``output_name``.
+    input_stamps, output_stamps : dict
+        Stamps already known, by file name (None: missing); filled in here.
+
+    Returns
+    -------
+    tuple of list
+        The up-to-date names and the others, each in the order of ``names``.
+    """
+    head = f"{params}|{version}|"
+    in_prefix, out_prefix = os.path.join(input_folder, ""), os.path.join(output_folder, "")
+    in_get, out_get, known = input_stamps.get, output_stamps.get, fingerprints.get
+    os_stat, unknown = os.stat, _UNKNOWN
+    up_to_date: list[str] = []
+    others: list[str] = []
+    for name in names:
+        fp = known(name)
+        if fp is None:
+            others.append(name)
+            continue
+        a = in_get(name, unknown)
+        if a is unknown:
+            try:
+                st = os_stat(in_prefix + name)
+                a = f"{st.st_size}:{st.st_mtime_ns}"  # stat_stamp(st), inlined
+            except FileNotFoundError:
+                a = None
+            input_stamps[name] = a
+        dot = name.rfind(".")
+        out = name[:dot] + output_ext if output_ext is not None and dot > 0 else output_name(name)
+        b = out_get(out, unknown)
+        if b is unknown:
+            try:
+                st = os_stat(out_prefix + out)
+                b = f"{st.st_size}:{st.st_mtime_ns}"
+            except FileNotFoundError:
+                b = None
+            output_stamps[out] = b
+        if fp == f"{head}{a}|{b}":  # fingerprint(params, version, [a], [b]), inlined
+            up_to_date.append(name)
+        else:
+            others.append(name)
+    return up_to_date, others
