@@ -63,8 +63,8 @@ def _unlock(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import os
 
+    from .cell_analysis import cell_analysis_main
     from .demo import write_demo_plate
-    from .pipelines import cell_analysis_main
 
     raw = os.path.join(args.folder, "raw")
     results = os.path.join(args.folder, "DemoPlate")
@@ -106,10 +106,10 @@ def _locked_transfer(folder: str, name: str, wait: bool, transfer: Callable[[], 
     import os
 
     from .log import add_file_handler, configure, remove_handler
-    from .state import BOOKKEEPING_FOLDER as BOOKKEEPING
+    from .state import BOOKKEEPING_FOLDER
     from .state.lock import FolderLock
 
-    bookkeeping = os.path.join(folder, BOOKKEEPING)
+    bookkeeping = os.path.join(folder, BOOKKEEPING_FOLDER)
     os.makedirs(bookkeeping, exist_ok=True)
     configure()
     lock = FolderLock(bookkeeping, workflow=name)

@@ -16,17 +16,17 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .planning import FolderScan, JobLayout, Plan, plan_chain
+from .state import BOOKKEEPING_FOLDER
 from .state.ledger import DONE, FAILED, Ledger
 from .state.lock import lock_is_stale, read_lock
 from .state.status import NOT_RUN, job_state
-from .workflow import BOOKKEEPING
 
 
 def bookkeeping_folder(folder: str | os.PathLike) -> Path:
     """The ``batchlib/`` folder of a plate folder; ConfigError if there is none."""
-    path = Path(folder) / BOOKKEEPING
+    path = Path(folder) / BOOKKEEPING_FOLDER
     if not path.is_dir():
-        raise ConfigError(f"{folder} has no {BOOKKEEPING}/ folder: no workflow has run there yet")
+        raise ConfigError(f"{folder} has no {BOOKKEEPING_FOLDER}/ folder: no workflow has run there yet")
     return path
 
 
@@ -117,7 +117,7 @@ def explain_jobs(
     (:func:`batchlib.planning.plan_chain`).
     """
     folder = os.path.abspath(folder)
-    bookkeeping = Path(folder) / BOOKKEEPING
+    bookkeeping = Path(folder) / BOOKKEEPING_FOLDER
     ledger = Ledger(bookkeeping, writable=False)
     layouts = []
     for i, entry in enumerate(jobs):

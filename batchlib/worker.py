@@ -19,6 +19,7 @@ from .errors import ContainerError, InvalidInputError, OutputError
 from .io import is_container, open_file, write_key_stamps
 from .io.containers import backend_of
 from .oserrors import input_error, resource_error
+from .state import BOOKKEEPING_FOLDER
 from .state.atomic import remove_path, replace, temporary_sibling
 from .state.ledger import DONE, FAILED, INVALID
 from .state.stamps import new_key_stamp, ref, stat_stamp
@@ -196,7 +197,7 @@ def set_aside_if_corrupt(path: str) -> str | None:
         open_file(path, "r").close()
         return None
     except ContainerError:
-        aside_folder = os.path.join(os.path.dirname(path), "batchlib", "corrupt")
+        aside_folder = os.path.join(os.path.dirname(path), BOOKKEEPING_FOLDER, "corrupt")
         os.makedirs(aside_folder, exist_ok=True)
         aside = os.path.join(aside_folder, f"{time.strftime('%Y%m%d-%H%M%S')}-{os.path.basename(path)}")
         os.replace(path, aside)

@@ -32,16 +32,16 @@ from .executors import (
 from .log import add_file_handler, configure, get_logger, remove_handler
 from .oserrors import resource_error
 from .params import canonical_json
-from .planning import BOOKKEEPING_FOLDER, FolderScan, JobLayout, Plan, Task, ledger_name, plan_job
+from .planning import FolderScan, JobLayout, Plan, Task, ledger_name, plan_job
 from .plate_checks import checks_across_plate, gather_facts
 from .progress import FileProgress
+from .state import BOOKKEEPING_FOLDER
 from .state.atomic import TMP_PREFIX, remove_path
 from .state.ledger import DONE, FAILED, INVALID, Ledger, Record
 from .state.lock import FolderLock
 from .state.status import NOT_RUN, job_state, now_iso, write_status
 from .worker import FileResult, WorkItem, process_batches
 
-BOOKKEEPING = BOOKKEEPING_FOLDER
 #: Seconds between fsyncs of the ledger journal during a long job (each record is written at once).
 SYNC_INTERVAL = 30.0
 
@@ -204,7 +204,7 @@ def run_workflow(
         if layout.input_folder != folder and not os.path.isdir(layout.input_folder):
             raise ConfigError(f"{layout.name}: input folder {layout.input_folder} does not exist or is not a folder")
     check_executor_options(executor, n_jobs, dask_scheduler)  # before anything is created or locked
-    bookkeeping = Path(folder) / BOOKKEEPING
+    bookkeeping = Path(folder) / BOOKKEEPING_FOLDER
     bookkeeping.mkdir(parents=True, exist_ok=True)
     logger = configure()
     lock_args = {"ttl": lock_ttl} if lock_ttl else {}

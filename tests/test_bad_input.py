@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import tifffile
 
+from batchlib.cell_analysis import cell_analysis_main
 from batchlib.demo import raw_file_name, write_demo_plate
 from batchlib.io import open_file, read_plate_table
-from batchlib.pipelines import cell_analysis_main
 from batchlib.synthetic import synthetic_site
 
 SHAPE = (96, 96)
@@ -308,7 +308,7 @@ def test_unreadable_file_is_invalid_until_its_permissions_are_fixed(plate):
     prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else []
     if prefix and shutil.which("setpriv") is None:
         pytest.skip("running as root without setpriv: a file cannot be made unreadable")
-    script = "import sys; from batchlib.pipelines import cell_analysis_main; sys.exit(cell_analysis_main(sys.argv[1:]))"
+    script = "import sys; from batchlib.cell_analysis import cell_analysis_main as m; sys.exit(m(sys.argv[1:]))"
     command = [*prefix, sys.executable, "-c", script, *options(folder, raw), "--min-cells", "1"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import zarr
 
+from batchlib.cell_analysis import cell_analysis_main, parse_steps
 from batchlib.demo import write_demo_plate
 from batchlib.errors import ConfigError
 from batchlib.io import open_file, read_plate_table, read_table
-from batchlib.pipelines import cell_analysis_main, parse_steps
 
 
 def run(folder, raw, *extra):

@@ -8,12 +8,12 @@ import os
 import numpy as np
 import tifffile
 
+from batchlib.cell_analysis import cell_analysis_main
 from batchlib.demo import raw_file_name
 from batchlib.io import image_attrs, open_file, read_plate_table, read_table
 from batchlib.jobs.aggregate import focus_score
 from batchlib.jobs.segmentation import threshold_nuclei, threshold_settings
 from batchlib.measure import measure_objects
-from batchlib.pipelines import cell_analysis_main
 from batchlib.synthetic import synthetic_site
 
 SHAPE = (128, 128)

@@ -164,9 +164,9 @@ def test_image_table_has_the_diameter_and_flags_an_odd_one(tmp_path):
     """Three images of 16 px nuclei and one of 40 px: the table says so, and flags the odd one."""
     import tifffile
 
+    from batchlib.cell_analysis import cell_analysis_main
     from batchlib.demo import raw_file_name
     from batchlib.io import read_plate_table
-    from batchlib.pipelines import cell_analysis_main
 
     raw, folder = tmp_path / "raw", str(tmp_path / "P")
     raw.mkdir()

@@ -10,10 +10,10 @@ import pytest
 from sample_jobs import FillsTheDisk, write_inputs
 
 from batchlib import run_workflow
+from batchlib.cell_analysis import cell_analysis_main
 from batchlib.demo import write_demo_plate
 from batchlib.errors import ResourceError
 from batchlib.io import open_file, read_key_stamps, read_plate_table
-from batchlib.pipelines import cell_analysis_main
 from batchlib.state.ledger import DONE, Ledger
 
 

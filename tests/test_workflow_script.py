@@ -99,7 +99,7 @@ def test_demo_command(tmp_path, capsys):
 
 
 def test_help_gives_each_default_once():
-    from batchlib.pipelines import cell_analysis_parser
+    from batchlib.cell_analysis import cell_analysis_parser
 
     text = cell_analysis_parser().format_help().split("options:")[1].split("\n\n")[0]
     # One entry per option; wrapped lines joined.

@@ -10,7 +10,7 @@ overrides it. Rerun it as images arrive: only new or changed work is done.
 
 import sys
 
-from batchlib.pipelines import cell_analysis_main
+from batchlib.cell_analysis import cell_analysis_main
 
 if __name__ == "__main__":
     sys.exit(cell_analysis_main())

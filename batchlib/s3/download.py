@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import RemoteError, UnsafePathError
-from ..state import BOOKKEEPING_FOLDER as BOOKKEEPING
+from ..state import BOOKKEEPING_FOLDER
 from ..state.atomic import TMP_PREFIX, replace
 from ..state.stamps import stat_stamp
 from .client import call, check_bucket, list_objects, make_client
@@ -119,7 +119,7 @@ def download_plate(
     check_bucket(client, source.bucket, endpoint_url)
     objects = list_objects(client, source.bucket, source.prefix, endpoint_url)
     index = TransferIndex(
-        index_path(os.path.join(dest, BOOKKEEPING), "download", endpoint_url, str(source)), str(source)
+        index_path(os.path.join(dest, BOOKKEEPING_FOLDER), "download", endpoint_url, str(source)), str(source)
     )
     fetcher = _Fetcher(client, source, dest, index, endpoint_url, options, dry_run)
     todo = []
@@ -127,7 +127,7 @@ def download_plate(
         rel = key[len(source.prefix) + 1 :] if source.prefix else key
         if include and not selected(rel, include):
             continue
-        if rel.split("/", 1)[0] == BOOKKEEPING or os.path.basename(rel).startswith((PART_PREFIX, TMP_PREFIX)):
+        if rel.split("/", 1)[0] == BOOKKEEPING_FOLDER or os.path.basename(rel).startswith((PART_PREFIX, TMP_PREFIX)):
             report.excluded.append((rel, "batchlib's bookkeeping and temporary names are never downloaded"))
             continue
         try:

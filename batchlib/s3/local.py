@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError, UnsafePathError
 from ..plate import FILENAME_SCHEMES
-from ..state import BOOKKEEPING_FOLDER as BOOKKEEPING
+from ..state import BOOKKEEPING_FOLDER
 from ..state.atomic import TMP_PREFIX
 from ..state.stamps import stat_stamp
 from .location import safe_relpath
@@ -148,7 +148,7 @@ def release_files(
         with os.scandir(path) as entries:
             for entry in entries:
                 name = entry.name
-                if name.startswith((TMP_PREFIX, PART_PREFIX)) or (not rel_dir and name == BOOKKEEPING):
+                if name.startswith((TMP_PREFIX, PART_PREFIX)) or (not rel_dir and name == BOOKKEEPING_FOLDER):
                     continue
                 rel = f"{rel_dir}/{name}" if rel_dir else name
                 if entry.is_symlink():

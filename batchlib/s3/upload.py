@@ -35,11 +35,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import OutputError
+from ..state import BOOKKEEPING_FOLDER
 from ..state.atomic import atomic_write
 from ..state.stamps import stat_stamp
 from .client import call, check_bucket, list_multipart_uploads, list_objects, make_client
 from .index import TransferIndex, index_path
-from .local import BOOKKEEPING, LocalFile, file_kind, release_files, sha256_file, well_and_site
+from .local import LocalFile, file_kind, release_files, sha256_file, well_and_site
 from .location import S3Url, check_endpoint, https_url, object_url
 from .transfer import SHA_META, TransferOptions, TransferReport, logger, transfer_all
 
@@ -178,7 +179,7 @@ def upload_plate(
     name = manifest_name(plate)
     files = [f for f in files if f.rel != name]
     index = TransferIndex(
-        index_path(os.path.join(folder, BOOKKEEPING), "upload", endpoint_url, str(target)), str(target)
+        index_path(os.path.join(folder, BOOKKEEPING_FOLDER), "upload", endpoint_url, str(target)), str(target)
     )
     uploader = _Uploader(index, target, endpoint_url, options, dry_run, client)
     try:

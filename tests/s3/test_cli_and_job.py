@@ -99,8 +99,8 @@ def test_upload_job_options_are_checked_when_built():
 
 
 def test_cell_analysis_workflow_uploads_its_results(tmp_path, s3_server, bucket):
+    from batchlib.cell_analysis import cell_analysis_main
     from batchlib.demo import write_demo_plate
-    from batchlib.pipelines import cell_analysis_main
 
     raw, folder = str(tmp_path / "raw"), str(tmp_path / "Plate7")
     write_demo_plate(raw, sites=1, seed=1)
