@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import BatchlibError, ConfigError, FolderLockedError, RemoteAccessError, ResourceError
+from .errors import BatchlibError, ConfigError, FolderLockedError, RemoteAccessError
 
 if TYPE_CHECKING:
     from .workflow import JobResult
@@ -36,7 +36,7 @@ def run_and_exit_code(run: Callable[[], dict[str, JobResult]]) -> int:
 
     Errors become their exit code and a one-line message on stderr, never a
     traceback: a locked folder 75, a bad option 2, a full disk (or another
-    missing resource) 1. The process, which is about to exit, then skips
+    missing resource) or an unreadable ledger 1. The process, which is about to exit, then skips
     Python's final garbage collection
     (:func:`batchlib.executors.skip_final_collection`).
     """
@@ -46,5 +46,5 @@ def run_and_exit_code(run: Callable[[], dict[str, JobResult]]) -> int:
     skip_final_collection()
     try:
         return exit_code(run())
-    except (FolderLockedError, ConfigError, ResourceError) as err:
+    except BatchlibError as err:  # a locked folder, a bad option, a full disk, an unreadable ledger
         return error_exit_code(err)

@@ -148,3 +148,13 @@ def test_the_readme_script_runs_explains_and_exits_as_documented(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     with FolderLock(plate / "batchlib", "someone"):
         assert invert("--folder", str(plate), "--input-folder", str(raw)).returncode == 75
+
+
+def test_an_unreadable_ledger_is_one_line_and_exit_1(raw_plate):
+    tmp_path, raw = raw_plate
+    plate = tmp_path / "p"
+    assert run_script("--folder", str(plate), "--input-folder", str(raw)).returncode == 0
+    (plate / "batchlib" / "ledger.snapshot").write_bytes(b"not a pickle")
+    broken = run_script("--folder", str(plate), "--input-folder", str(raw))
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    assert "ledger.snapshot" in broken.stderr and "Move" in broken.stderr  # names the file and what to do
