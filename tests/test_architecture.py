@@ -99,6 +99,47 @@ def test_the_graph_sees_lazy_imports():
     assert "batchlib.cell_analysis" in graph["batchlib.cli"]  # imported inside _demo
 
 
+#: The layers of docs/architecture.md, bottom first: a module may import its own layer and those below.
+LAYERS = [
+    (
+        "leaves",
+        "_version errors log params capture progress oserrors config measure nucleus_size profiles synthetic "
+        "synthetic_nuclei state state.atomic state.stamps io.threads",
+    ),
+    ("names", "plate"),
+    ("io", "io io.containers io.h5chunks io.n5chunks io.zarrchunks io.images io.tables io.stamps io.omezarr"),
+    ("state", "state.ledger state.lock state.status executors"),
+    ("s3", "s3 s3.client s3.download s3.index s3.local s3.location s3.transfer s3.upload"),
+    ("job model", "planning base worker plate_checks"),
+    ("engine", "workflow"),
+    (
+        "jobs",
+        "jobs jobs.aggregate jobs.crops jobs.examples jobs.export jobs.importer jobs.measure jobs.omezarr jobs.qc "
+        "jobs.segmentation jobs.upload",
+    ),
+    ("commands", "batchlib exits report demo script cell_analysis cli"),
+]
+
+
+def layer_of() -> dict[str, int]:
+    return {f"batchlib.{m}" if m != "batchlib" else m: rank for rank, (_, ms) in enumerate(LAYERS) for m in ms.split()}
+
+
+def test_every_module_has_a_layer():
+    assert sorted(set(modules()) - set(layer_of())) == [], "add the new module to LAYERS (and docs/architecture.md)"
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    rank = layer_of()
+    upward = [
+        f"{a} ({LAYERS[rank[a]][0]}) imports {b} ({LAYERS[rank[b]][0]})"
+        for a, targets in import_graph().items()
+        for b in sorted(targets)
+        if rank.get(a, 0) < rank.get(b, 0)
+    ]
+    assert upward == []
+
+
 def test_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
