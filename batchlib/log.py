@@ -24,14 +24,19 @@ ROOT = "Workflow"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class TqdmHandler(logging.StreamHandler):
-    """Writes records through ``tqdm.write`` so progress bars stay intact."""
+class TqdmHandler(logging.Handler):
+    """Writes records to stderr through ``tqdm.write`` so progress bars stay intact.
+
+    The stream is ``sys.stderr`` when a record is written, not when the
+    handler was made: the handler is added once per process, and stderr may
+    be redirected later (a notebook, a test's capture).
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm  # imported when first needed: light commands start faster
 
         try:
-            tqdm.write(self.format(record), file=self.stream)
+            tqdm.write(self.format(record), file=sys.stderr)
         except Exception:
             self.handleError(record)
 
