@@ -1,4 +1,4 @@
-"""What was transferred between a folder and one S3 location: a JSON-lines journal.
+"""What was transferred between a folder and one S3 location: a JSON-lines journal (:mod:`batchlib.state.journal`).
 
 One index per (folder, endpoint, bucket, prefix, direction), in
 ``batchlib/transfers/``. A line is appended (one ``os.write``) only after an
@@ -14,12 +14,11 @@ bucket instead, and sends nothing that is already there.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from pathlib import Path
 
-from ..state.atomic import atomic_write
+from ..state.journal import Journal
 
 logger = logging.getLogger("Workflow.s3")
 
@@ -56,37 +55,12 @@ class TransferIndex:
         self.done: dict[str, dict] = {}
         self.pending: dict[str, dict] = {}
         self.manifest: dict = {}
-        self._fd: int | None = None
-        self._lines = 0  # lines in the journal file
-        self._load()
-
-    def _load(self) -> None:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return
-        good_end = data.rfind(b"\n") + 1  # after it: a torn last line of a killed run
-        lines = data[:good_end].splitlines()
-        try:
-            entries = json.loads(b"[" + b",".join(lines) + b"]")  # one parse for the whole file
-        except ValueError:
-            entries = [entry for entry in map(self._parse, lines) if entry is not None]
-        for entry in entries:
+        self._journal = Journal(self.path, "transfer index", header={"op": "location", "location": location})
+        for entry in self._journal.read():
             try:
                 self._apply(entry)
             except (KeyError, TypeError, AttributeError) as err:
                 logger.warning("transfer index %s: skipping a damaged line (%s)", self.path, err)
-        self._lines = len(lines)
-        if good_end < len(data):
-            logger.warning("transfer index %s ends in a torn line (a run was killed); dropping it", self.path)
-            os.truncate(self.path, good_end)
-
-    def _parse(self, line: bytes) -> dict | None:
-        try:
-            return json.loads(line)
-        except ValueError as err:
-            logger.warning("transfer index %s: skipping a damaged line (%s)", self.path, err)
-            return None
 
     def _apply(self, entry: dict) -> None:
         op, rel = entry["op"], entry.get("path")
@@ -102,14 +76,7 @@ class TransferIndex:
             self.pending.pop(rel, None)
 
     def _append(self, entry: dict) -> None:
-        if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            new = not self.path.exists()
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            if new:
-                os.write(self._fd, _line({"op": "location", "location": self.location}))
-        os.write(self._fd, _line(entry))  # one write per line: whole or torn at the end
-        self._lines += 1
+        self._journal.append(entry)
         self._apply(entry)
 
     def record_done(self, rel: str, **fields: object) -> None:
@@ -131,20 +98,11 @@ class TransferIndex:
     def compact(self) -> None:
         """Rewrite the journal with one line per file (atomically), if it holds outdated lines."""
         entries = [*self.done.values(), *self.pending.values(), *([self.manifest] if self.manifest else [])]
-        if self._lines <= len(entries) + 1:
+        if self._journal.lines <= len(entries) + 1:  # + the location line
             self.close()
             return  # nothing to fold (a no-op rerun writes nothing)
-        lines = [_line({"op": "location", "location": self.location})] + [_line(e) for e in entries]
-        self.close()
-        atomic_write(self.path, b"".join(lines))
-        self._lines = len(lines)
+        self._journal.rewrite(entries)
 
     def close(self) -> None:
         """Close the journal file."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-def _line(entry: dict) -> bytes:
-    return (json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
+        self._journal.close()

@@ -32,10 +32,8 @@ file system.
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
 import io
-import json
 import logging
 import os
 import pickle
@@ -45,6 +43,7 @@ from typing import Any, NamedTuple
 
 from ..errors import LedgerError
 from .atomic import atomic_write
+from .journal import Journal
 from .stamps import fingerprint
 
 logger = logging.getLogger("Workflow.ledger")
@@ -163,8 +162,7 @@ class Ledger:
         self._files: dict[str, FileState] = {}
         self._jobs: dict[str, dict] = {}
         self._facts: dict[str, dict[str, tuple[str, dict]]] = {}
-        self._journal_fd: int | None = None
-        self._journal_lines = 0
+        self._journal = Journal(self.journal_path, "ledger journal", writable)
         if writable:
             self.folder.mkdir(parents=True, exist_ok=True)
         self._load()
@@ -261,23 +259,11 @@ class Ledger:
     def _append(self, entry: dict) -> None:
         if not self.writable:
             raise LedgerError(f"ledger {self.folder} was opened read-only; only the workflow driver writes it")
-        if self._journal_fd is None:
-            self._journal_fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode("utf-8")
-        # One write call per line: a kill leaves the line whole or torn at the end.
-        try:
-            written = os.write(self._journal_fd, line)
-        except OSError as err:
-            raise OSError(err.errno, err.strerror, str(self.journal_path)) from err
-        if written < len(line):  # a full disk: take the torn line back, so the next one starts clean
-            os.ftruncate(self._journal_fd, os.lseek(self._journal_fd, 0, os.SEEK_END) - written)
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.journal_path))
-        self._journal_lines += 1
+        self._journal.append(entry)
 
     def flush(self) -> None:
         """Make the journal durable (fsync); call at the end of a job."""
-        if self._journal_fd is not None:
-            os.fsync(self._journal_fd)
+        self._journal.flush()
 
     def compact(self) -> None:
         """Fold the journal into a new snapshot and empty the journal.
@@ -286,7 +272,7 @@ class Ledger:
         """
         if not self.writable:
             raise LedgerError(f"ledger {self.folder} was opened read-only")
-        if self._journal_lines == 0:
+        if self._journal.lines == 0:
             return
         records = {job: {name: tuple(rec) for name, rec in recs.items()} for job, recs in self._all_records().items()}
         # Records first, then the index: a crash between them leaves the
@@ -302,19 +288,13 @@ class Ledger:
             "facts": self._facts,
         }
         atomic_write(self.snapshot_path, pickle.dumps(state, protocol=5))
-        self.close()
         # Emptying after the snapshot is safe: replaying this journal over the
         # new snapshot would give the same state.
-        with open(self.journal_path, "wb"):
-            pass
-        self._journal_lines = 0
+        self._journal.clear()
 
     def close(self) -> None:
         """Flush and close the journal."""
-        if self._journal_fd is not None:
-            self.flush()
-            os.close(self._journal_fd)
-            self._journal_fd = None
+        self._journal.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -355,32 +335,12 @@ class Ledger:
         self._facts = {job: {n: tuple(v) for n, v in facts.items()} for job, facts in state.get("facts", {}).items()}
 
     def _replay_journal(self) -> None:
-        with open(self.journal_path, "rb") as f:
-            data = f.read()
-        good_end = 0
-        position = 0
-        while position < len(data):
-            end = data.find(b"\n", position)
-            if end < 0:
-                break  # torn last line: no newline was written
-            line = data[position:end]
-            position = end + 1
-            try:
-                entry = json.loads(line)
-                self._apply(entry)
-            except (ValueError, KeyError, TypeError) as err:
-                logger.warning("ledger journal %s: skipping a damaged line (%s)", self.journal_path, err)
-                continue
-            good_end = position
-            self._journal_lines += 1
-        if good_end < len(data) and self.writable:
-            logger.warning(
-                "ledger journal %s ends in a torn line (the last run was killed); dropping %d bytes",
-                self.journal_path,
-                len(data) - good_end,
-            )
-            # Appending after a torn line would glue two entries together.
-            os.truncate(self.journal_path, good_end)
+        with gc_paused():  # many small objects, no cycles
+            for entry in self._journal.read():
+                try:
+                    self._apply(entry)
+                except (KeyError, TypeError, ValueError) as err:
+                    logger.warning("ledger journal %s: skipping a damaged line (%s)", self.journal_path, err)
 
     def _apply(self, entry: dict) -> None:
         op = entry["op"]
