@@ -16,7 +16,8 @@ import os
 from .base import BatchJob
 from .capture import captured_warnings
 from .oserrors import resource_error
-from .planning import FolderScan, JobLayout, ledger_name
+from .planning import JobLayout
+from .scan import FolderScan, ledger_name
 from .state.ledger import Ledger
 
 

@@ -32,9 +32,10 @@ from .executors import (
 from .log import add_file_handler, configure, get_logger, remove_handler
 from .oserrors import resource_error
 from .params import canonical_json
-from .planning import FolderScan, JobLayout, Plan, Task, ledger_name, plan_job
+from .planning import JobLayout, Plan, Task, plan_job
 from .plate_checks import checks_across_plate, gather_facts
 from .progress import FileProgress
+from .scan import FolderScan, ledger_name
 from .state import BOOKKEEPING_FOLDER
 from .state.atomic import TMP_PREFIX, remove_path
 from .state.ledger import DONE, FAILED, INVALID, Ledger, Record

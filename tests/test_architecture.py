@@ -110,7 +110,7 @@ LAYERS = [
     ("io", "io io.containers io.h5chunks io.n5chunks io.zarrchunks io.images io.tables io.stamps io.omezarr"),
     ("state", "state.journal state.ledger state.lock state.status executors"),
     ("s3", "s3 s3.client s3.download s3.index s3.local s3.location s3.transfer s3.upload"),
-    ("job model", "planning base worker plate_checks"),
+    ("job model", "scan planning base worker plate_checks"),
     ("engine", "workflow"),
     (
         "jobs",

@@ -199,11 +199,11 @@ def test_noop_rerun_opens_no_container(plate, monkeypatch):
     folder, raw = plate
     write_inputs(raw, 4)
     run(folder, raw, container_chain())
-    import batchlib.planning
+    import batchlib.scan
 
     opened = []
-    original = batchlib.planning.read_key_stamps
-    monkeypatch.setattr(batchlib.planning, "read_key_stamps", lambda *a, **k: opened.append(a[0]) or original(*a, **k))
+    original = batchlib.scan.read_key_stamps
+    monkeypatch.setattr(batchlib.scan, "read_key_stamps", lambda *a, **k: opened.append(a[0]) or original(*a, **k))
     results = run(folder, raw, container_chain())
     assert [r.processed for r in results.values()] == [0, 0, 0]
     assert opened == []

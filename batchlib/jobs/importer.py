@@ -233,7 +233,7 @@ class ImportImages(BatchJobOnContainer):
         super().check_layout(layout)
         if self.group_by or "channel" not in self._regex.groupindex:
             return
-        from ..planning import match
+        from ..scan import match
 
         try:
             names = match(os.listdir(layout.input_folder), layout.input_pattern)
