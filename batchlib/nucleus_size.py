@@ -6,7 +6,7 @@ the segment jobs rescale the image to the size the model was trained for.
 
 How: scale-space blob detection (Lindeberg's scale selection). The image is
 filtered with the scale-normalized Laplacian of Gaussian, approximated by a
-difference of Gaussians, at scales a quarter octave apart. A bright disk of
+difference of Gaussians, at scales a third of an octave apart. A bright disk of
 diameter ``d`` answers most strongly at its centre at ``sigma = d / (2 * sqrt(2))``,
 whatever its brightness; noise and texture answer weakly there, and an edge
 of a large nucleus answers at a third of a blob's strength. So:
@@ -21,7 +21,8 @@ of a large nucleus answers at a third of a blob's strength. So:
 It works on the pixels, without a model or a threshold to tune, in a few
 milliseconds: each octave is computed on an array of at most
 :data:`WORKING_SIZE` pixels a side (a central crop, block-averaged), so a
-2048 x 2048 image costs what a 512 x 512 one does. Compared with a first
+2048 x 2048 image costs what a 512 x 512 one does, unless its nuclei are so
+sparse that the crops must grow to find enough of them. Compared with a first
 segmentation pass it needs no model that already works at the unknown size.
 Blur makes small nuclei look larger, as they then are to the model too.
 """
@@ -121,17 +122,7 @@ def estimate_diameter(image: np.ndarray, min_diameter: float = 5.0, max_diameter
         kept = more
     if not len(kept):
         return float("nan")
-    return float(_STATISTIC(kept[:, 1]) * _CALIBRATION)
-
-
-def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    """The value below which half of the total weight lies."""
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order])
-    return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
-
-
-_STATISTIC = np.median
+    return float(np.median(kept[:, 1]) * _CALIBRATION)
 
 
 def _nuclei(blobs: np.ndarray) -> np.ndarray:

@@ -465,15 +465,13 @@ def _execute(
         calls.append((job, batches[start : start + n], kwargs, ctx.ignore_invalid_inputs))
         start += n
     result.pending = len(tasks)
+    # A plate job runs here, in the driver, and may spread its per-image
+    # work over the workers itself (BatchJob.map_parallel).
+    executor = SerialExecutor() if layout.per_plate else ctx.executor
+    lent = job.lending_workers(ctx.executor) if layout.per_plate else contextlib.nullcontext()
     try:
-        if layout.per_plate:
-            # A plate job runs here, in the driver, and may spread its per-image
-            # work over the workers itself (BatchJob.map_parallel).
-            with job.lending_workers(ctx.executor):
-                outcomes = SerialExecutor().map_unordered(process_batches, calls)
-                _collect(outcomes, job, layout, by_name, ctx, result, logger, len(tasks))
-        else:
-            outcomes = ctx.executor.map_unordered(process_batches, calls)
+        with lent:
+            outcomes = executor.map_unordered(process_batches, calls)
             _collect(outcomes, job, layout, by_name, ctx, result, logger, len(tasks))
     finally:
         ctx.ledger.flush()

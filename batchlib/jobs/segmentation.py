@@ -163,6 +163,10 @@ def _pretrained(model: str):
     return pretrained
 
 
+#: Root attribute of a container: the size of its pixels in micrometres, where known.
+PIXEL_SIZE_ATTR = "pixel_size_um"
+
+
 class NucleusSize:
     """How a segment job knows the nucleus diameter of an image: given, or estimated from its pixels.
 
@@ -202,10 +206,6 @@ class NucleusSize:
                 )
             return float(self.diameter_um) / float(pixel_size)
         return estimate_diameter(image)
-
-
-#: Root attribute of a container: the size of its pixels in micrometres, where known.
-PIXEL_SIZE_ATTR = "pixel_size_um"
 
 
 class SegmentNucleiStarDist(BatchJobOnContainer):
