@@ -34,6 +34,9 @@ from .planning import PER_FILE, PLATE, JobLayout
 # how it computes: they are kept out of the parameter hash.
 _LAYOUT_ATTRS = frozenset({"input_pattern", "identifier", "input_folder", "output_folder"})
 
+# parameter_names of a class and its bases, by class.
+_DECLARED: dict[type, frozenset[str]] = {}
+
 # Expensive objects (models) loaded once per worker process: see worker_resource.
 _WORKER_RESOURCES: dict[tuple, Any] = {}
 
@@ -83,12 +86,21 @@ class BatchJob:
         temporary paths that are renamed to the real outputs only after it
         returned. Outputs that are keys in containers are written in place.
 
-    Every public attribute set in ``__init__`` counts as a parameter that
-    affects the output (see :meth:`parameters`); keep other state in
-    attributes whose names start with ``_``.
+    ``parameter_names``
+        The public attributes that change what the job writes. Each class
+        names its own; its bases' are added. Their values are hashed
+        (:meth:`parameters`): changing one reruns every file. Setting a
+        public attribute that is not named there raises
+        :class:`~batchlib.errors.ConfigError`, so a derived value, a cache or
+        a client cannot become a parameter by accident: name those ``_x``.
+
+    Jobs are pickled to the worker processes: their attributes must pickle,
+    or be rebuilt there (``__getstate__``/``__setstate__``, or
+    :meth:`worker_resource` for a model or a client).
     """
 
     version: ClassVar[str] = "1"
+    parameter_names: ClassVar[tuple[str, ...]] = ("output_ext",)
     batch_size: ClassVar[int] = 1
     atomic_outputs: ClassVar[bool] = True
     kind: ClassVar[str] = PER_FILE
@@ -109,6 +121,25 @@ class BatchJob:
         self.identifier = identifier
         self.input_folder = os.fspath(input_folder) if input_folder is not None else None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and name not in _LAYOUT_ATTRS and name not in self.declared_parameters():
+            cls = type(self).__name__
+            raise ConfigError(
+                f"{cls}.{name}: public attributes of a job are its parameters, and {name!r} is not in "
+                f"{cls}.parameter_names; add it there if it changes the output (a change then reruns the job), "
+                f"or name it '_{name}' if it does not"
+            )
+        object.__setattr__(self, name, value)
+
+    @classmethod
+    def declared_parameters(cls) -> frozenset[str]:
+        """The ``parameter_names`` of this class and of its bases."""
+        declared = _DECLARED.get(cls)
+        if declared is None:
+            declared = frozenset(n for c in cls.__mro__ for n in vars(c).get("parameter_names", ()))
+            _DECLARED[cls] = declared
+        return declared
+
     # ------------------------------------------------------------- identity
     @property
     def name(self) -> str:
@@ -119,10 +150,12 @@ class BatchJob:
     def parameters(self) -> dict:
         """The parameters that affect the output; a change reruns every file.
 
-        By default, every public instance attribute except the input pattern,
-        identifier and folders. Override to narrow or widen it.
+        By default, the attributes named in ``parameter_names`` that the
+        instance set. Override to hash a derived form of one (a model's file
+        fingerprint rather than its path).
         """
-        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in _LAYOUT_ATTRS}
+        declared = self.declared_parameters()
+        return {k: v for k, v in vars(self).items() if k in declared}
 
     def params_hash(self, run_kwargs: dict | None = None) -> str:
         """Canonical hash of :meth:`parameters` and the keyword arguments of run."""
@@ -325,6 +358,7 @@ class BatchJobOnContainer(BatchJob):
     """
 
     atomic_outputs: ClassVar[bool] = False
+    parameter_names: ClassVar[tuple[str, ...]] = ("input_keys", "output_keys")
 
     def __init__(
         self,
@@ -378,6 +412,7 @@ class PlateJob(BatchJob):
     """
 
     kind: ClassVar[str] = PLATE
+    parameter_names: ClassVar[tuple[str, ...]] = ("output_name", "input_keys", "output_keys")
 
     def __init__(
         self,

@@ -20,18 +20,17 @@ class CopyText(BatchJob):
     """Copies a .txt file to .out, appending a suffix.
 
     A file containing FAIL makes run raise; a file containing INVALID is an
-    invalid input. ``delay`` (seconds per file) does not affect the output.
+    invalid input. ``delay`` (seconds per file) does not affect the output: it is private.
     """
+
+    parameter_names = ("suffix",)
 
     def __init__(self, suffix: str = "", delay: float = 0.0, **kwargs):
         kwargs.setdefault("input_pattern", "*.txt")
         kwargs.setdefault("output_ext", ".out")
         super().__init__(**kwargs)
         self.suffix = suffix
-        self.delay = delay
-
-    def parameters(self) -> dict:
-        return {"suffix": self.suffix, "output_ext": self.output_ext}
+        self._delay = delay
 
     def validate_input(self, path):
         if "INVALID" in read_text(path):
@@ -43,7 +42,7 @@ class CopyText(BatchJob):
             text = read_text(inp)
             if "FAIL" in text:
                 raise RuntimeError(f"cannot process {os.path.basename(inp)}")
-            time.sleep(self.delay)
+            time.sleep(self._delay)
             with open(out, "w") as f:
                 f.write(text + self.suffix + kwargs.get("extra", ""))
 
@@ -75,6 +74,8 @@ class ImportText(BatchJobOnContainer):
 
 class Scale(BatchJobOnContainer):
     """Writes input_key * factor to output_key in the same container."""
+
+    parameter_names = ("factor",)
 
     def __init__(self, factor: float = 2.0, input_key: str = "raw", output_key: str = "scaled", **kwargs):
         super().__init__(input_key=input_key, output_key=output_key, **kwargs)
@@ -163,10 +164,10 @@ class FillsTheDisk(CopyText):
 
     def __init__(self, error: int, **kwargs):
         super().__init__(**kwargs)
-        self.error = error
+        self._error = error  # private: setting it to 0 does not rerun the files written
 
     def run(self, input_files, output_files, **kwargs):
         for inp, out in zip(input_files, output_files):
-            if self.error and inp.endswith("f002.txt"):
-                raise OSError(self.error, os.strerror(self.error), out)
+            if self._error and inp.endswith("f002.txt"):
+                raise OSError(self._error, os.strerror(self._error), out)
         super().run(input_files, output_files, **kwargs)

@@ -9,6 +9,8 @@ from batchlib.errors import ConfigError
 
 
 class Blur(BatchJob):
+    parameter_names = ("sigma",)
+
     def __init__(self, sigma=1.0, **kwargs):
         super().__init__(input_pattern="*.tif", output_ext=".blur.tif", **kwargs)
         self.sigma = sigma
@@ -28,6 +30,33 @@ def test_public_attributes_are_parameters_layout_and_private_ones_are_not():
     assert job.params_hash({"extra": 1}) != job.params_hash()
     job._cache["big"] = object()
     assert job.params_hash() == Blur(sigma=2.0).params_hash()
+
+
+def test_an_undeclared_public_attribute_is_refused_with_what_to_do():
+    class Sharpen(Blur):
+        def __init__(self, amount=1.0):
+            super().__init__()
+            self.amount = amount  # not in parameter_names
+
+    with pytest.raises(ConfigError, match=r"Sharpen\.amount: .*parameter_names.*'_amount'"):
+        Sharpen()
+    job = Blur()
+    with pytest.raises(ConfigError, match="Blur.kernel"):
+        job.kernel = [1, 2, 1]  # a derived value set later is caught too
+    assert "kernel" not in vars(job) and job.parameters() == Blur().parameters()
+
+
+def test_parameters_are_those_declared_by_the_class_and_its_bases():
+    class Sharpen(Blur):
+        parameter_names = ("amount",)
+
+        def __init__(self, amount=1.0):
+            super().__init__()
+            self.amount = amount
+
+    assert Sharpen.declared_parameters() == {"output_ext", "sigma", "amount"}
+    assert Sharpen(2.0).parameters() == {"output_ext": ".blur.tif", "sigma": 1.0, "amount": 2.0}
+    assert BatchJobOnContainer.declared_parameters() == {"output_ext", "input_keys", "output_keys"}
 
 
 def test_layout_resolves_folders_and_names(tmp_path):

@@ -108,7 +108,7 @@ def test_resource_errors_stop_the_run(plate, error, words, n_jobs):
     assert "f002.txt" not in records  # no record of the unfinished file, not even a failure
     assert all(r.state == DONE for r in records.values())
     # Once the cause is gone, the rerun does the rest and nothing twice.
-    job.error = 0
+    job._error = 0
     result = run_workflow("wf", folder, [job], input_folder=raw, progress=False)["FillsTheDisk"]
     assert result.processed == 5 - len(records) and result.skipped == len(records)
 

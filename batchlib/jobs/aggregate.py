@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -210,6 +211,15 @@ class AggregateTables(PlateJob):
     scheme : str
         Filename scheme giving well and site of each container.
     """
+
+    parameter_names: ClassVar[tuple[str, ...]] = (
+        "table_keys",
+        "min_cells",
+        "score_feature",
+        "focus_channel",
+        "focus_fraction",
+        "scheme",
+    )
 
     def __init__(
         self,

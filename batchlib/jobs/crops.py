@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -90,6 +91,8 @@ class CropCells(BatchJob):
     size : int
         Crop width and height in pixels.
     """
+
+    parameter_names: ClassVar[tuple[str, ...]] = ("channels", "cell_key", "size", "scheme", "input_keys")
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from typing import ClassVar
 
 import pandas as pd
 
@@ -80,6 +81,8 @@ class ExportProfiles(PlateJob):
     The folder is written whole to a temporary name and renamed, so readers
     never see a half-written export.
     """
+
+    parameter_names: ClassVar[tuple[str, ...]] = ("table_keys", "scheme")
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -159,6 +160,8 @@ class ImportImages(BatchJobOnContainer):
     reference are not parameters: changing them re-checks the files they
     made invalid, and leaves imported images alone.
     """
+
+    parameter_names: ClassVar[tuple[str, ...]] = ("channels", "scheme", "group_by", "colors")
 
     def __init__(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -30,6 +31,8 @@ class MeasureObjects(BatchJobOnContainer):
     solidity : bool
         Include ``AreaShape_Solidity`` (needs a convex hull per object).
     """
+
+    parameter_names: ClassVar[tuple[str, ...]] = ("channels", "nuclei_key", "cell_key", "solidity")
 
     def __init__(
         self,

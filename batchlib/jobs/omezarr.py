@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import ClassVar
 
 from ..base import PlateJob
 from ..io import open_file, read_image, read_key_stamps
@@ -47,6 +48,15 @@ class OmeZarrExport(PlateJob):
     input_pattern : str
         Containers to export.
     """
+
+    parameter_names: ClassVar[tuple[str, ...]] = (
+        "channels",
+        "labels",
+        "ngff_version",
+        "pixel_size",
+        "plate_size",
+        "scheme",
+    )
 
     atomic_outputs = False  # the plate is updated in place, field by field
     # A new field layout reruns the job over unchanged inputs; the layout in the stamps then rewrites every field.

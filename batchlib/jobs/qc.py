@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -301,6 +301,8 @@ class QualityControl(PlateJob):
     channel : str
         Channel under the outlines.
     """
+
+    parameter_names: ClassVar[tuple[str, ...]] = ("features", "montage_images", "channel", "nuclei_key", "cell_key")
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar
 
 import numpy as np
 
@@ -246,6 +247,8 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
         Let TensorFlow use a GPU; by default the job runs on the CPU.
     """
 
+    parameter_names: ClassVar[tuple[str, ...]] = ("model", "prob_thresh", "nms_thresh", "tile_size")
+
     batch_size = 16
 
     def __init__(
@@ -431,6 +434,8 @@ class SegmentNucleiThreshold(BatchJobOnContainer):
     :data:`THRESHOLD_DIAMETER` as ``batchlib_segmentation_scale``.
     """
 
+    parameter_names: ClassVar[tuple[str, ...]] = ("sigma", "min_size", "min_distance", "nucleus_diameter")
+
     def __init__(
         self,
         input_key: str = "nuclei",
@@ -499,6 +504,8 @@ def seeded_cells(
 
 class SegmentCells(BatchJobOnContainer):
     """Cell segmentation: seeded watershed from the nuclei on a cell channel (membrane, serum)."""
+
+    parameter_names: ClassVar[tuple[str, ...]] = ("sigma", "threshold")
 
     def __init__(
         self,

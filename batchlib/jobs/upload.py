@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import ClassVar
 
 from ..base import PlateJob
 from ..errors import OutputError
@@ -37,6 +38,17 @@ class UploadJob(PlateJob):
     part_size_mb, multipart_threshold_mb, concurrency, max_attempts
         See :class:`batchlib.s3.TransferOptions`.
     """
+
+    parameter_names: ClassVar[tuple[str, ...]] = (
+        "destination",
+        "endpoint_url",
+        "kinds",
+        "include",
+        "part_size_mb",
+        "multipart_threshold_mb",
+        "concurrency",
+        "max_attempts",
+    )
 
     def __init__(
         self,
