@@ -17,7 +17,7 @@ from .base import BatchJob, check_result
 from .capture import captured_warnings
 from .errors import ContainerError, InvalidInputError, OutputError
 from .io import is_container, open_file, write_key_stamps
-from .io.containers import backend_of
+from .io.backends import backend_of
 from .oserrors import input_error, resource_error
 from .state import BOOKKEEPING_FOLDER
 from .state.atomic import remove_path, replace, temporary_sibling

@@ -25,13 +25,8 @@ os.environ.setdefault("LOGLEVEL", "WARNING")
 
 from batchlib import run_workflow
 from batchlib.io import open_file, write_image
-from batchlib.jobs.segmentation import (
-    SegmentNucleiStarDist,
-    auto_tiles,
-    load_stardist,
-    prepare_for_model,
-    recorded_diameter,
-)
+from batchlib.jobs.segmentation import SegmentNucleiStarDist
+from batchlib.jobs.stardist_model import auto_tiles, load_stardist, prepare_for_model, recorded_diameter
 from batchlib.nucleus_size import estimate_diameter, rescale_factor
 from batchlib.synthetic import synthetic_site
 

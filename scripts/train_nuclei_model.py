@@ -132,7 +132,7 @@ def augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator = AUGMENT_RNG
 
 def segment(model, image: np.ndarray) -> np.ndarray:
     """Labels of ``image`` as the segment job makes them: estimate, rescale to the model's size, predict."""
-    from batchlib.jobs.segmentation import auto_tiles, prepare_for_model
+    from batchlib.jobs.stardist_model import auto_tiles, prepare_for_model
     from batchlib.nucleus_size import rescale_factor
 
     scale = rescale_factor(estimate_diameter(image), TARGET_DIAMETER)

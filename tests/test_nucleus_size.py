@@ -75,7 +75,8 @@ def labels_of(folder, name):
 def test_stardist_labels_come_back_on_the_original_grid(tmp_path):
     from stardist.matching import matching
 
-    from batchlib.jobs.segmentation import SegmentNucleiStarDist, recorded_diameter
+    from batchlib.jobs.segmentation import SegmentNucleiStarDist
+    from batchlib.jobs.stardist_model import recorded_diameter
 
     image, truth = synthetic(40, seed=3, shape=(300, 420))  # nuclei about 3x the model's
     blank = np.full((300, 420), 120, np.uint16)
@@ -125,7 +126,8 @@ def test_diameter_in_micrometres_needs_the_pixel_size(tmp_path):
 
 
 def test_a_model_without_a_recorded_diameter_is_not_rescaled(tmp_path, caplog):
-    from batchlib.jobs.segmentation import MODEL_INFO, SHIPPED_MODEL, SegmentNucleiStarDist
+    from batchlib.jobs.segmentation import SegmentNucleiStarDist
+    from batchlib.jobs.stardist_model import MODEL_INFO, SHIPPED_MODEL
 
     model = str(tmp_path / "my_model")
     shutil.copytree(SHIPPED_MODEL, model)

@@ -1,6 +1,7 @@
 """Containers (h5, n5, zarr), multiscale images and tables."""
 
-from .containers import CONTAINER_EXTENSIONS, Group, is_container, open_file
+from .backends import CONTAINER_EXTENSIONS, is_container
+from .containers import Group, open_file
 from .images import has_image, image_attrs, read_image, set_image_info, write_image
 from .stamps import read_key_stamps, write_key_stamps
 from .tables import has_table, plate_table_path, read_plate_table, read_table, write_plate_table, write_table

@@ -103,7 +103,7 @@ def _require_group(parent, path: str):
 
 
 def _create_array(group, name: str, data: np.ndarray, chunks: tuple, version: str, dims: Sequence[str]):
-    from .containers import THREADS
+    from .threads import THREADS
     from .zarrchunks import contains, create_array, write_chunks
 
     present = contains(group, name)  # from the files; None: ask zarr

@@ -9,7 +9,7 @@ import pytest
 import zarr
 
 from batchlib.io import open_file, write_image
-from batchlib.io.containers import _zarr_codec
+from batchlib.io.backends import _zarr_codec
 from batchlib.io.threads import chunk_pool, deferred_writes, run_all
 
 DTYPES = [np.uint8, np.uint16, np.int32, np.int64, np.float32, np.float64, np.bool_]

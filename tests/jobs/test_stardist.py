@@ -10,14 +10,8 @@ import pytest
 
 from batchlib import run_workflow
 from batchlib.io import open_file, read_image, write_image
-from batchlib.jobs.segmentation import (
-    SHIPPED_MODEL,
-    SegmentNucleiStarDist,
-    auto_tiles,
-    load_stardist,
-    normalize,
-    recorded_diameter,
-)
+from batchlib.jobs.segmentation import SegmentNucleiStarDist
+from batchlib.jobs.stardist_model import SHIPPED_MODEL, auto_tiles, load_stardist, normalize, recorded_diameter
 
 pytest.importorskip("stardist")
 
