@@ -10,10 +10,10 @@ saw it) and returns the tasks to run with their reasons.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from .plate import site_groups
 from .scan import FolderScan, StampReader, ledger_name, match
 from .state import BOOKKEEPING_FOLDER
 from .state.ledger import FAILED, INVALID, Ledger, Record, gc_paused
@@ -387,37 +387,10 @@ def _skip_up_to_date_files(
     return others
 
 
-def site_group(name: str, regex: re.Pattern) -> str | None:
-    """The output name (without extension) of the site a per-channel raw file belongs to.
-
-    It follows the plate viewer's naming, ``Well<W>_Point<W>_<site>_<plate>``,
-    whatever the raw scheme; None if the name does not match the scheme.
-
-    Examples
-    --------
-    >>> from batchlib.plate import compile_scheme
-    >>> site_group("r02c03f04p01-ch1sk1fk1fl1.tiff", compile_scheme("operetta"))
-    'WellB03_PointB03_0004_plate'
-    """
-    from .plate import parse_image_name
-
-    try:
-        parsed = parse_image_name(name, regex)
-    except ValueError:
-        return None
-    well = parsed.well.name
-    return f"Well{well}_Point{well}_{parsed.site:04d}_{parsed.plate or 'plate'}"
-
-
 def _plan_groups(layout, names, records, reader, force, validate_output, plan) -> None:
     """Per-file planning where the files of one site (one per channel) make one task."""
-    from .plate import compile_scheme
 
-    regex = compile_scheme(layout.group_by)
-    groups: dict[str, list[str]] = {}
-    for name in sorted(names):
-        groups.setdefault(site_group(name, regex) or name, []).append(name)
-    for key, members in groups.items():
+    for key, members in site_groups(names, layout.group_by).items():
         paths = [os.path.join(layout.input_folder, m) for m in members]
         stamps: dict[str, str | None] = {}
         for path, member in zip(paths, members):

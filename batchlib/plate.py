@@ -242,3 +242,43 @@ def plate_format(wells: list[Well], size: int | None = None) -> tuple[int, int]:
         if rows >= need_rows and cols >= need_cols:
             return rows, cols
     return need_rows, need_cols
+
+
+def site_group(name: str, regex: re.Pattern) -> str | None:
+    """The output name (without extension) of the site a per-channel raw file belongs to.
+
+    It follows the plate viewer's naming, ``Well<W>_Point<W>_<site>_<plate>``,
+    whatever the raw scheme; None if the name does not match the scheme.
+
+    Examples
+    --------
+    >>> site_group("r02c03f04p01-ch1sk1fk1fl1.tiff", compile_scheme("operetta"))
+    'WellB03_PointB03_0004_plate'
+    """
+    try:
+        parsed = parse_image_name(name, regex)
+    except ValueError:
+        return None
+    well = parsed.well.name
+    return f"Well{well}_Point{well}_{parsed.site:04d}_{parsed.plate or 'plate'}"
+
+
+def site_groups(names, scheme: str) -> dict[str, list[str]]:
+    """Raw files of one site (one file per channel) grouped under their site's container name.
+
+    A name that does not match ``scheme`` is a group of its own, under its own
+    name. Groups and their members are in name order.
+
+    Examples
+    --------
+    >>> groups = site_groups(["r01c01f01p01-ch2sk1fk1fl1.tiff", "r01c01f01p01-ch1sk1fk1fl1.tiff", "x.tif"], "operetta")
+    >>> for key, members in groups.items():
+    ...     print(key, members)
+    WellA01_PointA01_0001_plate ['r01c01f01p01-ch1sk1fk1fl1.tiff', 'r01c01f01p01-ch2sk1fk1fl1.tiff']
+    x.tif ['x.tif']
+    """
+    regex = compile_scheme(scheme)
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        groups.setdefault(site_group(name, regex) or name, []).append(name)
+    return groups
