@@ -107,7 +107,10 @@ LAYERS = [
         "synthetic_nuclei state state.atomic state.stamps io.threads",
     ),
     ("names", "plate"),
-    ("io", "io io.backends io.containers io.h5chunks io.n5chunks io.zarrchunks io.images io.tables io.stamps io.omezarr"),
+    (
+        "io",
+        "io io.backends io.containers io.h5chunks io.n5chunks io.zarrchunks io.images io.tables io.stamps io.omezarr",
+    ),
     ("state", "state.journal state.ledger state.lock state.status executors"),
     ("s3", "s3 s3.client s3.download s3.index s3.local s3.location s3.transfer s3.upload"),
     ("job model", "scan planning base worker plate_checks"),

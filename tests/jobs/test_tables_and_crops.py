@@ -1,0 +1,115 @@
+"""AggregateTables, ExportProfiles and CropCells run alone on containers whose tables and labels are made here."""
+
+import os
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from skimage.measure import regionprops
+
+from batchlib import run_job
+from batchlib.io import open_file, read_plate_table, write_image, write_table
+from batchlib.jobs.aggregate import AggregateTables
+from batchlib.jobs.crops import CropCells
+from batchlib.jobs.export import ExportProfiles
+
+#: (well, site, number of cells) of the made plate.
+SITES = [("A01", 0, 5), ("A01", 1, 3), ("B02", 0, 4), ("B02", 1, 0)]
+
+
+def container_name(well: str, site: int) -> str:
+    return f"Well{well}_Point{well}_{site:04d}_ChannelDAPI_Seq0000.h5"
+
+
+@pytest.fixture
+def tabled_plate(tmp_path):
+    """A plate of containers holding only the three tables MeasureObjects writes, with random features."""
+    rng = np.random.default_rng(7)
+    folder = tmp_path / "P1"
+    folder.mkdir()
+    written = {}
+    for well, site, n in SITES:
+        label_id = np.arange(1, n + 1)
+        cells = pd.DataFrame({"label_id": label_id, "Cells_AreaShape_Area": rng.uniform(100, 400, n)})
+        nuclei = pd.DataFrame({"label_id": label_id, "Nuclei_Intensity_Mean": rng.uniform(0, 1, n)})
+        cytoplasm = pd.DataFrame({"label_id": label_id, "Cytoplasm_Intensity_Mean": rng.uniform(0, 1, n)})
+        name = container_name(well, site)
+        with open_file(folder / name, "a") as f:
+            write_table(f, "cell_segmentation/default", cells)
+            write_table(f, "nucleus_segmentation/default", nuclei)
+            write_table(f, "cell_segmentation/cytoplasm", cytoplasm)
+        written[name] = cells.merge(nuclei, on="label_id").merge(cytoplasm, on="label_id").assign(well=well)
+    return folder, written
+
+
+def test_aggregate_tables_match_pandas_on_the_cells_written(tabled_plate):
+    folder, written = tabled_plate
+    result = run_job(AggregateTables(min_cells=2, focus_channel=None, score_feature="Cells_AreaShape_Area"), folder)
+    assert result.failed == 0 and result.processed == 1
+    with open_file(folder / "P1_table.hdf5", "r") as f:
+        images = read_plate_table(f, "images").set_index("image_name")
+        wells = read_plate_table(f, "wells").set_index("well_name")
+    everything = pd.concat(written.values(), ignore_index=True)
+    features = ["Cells_AreaShape_Area", "Nuclei_Intensity_Mean", "Cytoplasm_Intensity_Mean"]
+    for name, cells in written.items():
+        row = images.loc[os.path.splitext(name)[0]]
+        assert row["n_cells"] == len(cells) and row["too_few_cells"] == (len(cells) < 2)
+        for feature in features:
+            expected = cells[feature].median() if len(cells) else np.nan
+            np.testing.assert_allclose(row[f"median_{feature}"], expected)
+    for well, cells in everything.groupby("well"):
+        assert wells.loc[well, "n_cells"] == len(cells) and wells.loc[well, "n_images"] == 2
+        for feature in features:
+            np.testing.assert_allclose(wells.loc[well, f"median_{feature}"], cells[feature].median())
+        np.testing.assert_allclose(wells.loc[well, "score"], cells["Cells_AreaShape_Area"].median())
+
+
+def test_export_writes_every_cell_once_in_sqlite_and_parquet(tabled_plate):
+    folder, written = tabled_plate
+    assert run_job(ExportProfiles(), folder).processed == 1
+    out = folder / "P1_profiles"
+    everything = pd.concat(written.values(), ignore_index=True)
+    with sqlite3.connect(out / "P1.sqlite") as connection:
+        images = pd.read_sql("SELECT * FROM Image", connection)
+        nuclei = pd.read_sql("SELECT * FROM Nuclei", connection)
+    assert sorted(images["n_cells"]) == sorted(n for _, _, n in SITES)
+    assert len(nuclei) == len(everything)
+    np.testing.assert_allclose(np.sort(nuclei["Nuclei_Intensity_Mean"]), np.sort(everything["Nuclei_Intensity_Mean"]))
+    single = pd.read_parquet(out / "P1_single_cell.parquet")
+    assert len(single) == len(everything) and set(single["Metadata_Well"]) == {"A01", "B02"}
+    # An image and its cells keep one ImageNumber across the Image table and the compartments.
+    counts = nuclei.groupby("ImageNumber").size()
+    assert images.set_index("ImageNumber")["n_cells"].loc[counts.index].tolist() == counts.tolist()
+
+
+def test_crop_cells_writes_a_centred_crop_and_mask_per_cell(tmp_path):
+    folder = tmp_path / "P1"
+    folder.mkdir()
+    labels = np.zeros((60, 80), np.uint32)
+    labels[10:21, 10:17] = 1  # inside; centroid (15, 13)
+    labels[0:6, 70:80] = 2  # in a corner: touches the border
+    labels[30:44, 40:50] = 3
+    image = np.arange(60 * 80, dtype=np.uint16).reshape(60, 80)
+    name = container_name("A01", 0)
+    with open_file(folder / name, "a") as f:
+        write_image(f, "cell_segmentation", labels, is_label=True)
+        write_image(f, "nuclei", image)
+    assert run_job(CropCells(["nuclei"], size=16), folder).processed == 1
+    crops = folder / (os.path.splitext(name)[0] + ".crops")
+    metadata = pd.read_csv(crops / "metadata.csv").set_index("label")
+    assert sorted(metadata.index) == [1, 2, 3]
+    for region in regionprops(labels):  # scikit-image as the reference for centroid and box
+        row = metadata.loc[region.label]
+        np.testing.assert_allclose([row["centroid_y"], row["centroid_x"]], region.centroid)
+        assert (row["bbox_min_y"], row["bbox_min_x"], row["bbox_max_y"], row["bbox_max_x"]) == region.bbox
+        mask = np.asarray(Image.open(crops / f"{region.label}_mask.png")) > 0
+        crop = np.asarray(Image.open(crops / f"{region.label}_nuclei.png"))
+        assert mask.shape == crop.shape == (16, 16) and mask.sum() == region.area
+    assert metadata["touches_border"].tolist() == [False, True, False]
+    # Cell 1's crop is the image window with its centroid at (size // 2, size // 2); the pixel values say where.
+    crop = np.asarray(Image.open(crops / "1_nuclei.png")).astype(np.int64)
+    y0, x0 = divmod(int(crop[0, 0]), 80)
+    np.testing.assert_array_equal(crop, image[y0 : y0 + 16, x0 : x0 + 16])
+    assert (15 - y0, 13 - x0) == (8, 8)
