@@ -26,9 +26,9 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError, ContainerError, OutputError
 from .io import open_file
+from .layout import PER_FILE, PLATE, JobLayout
 from .oserrors import input_error
 from .params import params_hash
-from .planning import PER_FILE, PLATE, JobLayout
 
 # Attributes of the base classes that say where a job reads and writes, not
 # how it computes: they are kept out of the parameter hash.

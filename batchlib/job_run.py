@@ -20,9 +20,10 @@ from pathlib import Path
 from .base import BatchJob, check_result
 from .errors import ResourceError
 from .executors import Executor, FailedCall, SerialExecutor, batch_size_for, call_sizes
+from .layout import JobLayout
 from .log import get_logger
 from .params import canonical_json
-from .planning import JobLayout, Plan, Task, plan_job
+from .planning import Plan, Task, plan_job
 from .plate_checks import checks_across_plate, gather_facts
 from .progress import FileProgress
 from .scan import FolderScan, ledger_name

@@ -11,80 +11,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
+from .layout import JobLayout
 from .plate import site_groups
-from .scan import FolderScan, StampReader, ledger_name, match
+from .scan import FolderScan, StampReader, match
 from .state import BOOKKEEPING_FOLDER
 from .state.ledger import FAILED, INVALID, Ledger, Record, gc_paused
 from .state.stamps import fingerprint, split_up_to_date, tree_stamp
-
-PER_FILE, PLATE = "per_file", "plate"
-
-
-@dataclass(frozen=True)
-class JobLayout:
-    """Where a job finds its inputs and puts its outputs.
-
-    It is everything needed to plan a job without the job object, so
-    ``batchlib status`` and ``batchlib explain`` can plan from the copy the
-    ledger keeps.
-    """
-
-    name: str
-    kind: str  # PER_FILE or PLATE
-    input_folder: str
-    input_pattern: str
-    output_folder: str
-    output_ext: str | None = None
-    input_keys: tuple[str, ...] = ()
-    output_keys: tuple[str, ...] = ()
-    output_name: str | None = None  # plate jobs: the one output file
-    params: str = ""
-    version: str = ""
-    #: Filename scheme grouping several inputs (one file per channel) into one output per site.
-    group_by: str | None = None
-
-    @property
-    def per_plate(self) -> bool:
-        """True for a plate job (many inputs, one output), False for a job with one output per input."""
-        return self.kind == PLATE
-
-    def output_file_name(self, input_name: str) -> str:
-        """Name of the output made from input ``input_name``.
-
-        Examples
-        --------
-        >>> JobLayout("J", PER_FILE, "/raw", "*.tif", "/plate", ".h5").output_file_name("a.b.tif")
-        'a.b.h5'
-        """
-        if self.per_plate:
-            return self.output_name
-        if self.output_ext is None:
-            return input_name
-        stem, dot, _ = input_name.rpartition(".")
-        return (stem if dot else input_name) + self.output_ext
-
-    def output_path(self, input_name: str) -> str:
-        """Path of the output made from input ``input_name``."""
-        return os.path.join(self.output_folder, self.output_file_name(input_name))
-
-    def to_spec(self, plate_folder: str) -> dict:
-        """A JSON-able copy, folders relative to ``plate_folder`` where inside."""
-        spec = asdict(self)
-        for key in ("input_folder", "output_folder"):
-            spec[key] = ledger_name(spec[key], plate_folder)
-        spec["input_keys"], spec["output_keys"] = list(self.input_keys), list(self.output_keys)
-        return spec
-
-    @classmethod
-    def from_spec(cls, spec: dict, plate_folder: str) -> JobLayout:
-        """Inverse of :meth:`to_spec`."""
-        spec = dict(spec)
-        for key in ("input_folder", "output_folder"):
-            spec[key] = os.path.normpath(os.path.join(plate_folder, spec[key]))
-        spec["input_keys"], spec["output_keys"] = tuple(spec["input_keys"]), tuple(spec["output_keys"])
-        return cls(**spec)
 
 
 @dataclass
@@ -442,15 +376,12 @@ def _add(plan: Plan, action: str, reason: str, task: Task) -> None:
 
 
 __all__ = [
-    "JobLayout",
     "Task",
     "Plan",
     "decide",
     "plan_job",
     "plan_chain",
     "describe_input_change",
-    "PER_FILE",
-    "PLATE",
     "RUN",
     "SKIP",
     "STILL_INVALID",

@@ -15,8 +15,8 @@ import os
 
 from .base import BatchJob
 from .capture import captured_warnings
+from .layout import JobLayout
 from .oserrors import resource_error
-from .planning import JobLayout
 from .scan import FolderScan, ledger_name
 from .state.ledger import Ledger
 

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError
-from .planning import JobLayout, Plan, plan_chain
+from .layout import JobLayout
+from .planning import Plan, plan_chain
 from .scan import FolderScan
 from .state import BOOKKEEPING_FOLDER
 from .state.ledger import DONE, FAILED, Ledger

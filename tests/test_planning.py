@@ -2,7 +2,8 @@
 
 import pytest
 
-from batchlib.planning import PER_FILE, PLATE, RUN, SKIP, STILL_INVALID, JobLayout, decide, describe_input_change
+from batchlib.layout import PER_FILE, PLATE, JobLayout
+from batchlib.planning import RUN, SKIP, STILL_INVALID, decide, describe_input_change
 from batchlib.state.ledger import Record
 
 STAMPS = {"a.tif": "3:10"}
