@@ -510,6 +510,7 @@ MEASURED_CODE = (
     "batchlib/jobs/stardist_model.py",
     "batchlib/nucleus_size.py",
     "batchlib/synthetic_nuclei.py",
+    "batchlib/synthetic_geometry.py",
     "batchlib/models",
 )
 

@@ -104,7 +104,7 @@ LAYERS = [
     (
         "leaves",
         "_version errors log params capture progress oserrors config measure nucleus_size profiles synthetic "
-        "synthetic_nuclei state state.atomic state.stamps io.threads",
+        "synthetic_geometry synthetic_nuclei state state.atomic state.stamps io.threads",
     ),
     ("names", "plate"),
     (
