@@ -256,6 +256,15 @@ class BatchJob:
         """
         return {}
 
+    def missing_inputs(self, names: list[str]) -> dict[str, str]:
+        """Inputs the job expected but did not find, with why, by name: reported (status, log), never run.
+
+        ``names`` are the input names present. The importer overrides it with
+        the fields its plate metadata lists whose files are not on disk.
+        Runs in the driver after planning. Default: none.
+        """
+        return {}
+
     def validate_output(self, path: str) -> bool | str | None:
         """Check an output after :meth:`run`; same convention and defaults as validate_input."""
         if self.output_keys:

@@ -8,11 +8,13 @@ parsed options, so other scripts can reuse it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from .config import at_least, number_in, workflow_parser
 from .errors import ConfigError
+from .log import get_logger
 
 #: Steps of the workflow, in order.
 STEPS = (
@@ -88,8 +90,10 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
     parser.add(
         "--scheme",
         default="batchlib",
-        help="filename scheme: batchlib, operetta, imagexpress, or a "
-        "regular expression with named groups well (or row, column), site, channel",
+        help="what the raw folder is: harmony (an Opera Phenix / Operetta CLS export with Index.xml or "
+        "Index.idx.xml), imagexpress (file names, and the .HTD if there is one), auto (detect it and log what was "
+        "found), or a filename scheme: batchlib, operetta, or a regular expression with named groups well "
+        "(or row, column), site, channel",
     )
     parser.add(
         "--one-file-per-channel",
@@ -215,8 +219,9 @@ def cell_analysis_jobs(args) -> list:
         if channel not in names:
             raise ConfigError(f"{option} {channel!r} is not among the imported channels {', '.join(names)}")
     pattern = f"*{args.container_ext}"
+    raw_scheme, one_file_per_channel = raw_format(args)
     # Containers of per-channel raw files are named as the plate viewer expects.
-    scheme = "viewer" if args.one_file_per_channel else args.scheme
+    scheme = "viewer" if one_file_per_channel else raw_scheme
     score = args.score_feature or f"Cells_Intensity_MeanIntensity_{names[-1]}"
     size = {
         "nucleus_diameter": args.nucleus_diameter,
@@ -228,8 +233,8 @@ def cell_analysis_jobs(args) -> list:
             channels,
             input_pattern=args.input_pattern,
             output_ext=args.container_ext,
-            scheme=args.scheme,
-            one_file_per_channel=args.one_file_per_channel,
+            scheme=raw_scheme,
+            one_file_per_channel=one_file_per_channel,
             image_shape=args.image_shape,
             dtype=args.image_dtype,
             max_image_gib=args.max_image_gib,
@@ -282,6 +287,24 @@ def cell_analysis_jobs(args) -> list:
             raise ConfigError("--steps upload needs --upload-to s3://bucket/prefix")
         steps.remove("upload")  # the default step list uploads only when told where to
     return [jobs[step]() for step in steps]
+
+
+def raw_format(args) -> tuple[str, bool]:
+    """The raw folder's scheme (``--scheme auto`` detected) and whether its files hold one channel each.
+
+    Harmony exports and ImageXpress plates with an ``.HTD`` hold one channel
+    per file; otherwise ``--one-file-per-channel`` says.
+    """
+    from .readers import detect_format, find_htd
+
+    scheme, folder = args.scheme, args.input_folder
+    if scheme == "auto":
+        if not folder or not os.path.isdir(folder):
+            raise ConfigError("--scheme auto needs --input-folder, the folder of raw images, to look at")
+        scheme, why = detect_format(folder)
+        get_logger("CellAnalysisWorkflow").info("--scheme auto: %s (%s)", scheme, why)
+    with_htd = scheme == "imagexpress" and bool(folder) and os.path.isdir(folder) and find_htd(folder) is not None
+    return scheme, bool(args.one_file_per_channel or scheme == "harmony" or with_htd)
 
 
 def cell_analysis_main(argv: Sequence[str] | None = None) -> int:

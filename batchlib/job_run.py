@@ -58,6 +58,8 @@ class JobResult:
     not_produced : set
         The invalid inputs that an earlier job of this run failed to make
         (they do not stop the workflow a second time).
+    missing : dict
+        Inputs the job expected but are not there (:meth:`BatchJob.missing_inputs`), with why.
     warnings : dict
         Warnings raised while files were processed, by file name.
     """
@@ -74,6 +76,7 @@ class JobResult:
     invalid_files: dict = field(default_factory=dict)
     stops_workflow: bool = False
     not_produced: set = field(default_factory=set)
+    missing: dict = field(default_factory=dict)
     warnings: dict = field(default_factory=dict)
 
     def counts(self) -> dict:
@@ -120,6 +123,11 @@ def run_one_job(job: BatchJob, kwargs: dict, layout: JobLayout, ctx: RunContext)
         ctx.ledger.observe_file(name, stamp, keys, merge=False)
     result = JobResult(job.name, skipped=len(plan.up_to_date))
     result.invalid_files.update(plan.still_invalid)
+    if not layout.per_plate:
+        result.missing = job.missing_inputs(ctx.scan.matching(layout.input_folder, layout.input_pattern))
+        if result.missing:
+            first = next(iter(result.missing.values()))
+            logger.warning("%s: %d expected input(s) missing, e.g. %s", job.name, len(result.missing), first)
     tasks = _drop_upstream_failures(plan, layout, ctx, result)
     tasks = _refuse_across_plate(job, layout, plan, tasks, ctx, result, logger)
     logger.info(
@@ -317,7 +325,13 @@ def _write_job_status(job: BatchJob, layout: JobLayout, plan: Plan, result: JobR
             "params": layout.params,
             "parameters": json.loads(canonical_json(job.parameters())),
             "layout": layout.to_spec(ctx.folder),
-            "counts": {"done": done, "failed": len(failed), "invalid": len(invalid), "pending": result.pending},
+            "counts": {
+                "done": done,
+                "failed": len(failed),
+                "invalid": len(invalid),
+                "pending": result.pending,
+                "missing": len(result.missing),
+            },
             "last_run": {
                 "processed": result.processed,
                 "skipped": result.skipped,
@@ -327,6 +341,7 @@ def _write_job_status(job: BatchJob, layout: JobLayout, plan: Plan, result: JobR
             },
             "failed": failed,
             "invalid": invalid,
+            "missing": result.missing,
             "warnings": result.warnings,
         },
     )

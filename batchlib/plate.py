@@ -28,8 +28,9 @@ FILENAME_SCHEMES = {
     # Operetta: r01c01f01p01-ch1sk1fk1fl1.tiff
     "operetta": r"r(?P<row>\d{2})c(?P<column>\d{2})f(?P<site>\d{2})p(?P<plane>\d{2})-ch(?P<channel>\d+)"
     r"sk\d+fk\d+fl\d+",
-    # ImageXpress: PLATE_A01_s1_w1.tif
-    "imagexpress": r"(?P<plate>.+)_(?P<well>[A-Z]{1,2}\d{2})_s(?P<site>\d+)_w(?P<channel>\d+)",
+    # ImageXpress: PLATE_A01_s1_w1<uuid>.tif; _s only with several sites, _w with several wavelengths; not thumbnails
+    "imagexpress": r"^(?!.*_thumb)(?P<plate>.+)_(?P<well>[A-Z]{1,2}\d{2})(?:_s(?P<site>\d+))?(?:_w(?P<channel>\d+))?"
+    r"(?=[^_]*\.(?i:tiff?)$)",
 }
 
 
@@ -211,7 +212,8 @@ def parse_image_name(file_name: str, scheme: str | re.Pattern = "batchlib") -> I
         well = parse_well(groups["well"])
     else:
         well = Well(int(groups["row"]) - 1, int(groups["column"]) - 1)
-    return ImageName(well, int(groups["site"]), groups.get("channel"), groups.get("plate"))
+    site = int(groups["site"]) if groups.get("site") else 1  # ImageXpress leaves out _s1 for one site per well
+    return ImageName(well, site, groups.get("channel"), groups.get("plate"))
 
 
 #: Plate sizes used in screening, tried in order by :func:`plate_format`.

@@ -21,7 +21,7 @@ from .scan import FolderScan
 from .state import BOOKKEEPING_FOLDER
 from .state.ledger import DONE, FAILED, Ledger
 from .state.lock import lock_is_stale, read_lock
-from .state.status import NOT_RUN, job_state
+from .state.status import NOT_RUN, job_state, read_status
 
 
 def bookkeeping_folder(folder: str | os.PathLike) -> Path:
@@ -47,8 +47,13 @@ def plan_saved_jobs(folder: str | os.PathLike, job: str | None = None) -> tuple[
     return ledger, {name: plans[name] for name in names if name in plans}
 
 
-def job_counts(ledger: Ledger, name: str, plan: Plan) -> dict:
-    """Counts and state of one job, in the shape of ``batchlib status --json``."""
+def job_counts(ledger: Ledger, name: str, plan: Plan, bookkeeping: str | None = None) -> dict:
+    """Counts and state of one job, in the shape of ``batchlib status --json``.
+
+    ``missing`` (inputs the job expected but did not find, such as fields the
+    plate metadata lists) is as of the job's last run, from its status file
+    in ``bookkeeping``.
+    """
     records = ledger.records(name)
     failed = sum(1 for t in plan.tasks if t.name in records and records[t.name].state == FAILED)
     counts = {
@@ -61,7 +66,9 @@ def job_counts(ledger: Ledger, name: str, plan: Plan) -> dict:
         state = NOT_RUN
     else:  # processed once something was done, even if all of it is pending again now
         state = job_state(int(any(r.state == DONE for r in records.values())), failed, counts["invalid"])
-    return {**counts, "state": state}
+    last = read_status(bookkeeping, name) if bookkeeping else None
+    missing = (last or {}).get("missing") or {}
+    return {**counts, "missing": len(missing), "missing_inputs": missing, "state": state}
 
 
 def folder_status(folder: str | os.PathLike) -> dict:
@@ -79,7 +86,9 @@ def folder_status(folder: str | os.PathLike) -> dict:
     if holder is not None:
         stale, _ = lock_is_stale(holder, socket.gethostname(), time.time())
         lock = {**{k: holder.get(k) for k in ("pid", "host", "since")}, "stale": stale}
-    return {"folder": folder, "lock": lock, "jobs": {name: job_counts(ledger, name, p) for name, p in plans.items()}}
+    bookkeeping = str(bookkeeping_folder(folder))
+    jobs = {name: job_counts(ledger, name, p, bookkeeping) for name, p in plans.items()}
+    return {"folder": folder, "lock": lock, "jobs": jobs}
 
 
 def _describe_lock(lock: dict | None) -> str:
@@ -102,6 +111,12 @@ def format_status(status: dict) -> str:
         lines.append(
             f"{name:<{width}}  {c['done']:>7} {c['failed']:>7} {c['invalid']:>7} {c['pending']:>7}  {c['state']}"
         )
+    for name, c in jobs.items():
+        if c.get("missing"):
+            lines.append(f"{name}: {c['missing']} expected input(s) missing at its last run:")
+            lines += [f"  {key}: {why}" for key, why in list(c["missing_inputs"].items())[:10]]
+            if c["missing"] > 10:
+                lines.append(f"  ... and {c['missing'] - 10} more (batchlib status --json lists them all)")
     return "\n".join(lines)
 
 

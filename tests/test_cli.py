@@ -38,12 +38,27 @@ def test_status_json_shape(plate, capsys):
     assert status["folder"] == os.path.abspath(folder) and status["lock"] is None
     assert list(status["jobs"]) == ["CopyText", "ImportText", "Scale"]
     for counts in status["jobs"].values():
-        assert set(counts) == {"done", "failed", "invalid", "pending", "state"}
-    assert status["jobs"]["CopyText"] == {"done": 4, "failed": 1, "invalid": 1, "pending": 2, "state": "failed_outputs"}
+        assert set(counts) == {"done", "failed", "invalid", "pending", "missing", "missing_inputs", "state"}
+    nothing_missing = {"missing": 0, "missing_inputs": {}}
+    assert status["jobs"]["CopyText"] == {
+        "done": 4,
+        "failed": 1,
+        "invalid": 1,
+        "pending": 2,
+        "state": "failed_outputs",
+        **nothing_missing,
+    }
     # ImportText cannot read "INVALID" or "FAIL" as numbers; Scale skips what it did not make.
     assert status["jobs"]["ImportText"]["failed"] == 2
     # Pending in Scale: what ImportText would make first (2 new files, 2 retried failures).
-    assert status["jobs"]["Scale"] == {"done": 4, "failed": 0, "invalid": 0, "pending": 4, "state": "processed"}
+    assert status["jobs"]["Scale"] == {
+        "done": 4,
+        "failed": 0,
+        "invalid": 0,
+        "pending": 4,
+        "state": "processed",
+        **nothing_missing,
+    }
 
 
 def test_status_shows_the_lock_holder(plate, capsys):

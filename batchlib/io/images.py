@@ -28,6 +28,8 @@ COLORS = ("Gray", "Red", "Green", "Blue", "White", "Glasbey")
 VIEWER_DTYPES = (np.uint8, np.uint16, np.uint32, np.float32)
 #: Root attribute holding the version of batchlib that wrote the container.
 VERSION_ATTR = "batchlib_version"
+#: Root attribute of a container: the size of its pixels in micrometres, where known (from the plate metadata).
+PIXEL_SIZE_ATTR = "pixel_size_um"
 
 
 def block_mean(image: np.ndarray, factor: int) -> np.ndarray:

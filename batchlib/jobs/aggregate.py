@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..base import PlateJob
 from ..io import open_file, read_table, write_plate_table
+from ..io.images import PIXEL_SIZE_ATTR
 from ..io.tables import table_key
 from ..nucleus_size import DIAMETER_ATTR, SCALE_ATTR
 from ..plate import compile_scheme, parse_image_name
@@ -162,6 +163,7 @@ def load_cells(
 #: Root attributes of a container that become columns of the image table, with their value when missing.
 IMAGE_ATTRIBUTES = {
     "n_nonfinite_pixels": (NONFINITE_ATTR, 0),
+    "pixel_size_um": (PIXEL_SIZE_ATTR, float("nan")),
     "nucleus_diameter": (DIAMETER_ATTR, float("nan")),
     "segmentation_scale": (SCALE_ATTR, float("nan")),
 }

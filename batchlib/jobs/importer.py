@@ -14,8 +14,10 @@ import numpy as np
 from ..base import BatchJobOnContainer
 from ..errors import ConfigError, InvalidInputError
 from ..io import open_file, set_image_info, write_image
+from ..io.images import PIXEL_SIZE_ATTR
 from ..oserrors import input_error, resource_error
 from ..plate import compile_scheme, parse_image_name
+from ..readers import METADATA_FORMATS, PlateMetadata, read_plate_metadata
 
 #: Root attribute of a container: how many pixels of its imported channels are NaN or infinite.
 NONFINITE_ATTR = "batchlib_nonfinite_pixels"
@@ -120,7 +122,16 @@ class ImportImages(BatchJobOnContainer):
         Container type: ``.h5`` (default), ``.n5`` or ``.zarr``.
     scheme : str
         Filename scheme (name in :data:`batchlib.plate.FILENAME_SCHEMES` or a
-        regular expression) giving well, site and channel names.
+        regular expression) giving well, site and channel names; or a
+        microscope format whose plate metadata is read
+        (:data:`batchlib.readers.METADATA_FORMATS`): ``harmony`` (the
+        ``Index.xml`` / ``Index.idx.xml`` of a Harmony export; one file per
+        channel and plane, always grouped by site) or ``imagexpress`` (with
+        its ``.HTD``, if the folder has one). With metadata, ``channels`` may
+        map channel names (``{"HOECHST 33342": "nuclei"}``) or ids
+        (``{"1": "nuclei"}``); the pixel size goes into each container; a
+        raw file the metadata does not list is invalid, and the fields it
+        lists without files are reported (:meth:`missing_inputs`).
     colors : dict, optional
         Viewer colour per container channel name.
     one_file_per_channel : bool
@@ -207,9 +218,11 @@ class ImportImages(BatchJobOnContainer):
         )
         self.channels = mapped
         self.scheme = scheme
-        self.group_by = scheme if one_file_per_channel else None
+        names = METADATA_FORMATS.get(scheme, scheme)  # the file-name scheme of a metadata format's images
+        self.group_by = names if one_file_per_channel or scheme == "harmony" else None
         self.colors = {**DEFAULT_COLORS, **(colors or {})}
-        self._regex = compile_scheme(scheme)
+        self._regex = compile_scheme(names)
+        self._plate: PlateMetadata | None = None  # read in the driver (layout), then pickled to the workers
         # Validation limits, not parameters: a change re-checks the invalid files, not the imported ones.
         self._image_shape = tuple(int(n) for n in image_shape) if image_shape is not None else None
         self._dtype = dtype
@@ -223,7 +236,49 @@ class ImportImages(BatchJobOnContainer):
 
     def __setstate__(self, state: dict) -> None:
         vars(self).update(state)
-        self._regex = compile_scheme(self.scheme)
+        self._regex = compile_scheme(METADATA_FORMATS.get(self.scheme, self.scheme))
+
+    # ---------------------------------------------------------------- metadata
+    def layout(self, folder, input_folder=None, run_kwargs=None):
+        """Read the plate metadata of the input folder (a metadata scheme), then lay the job out."""
+        if self.scheme in METADATA_FORMATS:
+            source = os.path.abspath(self.input_folder or input_folder or folder)
+            self._plate = read_plate_metadata(source, self.scheme) if os.path.isdir(source) else None
+        return super().layout(folder, input_folder, run_kwargs)
+
+    def parameters(self) -> dict:
+        # Channel names and pixel size from the metadata change the containers: a change reimports.
+        parameters = super().parameters()
+        if self._plate is not None:
+            parameters["plate_metadata"] = self._plate.essentials()
+        return parameters
+
+    def _raw_id(self, raw: str) -> str:
+        """The id in the file names of a mapped raw channel (its metadata name or id)."""
+        if self._plate is None:
+            return raw
+        return self._plate.channel_id(raw) or raw
+
+    def _channel_name(self, raw: str) -> str:
+        """The raw channel's name as the metadata gives it (the id itself without metadata)."""
+        if self._plate is None:
+            return raw
+        return self._plate.channels.get(self._raw_id(raw), raw)
+
+    def missing_inputs(self, names: list[str]) -> dict[str, str]:
+        """Fields the plate metadata lists whose files are not (all) in the input folder, by container name."""
+        if self._plate is None:
+            return {}
+        source = os.path.basename(self._plate.source)
+        missing = {}
+        for (well, field), files in self._plate.missing_fields(set(names)).items():
+            key = f"Well{well}_Point{well}_{field:04d}_plate"
+            if files:
+                shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+                missing[key] = f"well {well}, field {field} is listed in {source}, but {shown} not on disk"
+            else:
+                missing[key] = f"well {well}, field {field} is selected in {source}, but no image file of it is there"
+        return missing
 
     # ---------------------------------------------------------------- checks
     def check_layout(self, layout) -> None:
@@ -234,6 +289,15 @@ class ImportImages(BatchJobOnContainer):
         may arrive one after the other.
         """
         super().check_layout(layout)
+        if self._plate is not None:
+            unknown = [raw for raw in self.channels if self._plate.channel_id(raw) is None]
+            if unknown:
+                listed = ", ".join(f"{i}: {n}" for i, n in self._plate.channels.items())
+                raise ConfigError(
+                    f"channels (--channels) maps {', '.join(unknown)}, but {self._plate.source} lists the channels "
+                    f"{listed}; map those names (or ids)"
+                )
+            return
         if self.group_by or "channel" not in self._regex.groupindex:
             return
         from ..scan import match
@@ -264,6 +328,9 @@ class ImportImages(BatchJobOnContainer):
         facts: dict = {"well": parsed.well.name, "site": parsed.site}
         if self.group_by:
             facts["channel"] = parsed.channel
+            match = self._regex.search(name)
+            if "plane" in self._regex.groupindex and match["plane"]:
+                facts["plane"] = int(match["plane"])  # the z planes of a channel are one image together
         try:
             shape, dtype = tiff_header(path)
         except InvalidInputError:
@@ -290,10 +357,11 @@ class ImportImages(BatchJobOnContainer):
         by_site: dict[tuple, list[str]] = {}
         for name in sorted(images, key=lambda n: (n not in kept, n)):
             if name not in problems:
-                by_site.setdefault((images[name]["well"], images[name]["site"], images[name].get("channel")), [])
-                by_site[(images[name]["well"], images[name]["site"], images[name].get("channel"))].append(name)
-        for (well, site, channel), names in by_site.items():
+                f = images[name]
+                by_site.setdefault((f["well"], f["site"], f.get("channel"), f.get("plane")), []).append(name)
+        for (well, site, channel, plane), names in by_site.items():
             what = f"well {well}, site {site}" + (f", channel {channel}" if channel else "")
+            what += f", plane {plane}" if plane is not None else ""
             for name in names[1:]:
                 problems[name] = (
                     f"{name} is a second file for {what}: {names[0]} is imported; remove one of them "
@@ -339,6 +407,8 @@ class ImportImages(BatchJobOnContainer):
             parse_image_name(name, self._regex)
         except ConfigError as err:
             return str(err)
+        if self._plate is not None and name not in self._plate.files():
+            return f"{name} is not listed in {os.path.basename(self._plate.source)}, the plate's metadata"
         shape, dtype = tiff_header(path)
         if not self._size_ok(shape, dtype):
             raise InvalidInputError(
@@ -418,26 +488,48 @@ class ImportImages(BatchJobOnContainer):
     def _write(self, out: str, planes: dict[str, np.ndarray], nonfinite: int, parsed) -> None:
         # A fresh container: an import means the raw image changed, so
         # everything derived from it is stale anyway.
-        raw_of = {channel: raw for raw, channel in self.channels.items()}
+        raw_of = {channel: self._channel_name(raw) for raw, channel in self.channels.items()}
         with open_file(out, "w") as f:
             for channel, data in planes.items():
                 color = self.colors.get(channel, "White")
                 write_image(f, channel, data, color=color, channel_information=raw_of[channel])
             set_image_info(f, image_information=parsed.site_name, well_information=parsed.well.name)
             f.attrs[NONFINITE_ATTR] = nonfinite
+            if self._plate is not None and self._plate.pixel_size_um:
+                f.attrs[PIXEL_SIZE_ATTR] = float(self._plate.pixel_size_um)
 
     def _import_site(self, files: list[str], out: str) -> None:
-        """One container from the one-channel files of a site."""
-        by_channel = {}
+        """One container from the one-channel files of a site; several z planes of a channel: their maximum."""
+        by_channel: dict[str, list[str]] = {}
         for path in files:
             match = self._regex.search(os.path.basename(path))
-            by_channel[match["channel"]] = path
-        missing = [raw for raw in self.channels if raw not in by_channel]
+            by_channel.setdefault(match["channel"] or "1", []).append(path)  # ImageXpress: no _w for one wavelength
+        missing = [raw for raw in self.channels if self._raw_id(raw) not in by_channel]
         if missing:
             raise InvalidInputError(
                 f"{os.path.basename(out)}: no raw file for channel(s) {', '.join(missing)} "
                 f"(found {', '.join(sorted(by_channel))}; the site is imported once they are there)"
             )
         parsed = parse_image_name(os.path.basename(files[0]), self._regex)
-        planes = {channel: self._read(by_channel[raw])[0] for raw, channel in self.channels.items()}
+        if self._plate is not None:
+            wanted = {self._raw_id(raw) for raw in self.channels}
+            present = {os.path.basename(path) for path in files}
+            absent = sorted(
+                r.file
+                for r in self._plate.images
+                if (r.well, r.field) == (parsed.well.name, parsed.site)
+                and r.channel_id in wanted
+                and r.file not in present
+            )
+            if absent:
+                raise InvalidInputError(
+                    f"{os.path.basename(out)}: {len(absent)} file(s) {os.path.basename(self._plate.source)} lists "
+                    f"for it are not there ({', '.join(absent[:3])}); the site is imported once they are"
+                )
+        planes = {channel: self._projected(by_channel[self._raw_id(raw)]) for raw, channel in self.channels.items()}
         self._write(out, planes, self._checked_channels(os.path.basename(out), planes), parsed)
+
+    def _projected(self, paths: list[str]) -> np.ndarray:
+        """One channel of a site: its only plane, or the maximum over its z planes (one file each)."""
+        planes = [self._read(path)[0] for path in sorted(paths)]
+        return planes[0] if len(planes) == 1 else np.max(planes, axis=0)

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from ..base import PlateJob
 from ..io import open_file, read_image, read_key_stamps
+from ..io.images import PIXEL_SIZE_ATTR
 from ..io.omezarr import (
     FIELD_LAYOUT,
     FieldImage,
@@ -37,8 +38,9 @@ class OmeZarrExport(PlateJob):
         Label image groups exported under ``labels/``.
     ngff_version : str
         NGFF version, ``"0.4"`` (Zarr 2, default) or ``"0.5"`` (Zarr 3).
-    pixel_size : float
-        Pixel size in micrometers (for the scale transforms).
+    pixel_size : float, optional
+        Pixel size in micrometers (for the scale transforms); default: each
+        container's ``pixel_size_um`` (from the plate metadata), else 1.
     plate_size : int, optional
         Wells of the plate (96, 384, 1536, ...); default the smallest of
         96, 384, 1536 that holds the wells present.
@@ -67,7 +69,7 @@ class OmeZarrExport(PlateJob):
         channels: Sequence[str],
         labels: Sequence[str] = (),
         ngff_version: str = "0.4",
-        pixel_size: float = 1.0,
+        pixel_size: float | None = None,
         plate_size: int | None = None,
         scheme: str = "batchlib",
         input_pattern: str = "*.h5",
@@ -82,7 +84,7 @@ class OmeZarrExport(PlateJob):
         self.channels = list(channels)
         self.labels = list(labels)
         self.ngff_version = ngff_version
-        self.pixel_size = float(pixel_size)
+        self.pixel_size = None if pixel_size is None else float(pixel_size)
         self.plate_size = plate_size
         self.scheme = scheme
         compile_scheme(scheme)  # fail early on a bad scheme
@@ -140,7 +142,7 @@ def export_field(
     path: str,
     channels: list[str],
     labels: list[str],
-    pixel_size: float,
+    pixel_size: float | None,
 ) -> bool:
     """Write one field of the OME-Zarr plate from container ``path`` unless it is up to date (runs in any worker).
 
@@ -155,6 +157,8 @@ def export_field(
         n_levels = len([k for k in f[channels[0]] if k.startswith("s")])
         images = [(c, [read_image(f, c, i) for i in range(n_levels)], dict(f[c].attrs)) for c in channels]
         label_images = [(lab, [read_image(f, lab, i) for i in range(n_levels)]) for lab in labels]
+        if pixel_size is None:
+            pixel_size = float(f.attrs.get(PIXEL_SIZE_ATTR, 1.0))
     write_field(plate, well, field, FieldImage(images, label_images, source), scale_factors, pixel_size, version)
     return True
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..base import BatchJobOnContainer
 from ..errors import ConfigError, InvalidInputError
 from ..io import open_file, read_image, write_image
-from ..io.images import finite_pixels
+from ..io.images import PIXEL_SIZE_ATTR, finite_pixels
 from ..nucleus_size import DIAMETER_ATTR, SCALE_ATTR, estimate_diameter, rescale_factor
 from .stardist_model import (
     MODEL_INFO,
@@ -38,10 +38,6 @@ def fill_nonfinite(image: np.ndarray) -> np.ndarray:
     if finite is image:
         return image
     return np.where(np.isfinite(image), image, finite.min() if finite.size else 0).astype(image.dtype)
-
-
-#: Root attribute of a container: the size of its pixels in micrometres, where known.
-PIXEL_SIZE_ATTR = "pixel_size_um"
 
 
 class NucleusSize:

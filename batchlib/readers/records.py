@@ -1,0 +1,97 @@
+"""What a plate metadata reader returns: one record per image file, and the plate they belong to."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image file (or one channel of it) as a plate's metadata lists it.
+
+    Attributes
+    ----------
+    file : str
+        File name, relative to the folder the metadata describes.
+    well : str
+        Well name, ``"C01"``.
+    field : int
+        Field of view (site) in the well, numbered as the metadata does.
+    channel : str
+        Channel name from the metadata (``"HOECHST 33342"``, ``"DAPI"``).
+    channel_id : str
+        The channel's id in the file names (Harmony ``ch1``, ImageXpress ``w1``: ``"1"``).
+    plane, timepoint : int
+        Z plane and time point, as the metadata numbers them.
+    pixel_size_um : float or None
+        Micrometres per pixel, where the metadata says.
+    """
+
+    file: str
+    well: str
+    field: int
+    channel: str
+    channel_id: str
+    plane: int = 1
+    timepoint: int = 0
+    pixel_size_um: float | None = None
+
+
+@dataclass
+class PlateMetadata:
+    """A plate folder as its metadata describes it.
+
+    Attributes
+    ----------
+    format : str
+        The reader's name (``"harmony"``, ``"imagexpress"``).
+    source : str
+        The metadata file read (for messages).
+    images : list of ImageRecord
+        Every image the metadata lists, whether or not its file exists.
+    fields : set of (well, field)
+        The fields the metadata says were (to be) imaged: selected in the
+        plate layout, or listed with their images.
+    channels : dict
+        Channel id -> channel name, in acquisition order.
+    """
+
+    format: str
+    source: str
+    images: list[ImageRecord] = field(default_factory=list)
+    fields: set[tuple[str, int]] = field(default_factory=set)
+    channels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pixel_size_um(self) -> float | None:
+        """The pixel size most of the images have (None if the metadata gives none)."""
+        sizes = Counter(r.pixel_size_um for r in self.images if r.pixel_size_um and math.isfinite(r.pixel_size_um))
+        return sizes.most_common(1)[0][0] if sizes else None
+
+    def files(self) -> set[str]:
+        """The file names the metadata lists."""
+        return {r.file for r in self.images}
+
+    def channel_id(self, name: str) -> str | None:
+        """The id of a channel given by name or by id (``"DAPI"`` or ``"1"``); None if neither."""
+        if name in self.channels:
+            return name
+        ids = [i for i, n in self.channels.items() if n == name]
+        return ids[0] if ids else None
+
+    def missing_fields(self, present: set[str]) -> dict[tuple[str, int], list[str]]:
+        """Fields with at least one listed file not in ``present`` (names), with those files."""
+        missing: dict[tuple[str, int], list[str]] = {}
+        for record in self.images:
+            if record.file not in present:
+                missing.setdefault((record.well, record.field), []).append(record.file)
+        with_images = {(r.well, r.field) for r in self.images}
+        for well_field in self.fields - with_images:  # selected, but no image listed at all
+            missing.setdefault(well_field, [])
+        return dict(sorted(missing.items()))
+
+    def essentials(self) -> dict:
+        """What of the metadata changes the imported images: channel names and pixel size (a job parameter)."""
+        return {"format": self.format, "channels": dict(self.channels), "pixel_size_um": self.pixel_size_um}
