@@ -86,7 +86,11 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
     parser = workflow_parser(
         "Cell analysis of an HTS plate: import, segment, measure, aggregate, export.", default_config_files
     )
-    parser.add("--input-pattern", default="*.tiff", help="glob of the raw images")
+    parser.add(
+        "--input-pattern",
+        default=None,
+        help="glob of the raw images (default: *.tiff; *.tif* for imagexpress, *.ome.tif* for ome-tiff)",
+    )
     parser.add(
         "--scheme",
         default="batchlib",
@@ -292,8 +296,9 @@ def cell_analysis_jobs(args) -> list:
 def raw_format(args) -> tuple[str, bool]:
     """The raw folder's scheme (``--scheme auto`` detected) and whether its files hold one channel each.
 
-    Harmony exports and ImageXpress plates with an ``.HTD`` hold one channel
-    per file; otherwise ``--one-file-per-channel`` says.
+    Harmony exports, OME-TIFF plates and ImageXpress plates with an ``.HTD``
+    are imported per field (by their metadata); otherwise
+    ``--one-file-per-channel`` says.
     """
     from .readers import detect_format, find_htd
 
@@ -304,7 +309,7 @@ def raw_format(args) -> tuple[str, bool]:
         scheme, why = detect_format(folder)
         get_logger("CellAnalysisWorkflow").info("--scheme auto: %s (%s)", scheme, why)
     with_htd = scheme == "imagexpress" and bool(folder) and os.path.isdir(folder) and find_htd(folder) is not None
-    return scheme, bool(args.one_file_per_channel or scheme == "harmony" or with_htd)
+    return scheme, bool(args.one_file_per_channel or scheme in ("harmony", "ome-tiff") or with_htd)
 
 
 def cell_analysis_main(argv: Sequence[str] | None = None) -> int:

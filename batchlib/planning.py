@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .layout import JobLayout
-from .plate import site_groups
+from .readers import group_inputs
 from .scan import FolderScan, StampReader, match
 from .state import BOOKKEEPING_FOLDER
 from .state.ledger import FAILED, INVALID, Ledger, Record, gc_paused
@@ -324,7 +324,7 @@ def _skip_up_to_date_files(
 def _plan_groups(layout, names, records, reader, force, validate_output, plan) -> None:
     """Per-file planning where the files of one site (one per channel) make one task."""
 
-    for key, members in site_groups(names, layout.group_by).items():
+    for key, members in group_inputs(layout.group_by, names, layout.input_folder).items():
         paths = [os.path.join(layout.input_folder, m) for m in members]
         stamps: dict[str, str | None] = {}
         for path, member in zip(paths, members):

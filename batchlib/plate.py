@@ -246,6 +246,17 @@ def plate_format(wells: list[Well], size: int | None = None) -> tuple[int, int]:
     return need_rows, need_cols
 
 
+def site_container(well: str, site: int, plate: str | None = None) -> str:
+    """The container name (without extension) of a site, as the plate viewer names them.
+
+    Examples
+    --------
+    >>> site_container("B03", 4)
+    'WellB03_PointB03_0004_plate'
+    """
+    return f"Well{well}_Point{well}_{site:04d}_{plate or 'plate'}"
+
+
 def site_group(name: str, regex: re.Pattern) -> str | None:
     """The output name (without extension) of the site a per-channel raw file belongs to.
 
@@ -261,8 +272,7 @@ def site_group(name: str, regex: re.Pattern) -> str | None:
         parsed = parse_image_name(name, regex)
     except ValueError:
         return None
-    well = parsed.well.name
-    return f"Well{well}_Point{well}_{parsed.site:04d}_{parsed.plate or 'plate'}"
+    return site_container(parsed.well.name, parsed.site, parsed.plate)
 
 
 def site_groups(names, scheme: str) -> dict[str, list[str]]:

@@ -230,3 +230,47 @@ def test_plate_jobs_with_workers_equal_serial(tmp_path):
         montages = [np.asarray(Image.open(os.path.join(f, "P3_qc", png))) for f in folders.values()]
         assert montages[0].shape[:2] == montages[1].shape[:2] and montages[0].any()
         np.testing.assert_array_equal(*montages)
+
+
+def test_workflow_on_a_harmony_export_with_scheme_auto(tmp_path, caplog):
+    import json
+    import logging
+
+    import tifffile
+
+    from batchlib.synthetic import synthetic_site
+    from tests.test_readers import write_harmony_index
+
+    raw, folder = tmp_path / "raw", str(tmp_path / "PH")
+    raw.mkdir()
+    images = [(2, c, f, 1, ch) for c in (3, 4) for f in (1, 2) for ch in ("1", "2")]
+    write_harmony_index(raw, images, names_in_maps=True, pixel_m=6.5e-7)
+    for c in (3, 4):
+        for f in (1, 2):
+            channels, _, _ = synthetic_site((128, 128), n_nuclei=10, seed=c * 10 + f)
+            for ch, key in (("1", "nuclei"), ("2", "cells")):
+                tifffile.imwrite(raw / f"r02c{c:02d}f{f:02d}p01-ch{ch}sk1fk1fl1.tiff", channels[key])
+    (raw / "r02c04f02p01-ch2sk1fk1fl1.tiff").unlink()  # listed in the index, not exported
+    with caplog.at_level(logging.INFO, logger="Workflow"):
+        code = run(
+            folder,
+            str(raw),
+            "--scheme",
+            "auto",
+            "--channels",
+            "HOECHST 33342:nuclei,Alexa 488:cells",
+            "--ignore-invalid-inputs",
+        )
+    assert code == 0
+    assert "--scheme auto: harmony (Harmony index Index.xml)" in caplog.text
+    with open_file(os.path.join(folder, "PH_table.hdf5"), "r") as f:
+        images_table = read_plate_table(f, "images")
+    assert sorted(images_table["site_name"]) == ["B03-0001", "B03-0002", "B04-0001"]
+    np.testing.assert_allclose(images_table["pixel_size_um"], 0.65)
+    with open(os.path.join(folder, "batchlib", "ImportImages.status")) as f:
+        status = json.load(f)
+    assert list(status["missing"]) == ["WellB04_PointB04_0002_plate"]
+    # The OME-Zarr export scales by the pixel size the index gives.
+    attrs = zarr.open_group(os.path.join(folder, "PH.ome.zarr", "B", "3", "1"), mode="r").attrs.asdict()
+    scale = attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale[-2:] == pytest.approx([0.65, 0.65])

@@ -187,3 +187,76 @@ def test_detect_format_falls_back_to_name_schemes_and_says_what_it_tried(tmp_pat
     with pytest.raises(ConfigError, match="Harmony index.*HTD.*give --scheme"):
         detect_format(str(empty))
     assert os.listdir(empty) == []
+
+
+OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+
+
+def ome_plate_xml(fields, pixel_um=0.325, broken_ref=False):
+    """OME-XML of a plate: ``fields`` are (row, column, index, file); each image 2 channels in one file."""
+    wells: dict = {}
+    for i, (row, column, index, _) in enumerate(fields):
+        wells.setdefault((row, column), []).append((index, i))
+    parts = [f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{OME_NS}">']
+    parts.append('<Plate ID="Plate:0" Name="P" Rows="8" Columns="12">')
+    for w, ((row, column), samples) in enumerate(wells.items()):
+        parts.append(f'<Well ID="Well:{w}" Row="{row}" Column="{column}">')
+        for index, i in samples:
+            ref = 99 if broken_ref else i
+            parts.append(f'<WellSample ID="WellSample:{i}" Index="{index}"><ImageRef ID="Image:{ref}"/></WellSample>')
+        parts.append("</Well>")
+    parts.append("</Plate>")
+    for i, (_, _, _, file) in enumerate(fields):
+        parts.append(
+            f'<Image ID="Image:{i}"><Pixels ID="Pixels:{i}" DimensionOrder="XYCZT" Type="uint16" SizeX="32" '
+            f'SizeY="24" SizeC="2" SizeZ="1" SizeT="1" PhysicalSizeX="{pixel_um}" PhysicalSizeXUnit="µm">'
+            f'<Channel ID="Channel:{i}:0" Name="DAPI"/><Channel ID="Channel:{i}:1" Name="GFP"/>'
+            f'<TiffData IFD="0" PlaneCount="2"><UUID FileName="{file}">urn:uuid:{i}</UUID></TiffData>'
+            "</Pixels></Image>"
+        )
+    parts.append("</OME>")
+    return "".join(parts)
+
+
+OME_FIELDS = [(1, 1, 0, "B02_f0.ome.tif"), (1, 1, 1, "B02_f1.ome.tif"), (2, 6, 0, "C07_f0.ome.tif")]
+
+
+def write_ome_plate(folder, fields=OME_FIELDS, **kwargs):
+    """Each field's file carries the whole plate's OME-XML (as multi-file OME-TIFF writers do)."""
+    xml = ome_plate_xml(fields, **kwargs)
+    rng = np.random.default_rng(1)
+    pixels = {}
+    for *_, file in fields:
+        data = rng.integers(0, 4000, (2, 24, 32), dtype=np.uint16)
+        tifffile.imwrite(folder / file, data, description=xml.encode("utf-8"), metadata=None)  # OME-XML is UTF-8
+        pixels[file] = data
+    return pixels
+
+
+def test_ome_tiff_plate_gives_wells_fields_channels_and_pages(tmp_path):
+    from batchlib.readers import read_ome_tiff
+
+    write_ome_plate(tmp_path)
+    plate = read_ome_tiff(str(tmp_path))
+    assert plate.channels == {"0": "DAPI", "1": "GFP"}
+    assert plate.fields == {("B02", 0), ("B02", 1), ("C07", 0)}  # Row/Column 0-based, WellSample Index as is
+    assert plate.pixel_size_um == pytest.approx(0.325)
+    assert sorted((r.file, r.index, r.channel) for r in plate.images if r.well == "C07") == [
+        ("C07_f0.ome.tif", 0, "DAPI"),
+        ("C07_f0.ome.tif", 1, "GFP"),
+    ]
+    assert len(plate.images) == 6  # each file repeats the plate's XML: records are kept once
+    assert detect_format(str(tmp_path))[0] == "ome-tiff"
+
+
+def test_ome_tiff_without_plate_or_with_a_dangling_reference_is_refused_by_name(tmp_path):
+    from batchlib.readers import read_ome_tiff
+
+    write_ome_plate(tmp_path, broken_ref=True)
+    with pytest.raises(ConfigError, match="B02_f0.ome.tif: WellSample WellSample:0 refers to Image Image:99"):
+        read_ome_tiff(str(tmp_path))
+    for file in tmp_path.iterdir():
+        file.unlink()
+    tifffile.imwrite(tmp_path / "single.ome.tif", np.zeros((2, 8, 8), np.uint16), metadata={"axes": "CYX"})
+    with pytest.raises(ConfigError, match="has a Plate element"):
+        read_ome_tiff(str(tmp_path))

@@ -16,12 +16,15 @@ from ..errors import ConfigError, InvalidInputError
 from ..io import open_file, set_image_info, write_image
 from ..io.images import PIXEL_SIZE_ATTR
 from ..oserrors import input_error, resource_error
-from ..plate import compile_scheme, parse_image_name
+from ..plate import ImageName, compile_scheme, parse_image_name, parse_well
 from ..readers import METADATA_FORMATS, PlateMetadata, read_plate_metadata
 
 #: Root attribute of a container: how many pixels of its imported channels are NaN or infinite.
 NONFINITE_ATTR = "batchlib_nonfinite_pixels"
 GIB = 1024**3
+
+#: Raw files of a scheme when no input pattern is given (default ``*.tiff``).
+DEFAULT_PATTERNS = {"imagexpress": "*.tif*", "ome-tiff": "*.ome.tif*"}
 
 #: Viewer colours for common semantic channel names.
 DEFAULT_COLORS = {"nuclei": "Blue", "cells": "Gray", "marker": "Green", "serum": "Green"}
@@ -116,8 +119,9 @@ class ImportImages(BatchJobOnContainer):
     channels : dict
         Raw channel name -> name in the container (``{"DAPI": "nuclei"}``);
         raw channels mapped to None or missing from the mapping are dropped.
-    input_pattern : str
-        Glob of the raw files.
+    input_pattern : str, optional
+        Glob of the raw files; default ``*.tiff``, for ``imagexpress``
+        ``*.tif*`` and for ``ome-tiff`` ``*.ome.tif*``.
     output_ext : str
         Container type: ``.h5`` (default), ``.n5`` or ``.zarr``.
     scheme : str
@@ -177,7 +181,7 @@ class ImportImages(BatchJobOnContainer):
     def __init__(
         self,
         channels: Mapping[str, str | None],
-        input_pattern: str = "*.tiff",
+        input_pattern: str | None = None,
         output_ext: str = ".h5",
         scheme: str = "batchlib",
         colors: Mapping[str, str] | None = None,
@@ -210,7 +214,7 @@ class ImportImages(BatchJobOnContainer):
         if not 0 <= max_nonfinite_fraction <= 1:
             raise ConfigError(f"max_nonfinite_fraction must be between 0 and 1, got {max_nonfinite_fraction}")
         super().__init__(
-            input_pattern=input_pattern,
+            input_pattern=input_pattern or DEFAULT_PATTERNS.get(scheme, "*.tiff"),
             output_ext=output_ext,
             output_key=list(mapped.values()),
             identifier=identifier,
@@ -218,10 +222,10 @@ class ImportImages(BatchJobOnContainer):
         )
         self.channels = mapped
         self.scheme = scheme
-        names = METADATA_FORMATS.get(scheme, scheme)  # the file-name scheme of a metadata format's images
-        self.group_by = names if one_file_per_channel or scheme == "harmony" else None
+        # Harmony and OME-TIFF plates are always grouped per field, by their metadata (readers.group_inputs).
+        self.group_by = scheme if one_file_per_channel or scheme in ("harmony", "ome-tiff") else None
         self.colors = {**DEFAULT_COLORS, **(colors or {})}
-        self._regex = compile_scheme(names)
+        self._regex = _name_regex(scheme)
         self._plate: PlateMetadata | None = None  # read in the driver (layout), then pickled to the workers
         # Validation limits, not parameters: a change re-checks the invalid files, not the imported ones.
         self._image_shape = tuple(int(n) for n in image_shape) if image_shape is not None else None
@@ -236,7 +240,7 @@ class ImportImages(BatchJobOnContainer):
 
     def __setstate__(self, state: dict) -> None:
         vars(self).update(state)
-        self._regex = compile_scheme(METADATA_FORMATS.get(self.scheme, self.scheme))
+        self._regex = _name_regex(self.scheme)
 
     # ---------------------------------------------------------------- metadata
     def layout(self, folder, input_folder=None, run_kwargs=None):
@@ -272,7 +276,7 @@ class ImportImages(BatchJobOnContainer):
         source = os.path.basename(self._plate.source)
         missing = {}
         for (well, field), files in self._plate.missing_fields(set(names)).items():
-            key = f"Well{well}_Point{well}_{field:04d}_plate"
+            key = self._plate.container(well, field)
             if files:
                 shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
                 missing[key] = f"well {well}, field {field} is listed in {source}, but {shown} not on disk"
@@ -321,6 +325,8 @@ class ImportImages(BatchJobOnContainer):
     def input_facts(self, path: str) -> dict:
         """Well, site, channel names, shape and dtype of a raw file (header only)."""
         name = os.path.basename(path)
+        if self._plate is not None:
+            return self._listed_facts(path)
         try:
             parsed = parse_image_name(name, self._regex)
         except ConfigError:
@@ -403,19 +409,18 @@ class ImportImages(BatchJobOnContainer):
 
     def validate_input(self, path: str) -> str | None:
         name = os.path.basename(path)
+        if self._plate is not None:
+            if name not in self._listed():
+                return f"{name} is not listed in {os.path.basename(self._plate.source)}, the plate's metadata"
+            shape, dtype = tiff_page_header(path)
+            self._check_size(name, shape, dtype)
+            return None
         try:
             parse_image_name(name, self._regex)
         except ConfigError as err:
             return str(err)
-        if self._plate is not None and name not in self._plate.files():
-            return f"{name} is not listed in {os.path.basename(self._plate.source)}, the plate's metadata"
         shape, dtype = tiff_header(path)
-        if not self._size_ok(shape, dtype):
-            raise InvalidInputError(
-                f"{name} claims an image of {describe_size(shape, dtype)}, more than the limit of "
-                f"{self._max_bytes / GIB:g} GiB (max_image_gib); it was not read",
-                recheck=True,
-            )
+        self._check_size(name, shape, dtype)
         raw_names = raw_channel_names(name, self._regex, shape[0])
         missing = [raw for raw in self.channels if raw not in raw_names]
         if missing and not self.group_by:
@@ -498,8 +503,19 @@ class ImportImages(BatchJobOnContainer):
             if self._plate is not None and self._plate.pixel_size_um:
                 f.attrs[PIXEL_SIZE_ATTR] = float(self._plate.pixel_size_um)
 
+    def _check_size(self, name: str, shape: Sequence[int], dtype: str) -> None:
+        if not self._size_ok(shape, dtype):
+            raise InvalidInputError(
+                f"{name} claims an image of {describe_size(shape, dtype)}, more than the limit of "
+                f"{self._max_bytes / GIB:g} GiB (max_image_gib); it was not read",
+                recheck=True,
+            )
+
     def _import_site(self, files: list[str], out: str) -> None:
         """One container from the one-channel files of a site; several z planes of a channel: their maximum."""
+        if self._plate is not None:
+            self._import_listed_site(files, out)
+            return
         by_channel: dict[str, list[str]] = {}
         for path in files:
             match = self._regex.search(os.path.basename(path))
@@ -511,21 +527,6 @@ class ImportImages(BatchJobOnContainer):
                 f"(found {', '.join(sorted(by_channel))}; the site is imported once they are there)"
             )
         parsed = parse_image_name(os.path.basename(files[0]), self._regex)
-        if self._plate is not None:
-            wanted = {self._raw_id(raw) for raw in self.channels}
-            present = {os.path.basename(path) for path in files}
-            absent = sorted(
-                r.file
-                for r in self._plate.images
-                if (r.well, r.field) == (parsed.well.name, parsed.site)
-                and r.channel_id in wanted
-                and r.file not in present
-            )
-            if absent:
-                raise InvalidInputError(
-                    f"{os.path.basename(out)}: {len(absent)} file(s) {os.path.basename(self._plate.source)} lists "
-                    f"for it are not there ({', '.join(absent[:3])}); the site is imported once they are"
-                )
         planes = {channel: self._projected(by_channel[self._raw_id(raw)]) for raw, channel in self.channels.items()}
         self._write(out, planes, self._checked_channels(os.path.basename(out), planes), parsed)
 
@@ -533,3 +534,103 @@ class ImportImages(BatchJobOnContainer):
         """One channel of a site: its only plane, or the maximum over its z planes (one file each)."""
         planes = [self._read(path)[0] for path in sorted(paths)]
         return planes[0] if len(planes) == 1 else np.max(planes, axis=0)
+
+    # ---------------------------------------------------------------- with plate metadata
+    def _listed(self) -> dict[str, list]:
+        """The metadata's records by file name (built once per process)."""
+        if getattr(self, "_by_file", None) is None or self._by_file_of is not self._plate:
+            self._by_file, self._by_file_of = self._plate.by_file(), self._plate
+        return self._by_file
+
+    def _listed_facts(self, path: str) -> dict:
+        records = self._listed().get(os.path.basename(path))
+        if not records:
+            return {}  # not part of the plate: it does not count for the reference
+        first = records[0]
+        facts: dict = {"well": first.well, "site": first.field, "channel": first.channel_id, "plane": first.plane}
+        try:
+            shape, dtype = tiff_page_header(path)
+        except InvalidInputError:
+            return facts
+        facts.update(shape=list(shape), dtype=dtype)
+        return facts
+
+    def _import_listed_site(self, files: list[str], out: str) -> None:
+        """One container from the files the metadata lists for a field: each mapped channel's planes, their maximum."""
+        listed, folder = self._listed(), os.path.dirname(files[0])
+        records = [r for path in files for r in listed.get(os.path.basename(path), [])]
+        well, field = records[0].well, records[0].field
+        wanted = {self._raw_id(raw) for raw in self.channels}
+        present = {os.path.basename(path) for path in files}
+        absent = sorted(
+            {r.file for r in self._plate.images if (r.well, r.field) == (well, field) and r.channel_id in wanted}
+            - present
+        )
+        if absent:
+            raise InvalidInputError(
+                f"{os.path.basename(out)}: {len(absent)} file(s) {os.path.basename(self._plate.source)} lists for it "
+                f"are not there ({', '.join(absent[:3])}); the site is imported once they are"
+            )
+        first_time = min(r.timepoint for r in records)
+        if any(r.timepoint != first_time for r in records):
+            warnings.warn(
+                f"{os.path.basename(out)}: a time series; only time point {first_time} is imported", stacklevel=2
+            )
+        planes = {}
+        for raw, channel in self.channels.items():
+            chosen = [r for r in records if r.channel_id == self._raw_id(raw) and r.timepoint == first_time]
+            pages = [self._read_page(os.path.join(folder, r.file), r.index) for r in chosen]
+            planes[channel] = pages[0] if len(pages) == 1 else np.max(pages, axis=0)
+        parsed = ImageName(parse_well(well), field, None, self._plate.plate)
+        self._write(out, planes, self._checked_channels(os.path.basename(out), planes), parsed)
+
+    def _read_page(self, path: str, index: int) -> np.ndarray:
+        """Page (IFD) ``index`` of a TIFF; raw-file trouble is an InvalidInputError."""
+        import tifffile
+
+        name = os.path.basename(path)
+        try:
+            with tifffile.TiffFile(path) as tif:
+                if index >= len(tif.pages):
+                    raise InvalidInputError(
+                        f"{name} has {len(tif.pages)} page(s); the plate metadata needs page {index}"
+                    )
+                page = tif.pages[index]
+                self._check_size(name, (1, *page.shape[-2:]), str(page.dtype))
+                return page.asarray()
+        except InvalidInputError:
+            raise
+        except OSError as err:
+            if resource_error(err) is not None:
+                raise
+            raise input_error(err, path) from err
+        except Exception as err:
+            raise InvalidInputError(
+                f"{name} cannot be read (cut short or corrupt?): {type(err).__name__}: {err}"
+            ) from err
+
+
+def _name_regex(scheme: str):
+    """The file-name regular expression of a scheme or metadata format (None: the names say nothing)."""
+    names = METADATA_FORMATS.get(scheme, scheme)
+    return compile_scheme(names) if names else None
+
+
+def tiff_page_header(path: str) -> tuple[tuple[int, int, int], str]:
+    """Shape ``(1, y, x)`` and dtype of a TIFF's first page (one plane), read from its header only."""
+    import tifffile
+
+    name = os.path.basename(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            shape, dtype = tuple(int(n) for n in page.shape), str(page.dtype)
+    except OSError as err:
+        if resource_error(err) is not None:
+            raise
+        raise input_error(err, path) from err
+    except Exception as err:
+        raise InvalidInputError(f"{name} is not a readable TIFF: {type(err).__name__}: {err}") from err
+    if len(shape) != 2:
+        raise InvalidInputError(f"{name}: expected one grey plane per page, found a page of shape {shape}")
+    return (1, *shape), dtype

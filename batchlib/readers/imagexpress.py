@@ -119,9 +119,10 @@ def read_imagexpress(folder: str, htd: str | None = None) -> PlateMetadata:
                 channels[str(n)] = name or str(n)
     else:
         channels["1"] = (entries.get("WaveName1") or ["1"])[0] or "1"
-    metadata = PlateMetadata("imagexpress", htd, channels=channels)
+    prefix = os.path.splitext(os.path.basename(htd))[0]
+    metadata = PlateMetadata("imagexpress", htd, channels=channels, plate=prefix)
     metadata.fields = {(well, site) for well in wells for site in range(1, n_sites + 1)}
-    regex, prefix = compile_scheme("imagexpress"), os.path.splitext(os.path.basename(htd))[0]
+    regex = compile_scheme("imagexpress")
     pixel_size = None
     for name in sorted(os.listdir(folder)):
         match = regex.search(name)

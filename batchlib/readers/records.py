@@ -27,6 +27,8 @@ class ImageRecord:
         Z plane and time point, as the metadata numbers them.
     pixel_size_um : float or None
         Micrometres per pixel, where the metadata says.
+    index : int
+        The plane's page (IFD) in the file: 0 for one-plane files.
     """
 
     file: str
@@ -37,6 +39,7 @@ class ImageRecord:
     plane: int = 1
     timepoint: int = 0
     pixel_size_um: float | None = None
+    index: int = 0
 
 
 @dataclass
@@ -56,6 +59,8 @@ class PlateMetadata:
         plate layout, or listed with their images.
     channels : dict
         Channel id -> channel name, in acquisition order.
+    plate : str or None
+        The plate's name in the image file names (ImageXpress: the HTD's), which ends the container names.
     """
 
     format: str
@@ -63,12 +68,40 @@ class PlateMetadata:
     images: list[ImageRecord] = field(default_factory=list)
     fields: set[tuple[str, int]] = field(default_factory=set)
     channels: dict[str, str] = field(default_factory=dict)
+    plate: str | None = None
 
     @property
     def pixel_size_um(self) -> float | None:
         """The pixel size most of the images have (None if the metadata gives none)."""
         sizes = Counter(r.pixel_size_um for r in self.images if r.pixel_size_um and math.isfinite(r.pixel_size_um))
         return sizes.most_common(1)[0][0] if sizes else None
+
+    def container(self, well: str, field: int) -> str:
+        """The name (without extension) of the container of a field."""
+        from ..plate import site_container
+
+        return site_container(well, field, self.plate)
+
+    def by_file(self) -> dict[str, list[ImageRecord]]:
+        """The records of each listed file."""
+        files: dict[str, list[ImageRecord]] = {}
+        for record in self.images:
+            files.setdefault(record.file, []).append(record)
+        return files
+
+    def groups(self, names) -> dict[str, list[str]]:
+        """The present files ``names`` grouped per field, under the field's container name.
+
+        A file the metadata does not list is a group of its own, under its own
+        name (the importer finds it invalid). Groups and members in name order.
+        """
+        by_file = self.by_file()
+        groups: dict[str, list[str]] = {}
+        for name in sorted(names):
+            records = by_file.get(name)
+            key = self.container(records[0].well, records[0].field) if records else name
+            groups.setdefault(key, []).append(name)
+        return groups
 
     def files(self) -> set[str]:
         """The file names the metadata lists."""
@@ -85,7 +118,7 @@ class PlateMetadata:
         """Fields with at least one listed file not in ``present`` (names), with those files."""
         missing: dict[tuple[str, int], list[str]] = {}
         for record in self.images:
-            if record.file not in present:
+            if record.file not in present and record.file not in missing.get((record.well, record.field), ()):
                 missing.setdefault((record.well, record.field), []).append(record.file)
         with_images = {(r.well, r.field) for r in self.images}
         for well_field in self.fields - with_images:  # selected, but no image listed at all

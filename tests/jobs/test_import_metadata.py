@@ -58,7 +58,7 @@ def test_unlisted_file_is_invalid_and_missing_fields_are_reported_then_heal(harm
     job = ImportImages(MAPPING, scheme="harmony", input_folder=raw)
     result = run_job(job, plate)
     assert result.processed == 3
-    assert "is not listed in Index.xml" in result.invalid_files["WellD04_PointD04_0001_plate"]
+    assert "is not listed in Index.xml" in result.invalid_files[stray.name]  # the metadata cannot name its site
     assert list(result.missing) == ["WellB03_PointB03_0002_plate"]
     assert harmony_name(2, 3, 2, 2, "2") in result.missing["WellB03_PointB03_0002_plate"]
     status = json.loads((plate / "batchlib" / "ImportImages.status").read_text())
@@ -89,3 +89,18 @@ def test_changed_channel_names_in_the_index_reimport(harmony_plate):
     assert run_job(ImportImages({"1": "nuclei"}, scheme="harmony", input_folder=raw), plate).processed == 4
     with open_file(plate / "WellB03_PointB03_0001_plate.h5", "r") as f:
         assert f["nuclei"].attrs["ChannelInformation"] == "DAPI"
+
+
+def test_ome_tiff_plate_import_names_containers_by_well_and_field(tmp_path):
+    from tests.test_readers import write_ome_plate
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    pixels = write_ome_plate(raw)
+    (raw / "C07_f0.ome.tif").unlink()  # listed, not there
+    result = run_job(ImportImages({"DAPI": "nuclei", "GFP": "cells"}, scheme="ome-tiff", input_folder=raw), tmp_path)
+    assert result.processed == 2 and list(result.missing) == ["WellC07_PointC07_0000_plate"]
+    with open_file(tmp_path / "WellB02_PointB02_0001_plate.h5", "r") as f:
+        np.testing.assert_array_equal(read_image(f, "nuclei"), pixels["B02_f1.ome.tif"][0])
+        np.testing.assert_array_equal(read_image(f, "cells"), pixels["B02_f1.ome.tif"][1])
+        assert f.attrs[PIXEL_SIZE_ATTR] == pytest.approx(0.325) and f["cells"].attrs["ChannelInformation"] == "GFP"
