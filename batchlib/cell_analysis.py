@@ -21,6 +21,7 @@ STEPS = (
     "import",
     "segment_nuclei",
     "segment_cells",
+    "illumination",
     "measure",
     "crop",
     "aggregate",
@@ -71,7 +72,7 @@ def parse_steps(steps: str | None, skip: str | None) -> list[str]:
     Examples
     --------
     >>> parse_steps(None, "export_omezarr,export,crop,qc,upload")
-    ['import', 'segment_nuclei', 'segment_cells', 'measure', 'aggregate']
+    ['import', 'segment_nuclei', 'segment_cells', 'illumination', 'measure', 'aggregate']
     """
     chosen = [s.strip() for s in steps.split(",") if s.strip()] if steps else list(STEPS)
     skipped = {s.strip() for s in skip.split(",") if s.strip()} if skip else set()
@@ -176,6 +177,13 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
         "(default: the model's batchlib.json)",
     )
     parser.add("--gpu", action="store_true", help="let StarDist use a GPU (default: CPU only)")
+    parser.add(
+        "--illumination-correction",
+        default="none",
+        choices=["none", "plate"],
+        help="plate: estimate a flat field per channel from the plate's images (the illumination step) and divide "
+        "every image by it before measuring; none: measure the images as they are",
+    )
     parser.add("--min-cells", type=at_least(0), default=10, help="images with fewer cells are flagged as outliers")
     parser.add(
         "--score-feature",
@@ -210,6 +218,7 @@ def cell_analysis_jobs(args) -> list:
     from .jobs.aggregate import AggregateTables
     from .jobs.crops import CropCells
     from .jobs.export import ExportProfiles
+    from .jobs.illumination import ILLUMINATION_FILE, EstimateIllumination
     from .jobs.importer import ImportImages
     from .jobs.measure import MeasureObjects
     from .jobs.omezarr import OmeZarrExport
@@ -226,6 +235,7 @@ def cell_analysis_jobs(args) -> list:
     raw_scheme, one_file_per_channel = raw_format(args)
     # Containers of per-channel raw files are named as the plate viewer expects.
     scheme = "viewer" if one_file_per_channel else raw_scheme
+    illumination = ILLUMINATION_FILE if args.illumination_correction == "plate" else None
     score = args.score_feature or f"Cells_Intensity_MeanIntensity_{names[-1]}"
     size = {
         "nucleus_diameter": args.nucleus_diameter,
@@ -259,7 +269,8 @@ def cell_analysis_jobs(args) -> list:
             else SegmentNucleiThreshold(args.nuclei_channel, input_pattern=pattern, **size)
         ),
         "segment_cells": lambda: SegmentCells(cell_key=args.cell_channel, input_pattern=pattern),
-        "measure": lambda: MeasureObjects(names, input_pattern=pattern),
+        "illumination": lambda: EstimateIllumination(names, input_pattern=pattern),
+        "measure": lambda: MeasureObjects(names, input_pattern=pattern, illumination=illumination),
         "aggregate": lambda: AggregateTables(
             min_cells=args.min_cells, score_feature=score, scheme=scheme, input_pattern=pattern
         ),
@@ -286,6 +297,8 @@ def cell_analysis_jobs(args) -> list:
         ),
     }
     steps = parse_steps(args.steps, args.skip)
+    if "illumination" in steps and args.illumination_correction == "none":
+        steps.remove("illumination")  # the default step list corrects only when told to
     if "upload" in steps and not args.upload_to:
         if args.steps and "upload" in args.steps.split(","):
             raise ConfigError("--steps upload needs --upload-to s3://bucket/prefix")

@@ -153,7 +153,10 @@ def run_workflow(
             progress,
         )
         _write_workflow_status(bookkeeping, name, folder, workflow_state, started, results)
-        for (job, kwargs), layout in zip(job_list, layouts):
+        for i, (job, kwargs) in enumerate(job_list):
+            # Laid out again at its turn: a parameter may come from an earlier job's output (the illumination field).
+            layout = job.layout(folder, input_folder if i == 0 else None, kwargs)
+            ledger.set_job_spec(layout.name, layout.to_spec(folder))
             results[job.name] = run_one_job(job, kwargs, layout, ctx)
             _write_workflow_status(bookkeeping, name, folder, workflow_state, started, results)
             if results[job.name].stops_workflow:

@@ -103,8 +103,8 @@ def test_the_graph_sees_lazy_imports():
 LAYERS = [
     (
         "leaves",
-        "_version errors log params capture progress oserrors config measure nucleus_size profiles synthetic "
-        "synthetic_geometry synthetic_nuclei state state.atomic state.stamps io.threads",
+        "_version errors log params capture progress oserrors config measure nucleus_size profiles illumination "
+        "synthetic synthetic_geometry synthetic_nuclei state state.atomic state.stamps io.threads",
     ),
     ("names", "plate"),
     ("metadata", "readers readers.records readers.harmony readers.imagexpress readers.ome_tiff"),
@@ -119,7 +119,7 @@ LAYERS = [
     (
         "jobs",
         "jobs jobs.aggregate jobs.crops jobs.examples jobs.export jobs.importer jobs.measure jobs.omezarr jobs.qc "
-        "jobs.segmentation jobs.stardist_model jobs.upload",
+        "jobs.segmentation jobs.stardist_model jobs.upload jobs.illumination",
     ),
     ("commands", "batchlib exits report demo script cell_analysis cli"),
 ]

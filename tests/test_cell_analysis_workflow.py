@@ -274,3 +274,22 @@ def test_workflow_on_a_harmony_export_with_scheme_auto(tmp_path, caplog):
     attrs = zarr.open_group(os.path.join(folder, "PH.ome.zarr", "B", "3", "1"), mode="r").attrs.asdict()
     scale = attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
     assert scale[-2:] == pytest.approx([0.65, 0.65])
+
+
+def test_illumination_correction_option_adds_the_step_and_measures_with_the_field(tmp_path):
+    import json
+
+    raw, folder = str(tmp_path / "raw"), str(tmp_path / "PI")
+    write_demo_plate(raw, wells={"C01": 1.0, "C02": 1.0}, sites=2, shape=(128, 128), n_nuclei=12)
+    steps = "import,segment_nuclei,segment_cells,illumination,measure"
+    assert run(folder, raw, "--steps", steps) == 0
+    assert not os.path.exists(os.path.join(folder, "PI_illumination.hdf5"))  # none: the step does not run
+    assert run(folder, raw, "--steps", steps, "--illumination-correction", "plate") == 0
+    with open_file(os.path.join(folder, "PI_illumination.hdf5"), "r") as f:
+        provenance = json.loads(f.attrs["batchlib_illumination"])
+        assert sorted(f["illumination"]) == ["cells", "marker", "nuclei"]
+    with open(os.path.join(folder, "batchlib", "MeasureObjects.status")) as f:
+        status = json.load(f)
+    # Measured again, now with the field.
+    assert status["parameters"]["illumination_field"] == provenance["field_id"]
+    assert status["last_run"]["processed"] == 4

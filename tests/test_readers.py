@@ -18,7 +18,9 @@ def harmony_name(row: int, col: int, field: int, plane: int, channel: str) -> st
     return f"r{row:02d}c{col:02d}f{field:02d}p{plane:02d}-ch{channel}sk1fk1fl1.tiff"
 
 
-def write_harmony_index(folder, images, names_in_maps: bool = False, pixel_m: float = 6.5e-7, drop: str = ""):
+def write_harmony_index(
+    folder, images, names_in_maps: bool = False, pixel_m: float = 6.5e-7, drop: str = "", channels=CHANNELS
+):
     """An index as Harmony exports it: V5 with names per Image, or V6 (Index.xml) with names in Maps/Map/Entry.
 
     ``images`` are (row, col, field, plane, channel id); ``drop`` leaves that element out of the first Image.
@@ -29,7 +31,7 @@ def write_harmony_index(folder, images, names_in_maps: bool = False, pixel_m: fl
     parts.append("</Plate></Plates>")
     if names_in_maps:
         parts.append("<Maps><Map>")
-        for cid, name in CHANNELS.items():
+        for cid, name in channels.items():
             parts.append(
                 f'<Entry ChannelID="{cid}"><ChannelName>{name}</ChannelName>'
                 f'<ImageResolutionX Unit="m">{pixel_m}</ImageResolutionX></Entry>'
@@ -49,7 +51,7 @@ def write_harmony_index(folder, images, names_in_maps: bool = False, pixel_m: fl
             "ChannelID": cid,
         }
         if not names_in_maps:
-            elements["ChannelName"] = CHANNELS[cid]
+            elements["ChannelName"] = channels[cid]
         body = "".join(f"<{k}>{v}</{k}>" for k, v in elements.items() if not (i == 0 and k == drop))
         if not names_in_maps:
             body += f'<ImageResolutionX Unit="m">{pixel_m}</ImageResolutionX>'

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
 
 from ..base import BatchJobOnContainer
+from ..errors import OutputError
 from ..io import open_file, read_image, write_table
 from ..io.tables import table_key
 from ..measure import measure_objects
@@ -30,9 +32,16 @@ class MeasureObjects(BatchJobOnContainer):
         The label images; ``cell_key=None`` measures nuclei only.
     solidity : bool
         Include ``AreaShape_Solidity`` (needs a convex hull per object).
+    illumination : str, optional
+        The plate's illumination file in the plate folder (``"{plate}_illumination.hdf5"``,
+        :class:`~batchlib.jobs.illumination.EstimateIllumination`): each channel with a field
+        there is divided by it before it is measured. Its ``field_id`` is a parameter: a
+        new field remeasures every image.
     """
 
-    parameter_names: ClassVar[tuple[str, ...]] = ("channels", "nuclei_key", "cell_key", "solidity")
+    parameter_names: ClassVar[tuple[str, ...]] = ("channels", "nuclei_key", "cell_key", "solidity", "illumination")
+    #: Set on the instance only when correcting, so that the parameters of a plain measurement stay as they were.
+    illumination: str | None = None
 
     def __init__(
         self,
@@ -40,6 +49,7 @@ class MeasureObjects(BatchJobOnContainer):
         nuclei_key: str = "nucleus_segmentation",
         cell_key: str | None = "cell_segmentation",
         solidity: bool = True,
+        illumination: str | None = None,
         input_pattern: str = "*.h5",
         identifier: str | None = None,
     ):
@@ -57,6 +67,51 @@ class MeasureObjects(BatchJobOnContainer):
         self.channels = channels
         self.nuclei_key, self.cell_key = nuclei_key, cell_key
         self.solidity = bool(solidity)
+        if illumination is not None:
+            self.illumination = illumination
+        self._field: tuple[str, str | None] | None = None  # (path, field_id), read in the driver at layout
+
+    def layout(self, folder, input_folder=None, run_kwargs=None):
+        """Find the plate's illumination field (when correcting), then lay the job out."""
+        if self.illumination:
+            from .illumination import read_provenance
+
+            path = os.path.join(os.path.abspath(folder), self.illumination.format(plate=os.path.basename(folder)))
+            provenance = read_provenance(path)
+            self._field = (path, provenance["field_id"] if provenance else None)
+        return super().layout(folder, input_folder, run_kwargs)
+
+    def parameters(self) -> dict:
+        parameters = super().parameters()
+        if self._field is not None:
+            parameters["illumination_field"] = self._field[1]
+        return parameters
+
+    def _corrected(self, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The images divided by the plate's illumination field, channel by channel (as measured)."""
+        if self._field is None:
+            return images
+        from ..illumination import apply_flat_field
+        from .illumination import field_key, read_fields
+
+        path, field_id = self._field
+        if field_id is None:
+            raise OutputError(
+                f"{self.name}: no illumination field in {path}; run the illumination step (EstimateIllumination) "
+                "first, or measure without illumination correction"
+            )
+
+        def load() -> dict[str, np.ndarray]:
+            with open_file(path, "r") as f:
+                present = [key for key in self.channels if field_key(key) in f]
+            return read_fields(path, present)
+
+        fields = self.worker_resource(f"illumination-{field_id}", load)
+        names = {name: key for key, name in self.channels.items()}
+        return {
+            name: apply_flat_field(image, fields[names[name]]) if names[name] in fields else image
+            for name, image in images.items()
+        }
 
     def run(self, input_files, output_files, **kwargs):
         for inp, out in zip(input_files, output_files):
@@ -64,6 +119,7 @@ class MeasureObjects(BatchJobOnContainer):
                 images = {name: read_image(f, key) for key, name in self.channels.items()}
                 nuclei = read_image(f, self.nuclei_key)
                 cells = read_image(f, self.cell_key) if self.cell_key else None
+            images = self._corrected(images)
             tables = {f"{self.nuclei_key}/default": measure_objects(nuclei, images, "Nuclei", self.solidity)}
             if cells is not None:
                 cytoplasm = np.where(nuclei > 0, 0, cells)
