@@ -228,15 +228,27 @@ def cell_analysis_jobs(args) -> list:
 
     channels = parse_channels(args.channels)
     names = [name for name in channels.values() if name]
-    for option, channel in (("--nuclei-channel", args.nuclei_channel), ("--cell-channel", args.cell_channel)):
-        if channel not in names:
-            raise ConfigError(f"{option} {channel!r} is not among the imported channels {', '.join(names)}")
+    if args.nuclei_channel not in names:
+        raise ConfigError(
+            f"--nuclei-channel {args.nuclei_channel!r} is not among the imported channels {', '.join(names)}"
+        )
+    # Without a cell channel the plate is measured by its nuclei (cell counting, DNA content).
+    nuclei_only = args.cell_channel not in names
+    cell_key = None if nuclei_only else "cell_segmentation"
+    if nuclei_only:
+        get_logger("CellAnalysisWorkflow").info(
+            "no cell channel (--cell-channel %r is not among the imported channels %s): nuclei only; "
+            "segment_cells is left out, and measure, crops, aggregate, export, QC and OME-Zarr use the nuclei",
+            args.cell_channel,
+            ", ".join(names),
+        )
     pattern = f"*{args.container_ext}"
     raw_scheme, one_file_per_channel = raw_format(args)
     # Containers of per-channel raw files are named as the plate viewer expects.
     scheme = "viewer" if one_file_per_channel else raw_scheme
     illumination = ILLUMINATION_FILE if args.illumination_correction == "plate" else None
-    score = args.score_feature or f"Cells_Intensity_MeanIntensity_{names[-1]}"
+    compartment = "Nuclei" if nuclei_only else "Cells"
+    score = args.score_feature or f"{compartment}_Intensity_MeanIntensity_{names[-1]}"
     size = {
         "nucleus_diameter": args.nucleus_diameter,
         "nucleus_diameter_um": args.nucleus_diameter_um,
@@ -270,20 +282,32 @@ def cell_analysis_jobs(args) -> list:
         ),
         "segment_cells": lambda: SegmentCells(cell_key=args.cell_channel, input_pattern=pattern),
         "illumination": lambda: EstimateIllumination(names, input_pattern=pattern),
-        "measure": lambda: MeasureObjects(names, input_pattern=pattern, illumination=illumination),
+        "measure": lambda: MeasureObjects(names, cell_key=cell_key, input_pattern=pattern, illumination=illumination),
         "aggregate": lambda: AggregateTables(
-            min_cells=args.min_cells, score_feature=score, scheme=scheme, input_pattern=pattern
+            cell_key=cell_key,
+            min_cells=args.min_cells,
+            score_feature=score,
+            focus_channel=args.nuclei_channel,
+            scheme=scheme,
+            input_pattern=pattern,
         ),
-        "crop": lambda: CropCells(names, size=args.crop_size, scheme=scheme, input_pattern=pattern),
-        "export": lambda: ExportProfiles(scheme=scheme, input_pattern=pattern),
+        "crop": lambda: CropCells(
+            names,
+            cell_key=cell_key or "nucleus_segmentation",
+            size=args.crop_size,
+            scheme=scheme,
+            input_pattern=pattern,
+        ),
+        "export": lambda: ExportProfiles(cell_key=cell_key, scheme=scheme, input_pattern=pattern),
         "qc": lambda: QualityControl(
             [f.strip() for f in args.qc_features.split(",") if f.strip()],
             channel=args.nuclei_channel,
+            cell_key=cell_key,
             input_pattern=pattern,
         ),
         "export_omezarr": lambda: OmeZarrExport(
             names,
-            ["nucleus_segmentation", "cell_segmentation"],
+            ["nucleus_segmentation", *([cell_key] if cell_key else [])],
             ngff_version=args.ngff_version,
             scheme=scheme,
             input_pattern=pattern,
@@ -297,6 +321,8 @@ def cell_analysis_jobs(args) -> list:
         ),
     }
     steps = parse_steps(args.steps, args.skip)
+    if nuclei_only and "segment_cells" in steps:
+        steps.remove("segment_cells")
     if "illumination" in steps and args.illumination_correction == "none":
         steps.remove("illumination")  # the default step list corrects only when told to
     if "upload" in steps and not args.upload_to:

@@ -293,3 +293,74 @@ def test_illumination_correction_option_adds_the_step_and_measures_with_the_fiel
     # Measured again, now with the field.
     assert status["parameters"]["illumination_field"] == provenance["field_id"]
     assert status["last_run"]["processed"] == 4
+
+
+def test_nuclei_only_plate_runs_every_step_on_the_nuclei(tmp_path, caplog):
+    import logging
+
+    raw, folder = str(tmp_path / "raw"), str(tmp_path / "PN")
+    write_demo_plate(raw, wells={"C01": 1.0, "C02": 1.0}, sites=2, shape=(128, 128), n_nuclei=12)
+    with caplog.at_level(logging.INFO, logger="Workflow"):
+        assert run(folder, raw, "--channels", "DAPI:nuclei") == 0
+    assert "nuclei only; segment_cells is left out" in caplog.text
+    containers = sorted(n for n in os.listdir(folder) if n.endswith(".h5"))
+    with open_file(os.path.join(folder, containers[0]), "r") as f:
+        assert "cell_segmentation" not in f and len(read_table(f, "nucleus_segmentation/default")) > 5
+    with open_file(os.path.join(folder, "PN_table.hdf5"), "r") as f:
+        images, wells = read_plate_table(f, "images"), read_plate_table(f, "wells")
+    assert (images["n_cells"] > 5).all() and "median_Nuclei_Intensity_MeanIntensity_nuclei" in wells
+    assert wells["score"].notna().all()  # the score is a nuclei feature here
+    with sqlite3.connect(os.path.join(folder, "PN_profiles", "PN.sqlite")) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        n_nuclei = connection.execute("SELECT COUNT(*) FROM Nuclei").fetchone()[0]
+    assert tables == {"Image", "Nuclei"} and n_nuclei == images["n_cells"].sum()
+    assert os.listdir(os.path.join(folder, "PN_qc")) and os.path.isdir(
+        os.path.join(folder, containers[0][:-3] + ".crops")
+    )
+    labels = zarr.open_group(os.path.join(folder, "PN.ome.zarr", "C", "1", "0", "labels"), mode="r")
+    assert list(labels.attrs["labels"]) == ["nucleus_segmentation"]
+
+
+def test_cell_painting_five_channels_are_measured_in_every_compartment(tmp_path):
+    import tifffile
+
+    from batchlib.synthetic import synthetic_site
+
+    raw, folder = tmp_path / "raw", str(tmp_path / "PC")
+    raw.mkdir()
+    for site in range(2):
+        channels, _, _ = synthetic_site((128, 128), n_nuclei=12, seed=site)
+        stack = np.stack(
+            [
+                channels["nuclei"],
+                channels["marker"],
+                channels["marker"] // 2,
+                channels["cells"],
+                channels["marker"] // 3,
+            ]
+        )
+        tifffile.imwrite(raw / f"WellC01_PointC01_{site:04d}_ChannelDNA,ER,RNA,AGP,Mito_Seq{site:04d}.tiff", stack)
+    steps = "import,segment_nuclei,segment_cells,measure,aggregate,export"
+    assert (
+        run(
+            folder,
+            str(raw),
+            "--channels",
+            "DNA:DNA,ER:ER,RNA:RNA,AGP:AGP,Mito:Mito",
+            "--nuclei-channel",
+            "DNA",
+            "--cell-channel",
+            "AGP",
+            "--steps",
+            steps,
+        )
+        == 0
+    )
+    with sqlite3.connect(os.path.join(folder, "PC_profiles", "PC.sqlite")) as connection:
+        columns = {
+            table: [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+            for table in ("Nuclei", "Cells", "Cytoplasm")
+        }
+    for compartment, names in columns.items():
+        for channel in ("DNA", "ER", "RNA", "AGP", "Mito"):
+            assert f"{compartment}_Intensity_MeanIntensity_{channel}" in names

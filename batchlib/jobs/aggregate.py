@@ -138,8 +138,16 @@ def image_focus(path: str, channel: str) -> float:
         return focus_score(f[f"{channel}/{level}"][...])
 
 
-def cell_table_keys(cell_key: str, nuclei_key: str) -> list[str]:
-    """Keys of the cells, nuclei and cytoplasm tables MeasureObjects writes."""
+def cell_table_keys(cell_key: str | None, nuclei_key: str) -> list[str]:
+    """Keys of the cells, nuclei and cytoplasm tables MeasureObjects writes (the nuclei table only without cells).
+
+    Examples
+    --------
+    >>> cell_table_keys(None, "nucleus_segmentation")
+    ['tables/nucleus_segmentation/default']
+    """
+    if cell_key is None:
+        return [table_key(f"{nuclei_key}/default")]
     return [table_key(f"{cell_key}/default"), table_key(f"{nuclei_key}/default"), table_key(f"{cell_key}/cytoplasm")]
 
 
@@ -170,7 +178,7 @@ IMAGE_ATTRIBUTES = {
 
 
 def image_cells(path: str, table_keys: list[str], scheme: str) -> tuple[pd.DataFrame, tuple]:
-    """One image's cells (cell, nucleus and cytoplasm features joined) and its (image, site, well) names.
+    """One image's cells (cell, nucleus and cytoplasm features joined; nuclei only) and its (image, site, well) names.
 
     The names end with the values of :data:`IMAGE_ATTRIBUTES` (the count of
     NaN and infinite pixels, the nucleus diameter and rescaling factor of the
@@ -179,9 +187,11 @@ def image_cells(path: str, table_keys: list[str], scheme: str) -> tuple[pd.DataF
     image_name = os.path.splitext(os.path.basename(path))[0]
     parsed = parse_image_name(os.path.basename(path), compile_scheme(scheme))
     with open_file(path, "r") as f:
-        cells, nuclei, cytoplasm = (read_table(f, key.removeprefix("tables/")) for key in table_keys)
+        tables = [read_table(f, key.removeprefix("tables/")) for key in table_keys]
         attributes = tuple(type(missing)(f.attrs.get(key, missing)) for key, missing in IMAGE_ATTRIBUTES.values())
-    table = cells.merge(nuclei, on="label_id", how="left").merge(cytoplasm, on="label_id", how="left")
+    table = tables[0]
+    for other in tables[1:]:
+        table = table.merge(other, on="label_id", how="left")
     table.insert(0, "image_name", image_name)
     table.insert(1, "well_name", parsed.well.name)
     return table, (image_name, parsed.site_name, parsed.well.name, *attributes)
@@ -199,7 +209,8 @@ class AggregateTables(PlateJob):
     Parameters
     ----------
     cell_key, nuclei_key : str
-        The segmentations whose tables are aggregated.
+        The segmentations whose tables are aggregated; ``cell_key=None``:
+        the nuclei only (a plate without a cell channel).
     min_cells : int
         Images with fewer cells are flagged ``too_few_cells`` (``is_outlier``).
     focus_channel : str, optional
@@ -225,7 +236,7 @@ class AggregateTables(PlateJob):
 
     def __init__(
         self,
-        cell_key: str = "cell_segmentation",
+        cell_key: str | None = "cell_segmentation",
         nuclei_key: str = "nucleus_segmentation",
         min_cells: int = 10,
         score_feature: str | None = None,

@@ -46,11 +46,12 @@ def write_sqlite(path: str, single_cells: pd.DataFrame, images: pd.DataFrame) ->
     )
     with sqlite3.connect(path) as connection:
         images.to_sql("Image", connection, index=False)
-        for compartment in ("Nuclei", "Cells", "Cytoplasm"):
+        compartments = [c for c in ("Nuclei", "Cells", "Cytoplasm") if any(k.startswith(f"{c}_") for k in renamed)]
+        for compartment in compartments:
             columns = [c for c in renamed.columns if c.startswith(f"{compartment}_")]
             renamed[keys + METADATA + columns].to_sql(compartment, connection, index=False)
         connection.execute("CREATE INDEX image_number ON Image (ImageNumber)")
-        for compartment in ("Nuclei", "Cells", "Cytoplasm"):
+        for compartment in compartments:
             connection.execute(f"CREATE INDEX {compartment.lower()}_keys ON {compartment} (ImageNumber, ObjectNumber)")
 
 
@@ -86,7 +87,7 @@ class ExportProfiles(PlateJob):
 
     def __init__(
         self,
-        cell_key: str = "cell_segmentation",
+        cell_key: str | None = "cell_segmentation",
         nuclei_key: str = "nucleus_segmentation",
         scheme: str = "batchlib",
         input_pattern: str = "*.h5",

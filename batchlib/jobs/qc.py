@@ -230,8 +230,8 @@ def save_heatmap(
     heatmap_figure(grid, title, imaged, counts).savefig(path, dpi=100)
 
 
-def overlay(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """RGB uint8: the image in gray, cell outlines green, nucleus outlines magenta.
+def overlay(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarray | None) -> np.ndarray:
+    """RGB uint8: the image in gray, cell outlines green (if there are cells), nucleus outlines magenta.
 
     The gray scale spans the 1st to 99.5th percentile of the finite pixels;
     NaN pixels are drawn black, infinite ones at the ends of the scale.
@@ -244,7 +244,8 @@ def overlay(image: np.ndarray, nuclei: np.ndarray, cells: np.ndarray) -> np.ndar
     lo, hi = np.percentile(finite, [1, 99.5]) if finite.size else (0, 1)
     gray = np.nan_to_num(np.clip((image.astype(np.float64) - lo) / max(hi - lo, 1e-9), 0, 1), nan=0.0)
     rgb = np.repeat((gray * 255).astype(np.uint8)[..., None], 3, axis=2)
-    rgb[find_boundaries(cells, mode="inner")] = (0, 255, 0)
+    if cells is not None:
+        rgb[find_boundaries(cells, mode="inner")] = (0, 255, 0)
     rgb[find_boundaries(nuclei, mode="inner")] = (255, 0, 255)
     return rgb
 
@@ -276,10 +277,11 @@ def image_label(f, path: str) -> str:
     return str(info) if info else os.path.splitext(os.path.basename(path))[0]
 
 
-def image_overlay(path: str, channel: str, nuclei_key: str, cell_key: str) -> np.ndarray:
+def image_overlay(path: str, channel: str, nuclei_key: str, cell_key: str | None) -> np.ndarray:
     """:func:`overlay` of one container's ``channel`` and segmentations, labelled with its site (:func:`label_tile`)."""
     with open_file(path, "r") as f:
-        rgb = overlay(read_image(f, channel), read_image(f, nuclei_key), read_image(f, cell_key))
+        cells = read_image(f, cell_key) if cell_key else None
+        rgb = overlay(read_image(f, channel), read_image(f, nuclei_key), cells)
         return label_tile(rgb, image_label(f, path))
 
 
@@ -310,14 +312,14 @@ class QualityControl(PlateJob):
         montage_images: int = 8,
         channel: str = "nuclei",
         nuclei_key: str = "nucleus_segmentation",
-        cell_key: str = "cell_segmentation",
+        cell_key: str | None = "cell_segmentation",
         input_pattern: str = "*.h5",
         identifier: str | None = None,
     ):
         super().__init__(
             input_pattern=input_pattern,
             output_name="{plate}_qc",
-            input_key=[channel, nuclei_key, cell_key],
+            input_key=[channel, nuclei_key, *([cell_key] if cell_key else [])],
             identifier=identifier,
         )
         self.features = list(features)
