@@ -225,6 +225,7 @@ def cell_analysis_jobs(args) -> list:
     from .jobs.qc import QualityControl
     from .jobs.segmentation import SegmentCells, SegmentNucleiStarDist, SegmentNucleiThreshold
     from .jobs.upload import UploadJob
+    from .readers import METADATA_FORMATS
 
     channels = parse_channels(args.channels)
     names = [name for name in channels.values() if name]
@@ -289,6 +290,7 @@ def cell_analysis_jobs(args) -> list:
             score_feature=score,
             focus_channel=args.nuclei_channel,
             scheme=scheme,
+            raw_metadata=(args.input_folder, raw_scheme) if raw_scheme in METADATA_FORMATS else None,
             input_pattern=pattern,
         ),
         "crop": lambda: CropCells(

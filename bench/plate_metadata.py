@@ -76,7 +76,7 @@ def bench_measure(n_images: int, size: int, work: str) -> None:
     extra = with_field / base - 1
     print(
         f"(b) measure {n_images} images of {size}x{size}, 3 channels: {base:.2f} s plain, {with_field:.2f} s "
-        f"corrected: +{extra:.1%} (target <= 5%: {'PASS' if extra <= 0.05 else 'FAIL'})"
+        f"corrected: {extra:+.1%} (target <= 5%: {'PASS' if extra <= 0.05 else 'FAIL'})"
     )
 
 

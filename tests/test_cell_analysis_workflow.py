@@ -265,8 +265,18 @@ def test_workflow_on_a_harmony_export_with_scheme_auto(tmp_path, caplog):
     assert "--scheme auto: harmony (Harmony index Index.xml)" in caplog.text
     with open_file(os.path.join(folder, "PH_table.hdf5"), "r") as f:
         images_table = read_plate_table(f, "images")
-    assert sorted(images_table["site_name"]) == ["B03-0001", "B03-0002", "B04-0001"]
-    np.testing.assert_allclose(images_table["pixel_size_um"], 0.65)
+    # The field the index lists without its files is a row of its own, flagged.
+    assert sorted(images_table["site_name"]) == ["B03-0001", "B03-0002", "B04-0001", "B04-0002"]
+    missing = images_table.set_index("site_name")["missing_on_disk"]
+    assert missing.to_dict() == {"B03-0001": 0, "B03-0002": 0, "B04-0001": 0, "B04-0002": 1}
+    present = images_table[images_table["missing_on_disk"] == 0]
+    np.testing.assert_allclose(present["pixel_size_um"], 0.65)
+    with open_file(os.path.join(folder, "PH_table.hdf5"), "r") as f:
+        wells = read_plate_table(f, "wells").set_index("well_name")
+    assert wells["n_missing_images"].to_dict() == {"B03": 0, "B04": 1} and wells["n_images"].to_dict() == {
+        "B03": 2,
+        "B04": 1,
+    }
     with open(os.path.join(folder, "batchlib", "ImportImages.status")) as f:
         status = json.load(f)
     assert list(status["missing"]) == ["WellB04_PointB04_0002_plate"]

@@ -14,7 +14,7 @@ from ..io import open_file, read_table, write_plate_table
 from ..io.images import PIXEL_SIZE_ATTR
 from ..io.tables import table_key
 from ..nucleus_size import DIAMETER_ATTR, SCALE_ATTR
-from ..plate import compile_scheme, parse_image_name
+from ..plate import compile_scheme, parse_image_name, site_name
 from .importer import NONFINITE_ATTR
 
 
@@ -197,6 +197,36 @@ def image_cells(path: str, table_keys: list[str], scheme: str) -> tuple[pd.DataF
     return table, (image_name, parsed.site_name, parsed.well.name, *attributes)
 
 
+def with_missing_fields(images: pd.DataFrame, wells: pd.DataFrame, plate) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tables with a row per field the plate metadata lists but the plate has no container of.
+
+    Such an image row has ``missing_on_disk`` 1, no cells and ``is_outlier``
+    1; a well counts them in ``n_missing_images`` (a well with only missing
+    fields gets a row with no images).
+    """
+    present = set(images["image_name"])
+    rows = [
+        {"image_name": name, "site_name": site_name(well, field), "well_name": well, "n_cells": 0, "is_outlier": 1}
+        for well, field in sorted(plate.fields)
+        if (name := plate.container(well, field)) not in present
+    ]
+    images = images.assign(missing_on_disk=0)
+    if rows:
+        images = pd.concat([images, pd.DataFrame(rows).assign(missing_on_disk=1)], ignore_index=True)
+        images = images.sort_values("image_name", kind="stable").reset_index(drop=True)
+    for column in ("n_cells", "is_outlier", "missing_on_disk"):
+        images[column] = images[column].astype(np.int64)
+    counts = pd.Series([r["well_name"] for r in rows], dtype=object).value_counts()
+    extra = sorted(set(counts.index) - set(wells["well_name"]))
+    if extra:
+        empty = pd.DataFrame({"well_name": extra, "n_cells": 0, "n_images": 0, "is_outlier": 1})
+        wells = pd.concat([wells, empty], ignore_index=True).sort_values("well_name").reset_index(drop=True)
+    wells["n_missing_images"] = wells["well_name"].map(counts).fillna(0).astype(np.int64)
+    for column in ("n_cells", "n_images", "is_outlier"):
+        wells[column] = wells[column].astype(np.int64)
+    return images, wells
+
+
 class AggregateTables(PlateJob):
     """Image table and well table of the plate, as the plate viewer's ``default`` tables.
 
@@ -223,6 +253,11 @@ class AggregateTables(PlateJob):
         scatter plot shows ``score`` against ``n_cells``).
     scheme : str
         Filename scheme giving well and site of each container.
+    raw_metadata : (str, str), optional
+        The raw folder and its metadata format (``harmony``, ``imagexpress``,
+        ``ome-tiff``): fields the plate metadata lists without a container
+        get a row in the image table with ``missing_on_disk`` 1 (and
+        ``is_outlier`` 1), and wells count them in ``n_missing_images``.
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = (
@@ -243,9 +278,12 @@ class AggregateTables(PlateJob):
         focus_channel: str | None = "nuclei",
         focus_fraction: float = 0.3,
         scheme: str = "batchlib",
+        raw_metadata: tuple[str, str] | None = None,
         input_pattern: str = "*.h5",
         identifier: str | None = None,
     ):
+        self._raw_metadata = raw_metadata
+        self._plate = None  # the raw folder's plate metadata, read in the driver (layout)
         self.table_keys = cell_table_keys(cell_key, nuclei_key)
         super().__init__(
             input_pattern=input_pattern,
@@ -260,6 +298,21 @@ class AggregateTables(PlateJob):
         self.focus_fraction = float(focus_fraction)
         self.scheme = scheme
 
+    def layout(self, folder, input_folder=None, run_kwargs=None):
+        """Read the raw folder's plate metadata (with ``raw_metadata``), then lay the job out."""
+        if self._raw_metadata is not None:
+            from ..readers import read_plate_metadata
+
+            raw, format = self._raw_metadata
+            self._plate = read_plate_metadata(raw, format) if raw and os.path.isdir(raw) else None
+        return super().layout(folder, input_folder, run_kwargs)
+
+    def parameters(self) -> dict:
+        parameters = super().parameters()
+        if self._plate is not None:  # a change of the listed fields rewrites the tables
+            parameters["expected_fields"] = sorted(self._plate.fields)
+        return parameters
+
     def run(self, input_files, output_files, **kwargs):
         cells, names = load_cells(input_files, self.table_keys, self.scheme, self.map_parallel)
         if self.focus_channel:
@@ -272,6 +325,8 @@ class AggregateTables(PlateJob):
         ]
         images = image_table(cells, names, features, self.min_cells, self.score_feature, self.focus_fraction)
         wells = well_table(cells, images, features, self.score_feature)
+        if self._plate is not None:
+            images, wells = with_missing_fields(images, wells, self._plate)
         with open_file(output_files[0], "a") as f:
             write_plate_table(f, "images", images)
             write_plate_table(f, "wells", wells)
