@@ -49,6 +49,7 @@ def write_harmony_index(
             "PlaneID": plane,
             "TimepointID": 0,
             "ChannelID": cid,
+            "AbsTime": f"2026-11-30T10:{field:02d}:0{plane}.5+01:00",
         }
         if not names_in_maps:
             elements["ChannelName"] = channels[cid]
@@ -84,6 +85,7 @@ def test_harmony_index_gives_wells_fields_channel_names_and_pixel_size(tmp_path,
     assert plate.fields == {("B03", 1), ("B03", 2), ("C05", 1), ("C05", 2)}
     assert plate.pixel_size_um == pytest.approx(0.65)
     record = next(r for r in plate.images if r.file == harmony_name(3, 5, 2, 2, "2"))
+    assert record.acquired == "2026-11-30T10:02:02.5+01:00"
     assert (record.well, record.field, record.plane, record.channel, record.channel_id) == (
         "C05",
         2,
@@ -210,7 +212,8 @@ def ome_plate_xml(fields, pixel_um=0.325, broken_ref=False):
     parts.append("</Plate>")
     for i, (_, _, _, file) in enumerate(fields):
         parts.append(
-            f'<Image ID="Image:{i}"><Pixels ID="Pixels:{i}" DimensionOrder="XYCZT" Type="uint16" SizeX="32" '
+            f'<Image ID="Image:{i}"><AcquisitionDate>2026-11-30T09:00:0{i}</AcquisitionDate>'
+            f'<Pixels ID="Pixels:{i}" DimensionOrder="XYCZT" Type="uint16" SizeX="32" '
             f'SizeY="24" SizeC="2" SizeZ="1" SizeT="1" PhysicalSizeX="{pixel_um}" PhysicalSizeXUnit="µm">'
             f'<Channel ID="Channel:{i}:0" Name="DAPI"/><Channel ID="Channel:{i}:1" Name="GFP"/>'
             f'<TiffData IFD="0" PlaneCount="2"><UUID FileName="{file}">urn:uuid:{i}</UUID></TiffData>'
@@ -248,6 +251,7 @@ def test_ome_tiff_plate_gives_wells_fields_channels_and_pages(tmp_path):
         ("C07_f0.ome.tif", 1, "GFP"),
     ]
     assert len(plate.images) == 6  # each file repeats the plate's XML: records are kept once
+    assert {r.acquired for r in plate.images if r.well == "C07"} == {"2026-11-30T09:00:02"}
     assert detect_format(str(tmp_path))[0] == "ome-tiff"
 
 

@@ -8,7 +8,8 @@ What this reader relies on:
 - ``Images/Image``: one element per image file, with children ``id``,
   ``URL`` (the file name, relative to the index), ``Row`` and ``Col``
   (1-based), ``FieldID``, ``PlaneID``, ``TimepointID``, ``ChannelID``,
-  ``ChannelName``, ``ImageResolutionX`` with a ``Unit`` attribute (``m``);
+  ``ChannelName``, ``ImageResolutionX`` with a ``Unit`` attribute (``m``),
+  ``AbsTime`` (ISO 8601 with its offset);
 - ``Maps/Map/Entry`` elements with a ``ChannelID`` attribute: in newer
   exports (``Index.xml``) the channel's ``ChannelName`` and
   ``ImageResolutionX`` are there rather than in each ``Image``;
@@ -117,8 +118,17 @@ def read_harmony(folder: str, index: str | None = None) -> PlateMetadata:
         channel = channel or map_names.get(channel_id) or channel_id
         metadata.channels.setdefault(channel_id, channel)
         size = _micrometres(values.get("ImageResolutionX")) or map_sizes.get(channel_id)
+        acquired = values["AbsTime"].text.strip() if "AbsTime" in values and values["AbsTime"].text else None
         record = ImageRecord(
-            required("URL"), Well(row - 1, column - 1).name, field, channel, channel_id, plane, timepoint, size
+            required("URL"),
+            Well(row - 1, column - 1).name,
+            field,
+            channel,
+            channel_id,
+            plane,
+            timepoint,
+            size,
+            acquired=acquired,
         )
         metadata.images.append(record)
         metadata.fields.add((record.well, record.field))

@@ -6,7 +6,7 @@ namespace, so other schema versions read the same):
 - ``Plate/Well`` with ``Row`` and ``Column``, **0-based** (top left is (0, 0));
   ``Well/WellSample`` with ``Index`` (the field; unique per plate, not
   necessarily dense) and a child ``ImageRef ID`` naming an ``Image``;
-- ``Image/Pixels`` with ``SizeC``, ``DimensionOrder``, ``PhysicalSizeX``
+- ``Image/AcquisitionDate`` (ISO 8601), ``Image/Pixels`` with ``SizeC``, ``DimensionOrder``, ``PhysicalSizeX``
   and ``PhysicalSizeXUnit`` (default ``µm``), ``Channel`` children with a
   ``Name``, and ``TiffData`` children with ``IFD``, ``FirstC``, ``FirstZ``,
   ``FirstT``, ``PlaneCount`` (0-based, defaults 0 and 1 when ``IFD`` is
@@ -163,9 +163,13 @@ def _add_image(metadata: PlateMetadata, image: ET.Element, well: str, field: int
     for i, name in enumerate(names):
         metadata.channels.setdefault(str(i), name)
     size = _pixel_size(pixels)
+    dates = _children(image, "AcquisitionDate")
+    acquired = dates[0].text.strip() if dates and dates[0].text else None
     for target, ifd, c in _channel_planes(pixels, file):
         if (target, ifd) in seen:
             continue
         seen.add((target, ifd))
         name = names[c] if c < len(names) else str(c)
-        metadata.images.append(ImageRecord(target, well, field, name, str(c), pixel_size_um=size, index=ifd))
+        metadata.images.append(
+            ImageRecord(target, well, field, name, str(c), pixel_size_um=size, index=ifd, acquired=acquired)
+        )

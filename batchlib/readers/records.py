@@ -29,6 +29,8 @@ class ImageRecord:
         Micrometres per pixel, where the metadata says.
     index : int
         The plane's page (IFD) in the file: 0 for one-plane files.
+    acquired : str or None
+        When the image was taken (ISO 8601, as the metadata writes it), where it says.
     """
 
     file: str
@@ -40,6 +42,7 @@ class ImageRecord:
     timepoint: int = 0
     pixel_size_um: float | None = None
     index: int = 0
+    acquired: str | None = None
 
 
 @dataclass
