@@ -48,19 +48,21 @@ def raw_channel_names(file_name: str, regex: re.Pattern, n_channels: int) -> lis
     return names
 
 
-def tiff_header(path: str) -> tuple[tuple[int, int, int], str]:
+def tiff_header(path: str, first_page: bool = False) -> tuple[tuple[int, int, int], str]:
     """Shape ``(channels, y, x)`` and dtype of a TIFF's first series, read from its header only.
 
+    With ``first_page``, of the first page only, ``(1, y, x)``: one plane of
+    a file whose planes the plate metadata places (OME-TIFF ``TiffData``).
     Raises :class:`InvalidInputError` for a file that is not a readable TIFF
-    or not a 2D / 3D image.
+    or not a 2D / 3D image (a 2D page).
     """
     import tifffile
 
     name = os.path.basename(path)
     try:
         with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            shape, dtype = tuple(int(n) for n in series.shape), str(series.dtype)
+            image = tif.pages[0] if first_page else tif.series[0]
+            shape, dtype = tuple(int(n) for n in image.shape), str(image.dtype)
     except OSError as err:
         if resource_error(err) is not None:
             raise
@@ -69,8 +71,9 @@ def tiff_header(path: str) -> tuple[tuple[int, int, int], str]:
         raise InvalidInputError(f"{name} is not a readable TIFF: {type(err).__name__}: {err}") from err
     if len(shape) == 2:
         shape = (1, *shape)
-    if len(shape) != 3:
-        raise InvalidInputError(f"{name}: expected a (channels, y, x) or (y, x) image, found shape {shape}")
+    if len(shape) != 3 or (first_page and shape[0] != 1):
+        wanted = "one grey plane per page" if first_page else "a (channels, y, x) or (y, x) image"
+        raise InvalidInputError(f"{name}: expected {wanted}, found shape {shape}")
     return shape, dtype
 
 
@@ -412,7 +415,7 @@ class ImportImages(BatchJobOnContainer):
         if self._plate is not None:
             if name not in self._listed():
                 return f"{name} is not listed in {os.path.basename(self._plate.source)}, the plate's metadata"
-            shape, dtype = tiff_page_header(path)
+            shape, dtype = tiff_header(path, first_page=True)
             self._check_size(name, shape, dtype)
             return None
         try:
@@ -549,7 +552,7 @@ class ImportImages(BatchJobOnContainer):
         first = records[0]
         facts: dict = {"well": first.well, "site": first.field, "channel": first.channel_id, "plane": first.plane}
         try:
-            shape, dtype = tiff_page_header(path)
+            shape, dtype = tiff_header(path, first_page=True)
         except InvalidInputError:
             return facts
         facts.update(shape=list(shape), dtype=dtype)
@@ -614,23 +617,3 @@ def _name_regex(scheme: str):
     """The file-name regular expression of a scheme or metadata format (None: the names say nothing)."""
     names = METADATA_FORMATS.get(scheme, scheme)
     return compile_scheme(names) if names else None
-
-
-def tiff_page_header(path: str) -> tuple[tuple[int, int, int], str]:
-    """Shape ``(1, y, x)`` and dtype of a TIFF's first page (one plane), read from its header only."""
-    import tifffile
-
-    name = os.path.basename(path)
-    try:
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages[0]
-            shape, dtype = tuple(int(n) for n in page.shape), str(page.dtype)
-    except OSError as err:
-        if resource_error(err) is not None:
-            raise
-        raise input_error(err, path) from err
-    except Exception as err:
-        raise InvalidInputError(f"{name} is not a readable TIFF: {type(err).__name__}: {err}") from err
-    if len(shape) != 2:
-        raise InvalidInputError(f"{name}: expected one grey plane per page, found a page of shape {shape}")
-    return (1, *shape), dtype
