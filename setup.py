@@ -30,6 +30,7 @@ CORE = [
     "matplotlib>=3.5",
     "pillow>=9",
     "boto3>=1.28",
+    "watchfiles>=0.21",
 ]
 STARDIST = ["stardist>=0.9.1", "csbdeep>=0.8"]
 

@@ -33,6 +33,7 @@ _LAZY = {
     "exit_code": "workflow",
     "run_workflow": "workflow",
     "run_job": "workflow",
+    "watch_workflow": "watch",
     "workflow_main": "script",
 }
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from .base import BatchJob, BatchJobOnContainer, PlateJob
     from .log import get_logger
     from .script import workflow_main
+    from .watch import watch_workflow
     from .workflow import JobResult, exit_code, run_job, run_workflow
 
 
@@ -55,6 +57,7 @@ __all__ = [
     "PlateJob",
     "run_workflow",
     "run_job",
+    "watch_workflow",
     "workflow_main",
     "exit_code",
     "JobResult",

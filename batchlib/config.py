@@ -131,6 +131,25 @@ def workflow_parser(description: str, default_config_files: list[str] | None = N
     parser.add("--ignore-failed-outputs", action="store_true", help="record failed files and go on")
     parser.add("--wait", action="store_true", help="wait for the folder lock instead of exiting with code 75")
     parser.add("--explain", action="store_true", help="print which files each job would run and why; run nothing")
+    watch = parser.add_argument_group("watch mode (process the plate while the microscope writes it)")
+    watch.add_argument("--watch", action="store_true", help="watch the raw folder and process files as they settle")
+    watch.add_argument(
+        "--settle", type=number_in(0, 3600), default=3.0, help="seconds a raw file must stay unchanged (default 3)"
+    )
+    watch.add_argument(
+        "--poll", type=number_in(0.01, 3600), default=None, help="look every POLL seconds instead of file events"
+    )
+    watch.add_argument(
+        "--plate-interval", type=number_in(0, 86400), default=60.0, help="plate-level jobs at most this often (s)"
+    )
+    watch.add_argument(
+        "--until-idle", type=number_in(0, 86400), default=None, help="the plate is complete after this long idle (s)"
+    )
+    watch.add_argument(
+        "--expected-images", type=at_least(1), default=None, help="the plate is complete with this many raw files"
+    )
+    watch.add_argument("--marker", default=None, help="a file the acquisition writes when the plate is complete")
+    watch.add_argument("--forever", action="store_true", help="go on watching after the plate is complete")
     parser.add("--no-progress", action="store_true", help="no progress bars")
     return parser
 

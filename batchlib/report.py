@@ -86,9 +86,11 @@ def folder_status(folder: str | os.PathLike) -> dict:
     if holder is not None:
         stale, _ = lock_is_stale(holder, socket.gethostname(), time.time())
         lock = {**{k: holder.get(k) for k in ("pid", "host", "since")}, "stale": stale}
+    from .watch import watch_state
+
     bookkeeping = str(bookkeeping_folder(folder))
     jobs = {name: job_counts(ledger, name, p, bookkeeping) for name, p in plans.items()}
-    return {"folder": folder, "lock": lock, "jobs": jobs}
+    return {"folder": folder, "lock": lock, "jobs": jobs, "watch": watch_state(folder)}
 
 
 def _describe_lock(lock: dict | None) -> str:
@@ -104,6 +106,15 @@ def _describe_lock(lock: dict | None) -> str:
 def format_status(status: dict) -> str:
     """``folder_status`` as a readable table."""
     lines = [f"folder: {status['folder']}", f"lock:   {_describe_lock(status['lock'])}"]
+    watch = status.get("watch")
+    if watch and watch.get("alive"):
+        pending = watch.get("pending") or {}
+        lines.append(
+            f"watch:  watched since {watch['since']} by pid {watch['pid']} ({watch['raw_folder']}); "
+            f"{len(pending.get('settling', []))} file(s) settling; {pending.get('why', '')}"
+        )
+    elif watch:
+        lines.append(f"watch:  not watched ({watch.get('state')} at {watch.get('updated')})")
     jobs = status["jobs"]
     width = max([len(n) for n in jobs] + [3])
     lines.append(f"{'job':<{width}}  {'done':>7} {'failed':>7} {'invalid':>7} {'pending':>7}  state")

@@ -40,7 +40,9 @@ class FolderScan:
     what is now outdated.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, exclude: dict[str, set[str]] | None = None) -> None:
+        # Names no job sees this run, by folder (watch mode: raw files still being written).
+        self._exclude = {os.path.abspath(folder): set(names) for folder, names in (exclude or {}).items()}
         self._names: dict[str, list[str]] = {}
         self._hidden: dict[str, list[str]] = {}
         self._matches: dict[tuple[str, str], list[str]] = {}
@@ -51,7 +53,8 @@ class FolderScan:
             all_names = os.listdir(folder)
         except FileNotFoundError:
             all_names = []
-        self._names[folder] = [n for n in all_names if n[0] != "."]
+        left_out = self._exclude.get(os.path.abspath(folder), ())
+        self._names[folder] = [n for n in all_names if n[0] != "." and n not in left_out]
         self._hidden[folder] = [n for n in all_names if n[0] == "."]
 
     def names(self, folder: str) -> list[str]:

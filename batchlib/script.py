@@ -78,6 +78,15 @@ def workflow_main(
         if args.explain:
             print(explain_jobs(args.folder, jobs, options["input_folder"], options["force_recompute"]))
             return {}
+        if getattr(args, "watch", False):
+            from .watch import watch_workflow
+
+            for flag in ("ignore_invalid_inputs", "ignore_failed_outputs"):  # always on while watching
+                options.pop(flag, None)
+            watched = {k: getattr(args, k) for k in ("settle", "poll", "plate_interval", "until_idle", "marker")}
+            watched.update(expected=args.expected_images, forever=args.forever)
+            watch_workflow(name, args.folder, jobs, **watched, **options)
+            return {}  # watching records failures and goes on: a stop after completion is a success
         return run_workflow(name, args.folder, jobs, **options)
 
     return run_and_exit_code(run)

@@ -60,6 +60,8 @@ def run_workflow(
     wait: bool = False,
     lock_ttl: float | None = None,
     progress: bool = True,
+    lock: FolderLock | None = None,
+    exclude_inputs: dict[str, set[str]] | None = None,
 ) -> dict[str, JobResult]:
     """Run ``jobs`` in order over plate ``folder``, processing only what is needed.
 
@@ -96,6 +98,12 @@ def run_workflow(
         Heartbeat TTL of the folder lock (seconds).
     progress : bool
         Show tqdm progress bars on stderr.
+    lock : FolderLock, optional
+        The folder's lock, already held by the caller (watch mode holds it
+        between runs); it is neither taken nor released here.
+    exclude_inputs : dict, optional
+        Folder -> names that no job sees in this run (watch mode: raw files
+        still being written).
 
     Returns
     -------
@@ -124,9 +132,10 @@ def run_workflow(
     bookkeeping = Path(folder) / BOOKKEEPING_FOLDER
     bookkeeping.mkdir(parents=True, exist_ok=True)
     logger = configure()
-    lock_args = {"ttl": lock_ttl} if lock_ttl else {}
-    lock = FolderLock(bookkeeping, workflow=name, **lock_args)
-    lock.acquire(wait=wait)
+    own_lock = lock is None
+    if own_lock:
+        lock = FolderLock(bookkeeping, workflow=name, **({"ttl": lock_ttl} if lock_ttl else {}))
+        lock.acquire(wait=wait)
     handler = add_file_handler(bookkeeping, name)
     results = {job.name: JobResult(job.name) for job, _ in job_list}
     workflow_state = "running"
@@ -138,7 +147,7 @@ def run_workflow(
         ledger = Ledger(bookkeeping)
         for layout in layouts:
             ledger.set_job_spec(layout.name, layout.to_spec(folder))
-        scan = FolderScan()
+        scan = FolderScan(exclude_inputs)
         _remove_stale_temporaries(scan, [folder, *[layout.output_folder for layout in layouts]])
         run_executor = make_executor(executor, n_jobs, dask_scheduler)
         ctx = RunContext(
@@ -203,7 +212,8 @@ def run_workflow(
             _log_summary(logger, name, results, workflow_state)
             remove_handler(handler)
         finally:
-            lock.release()
+            if own_lock:
+                lock.release()
     return results
 
 

@@ -115,7 +115,7 @@ LAYERS = [
     ("state", "state.journal state.ledger state.lock state.status executors"),
     ("s3", "s3 s3.client s3.download s3.index s3.local s3.location s3.transfer s3.upload"),
     ("job model", "layout scan planning base worker plate_checks"),
-    ("engine", "job_run workflow"),
+    ("engine", "job_run workflow watch"),
     (
         "jobs",
         "jobs jobs.aggregate jobs.crops jobs.examples jobs.export jobs.importer jobs.measure jobs.omezarr jobs.qc "

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import io
 import logging
 import os
 import pickle
@@ -311,8 +310,8 @@ class Ledger:
 
     def _read_pickle(self, path: Path) -> dict:
         try:
-            with open(path, "rb") as f, gc_paused():
-                state = _BuiltinsOnly(io.BufferedReader(f)).load()
+            with open(path, "rb", buffering=1 << 20) as f, gc_paused():
+                state = _BuiltinsOnly(f).load()
         except Exception as err:
             raise LedgerError(
                 f"cannot read the ledger file {path}: {err}. Move {self.folder} away to rebuild the bookkeeping "
