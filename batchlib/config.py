@@ -150,6 +150,12 @@ def workflow_parser(description: str, default_config_files: list[str] | None = N
     )
     watch.add_argument("--marker", default=None, help="a file the acquisition writes when the plate is complete")
     watch.add_argument("--forever", action="store_true", help="go on watching after the plate is complete")
+    watch.add_argument(
+        "--plates-root",
+        default=None,
+        help="a folder of plate folders: each is watched (--folder is then the root of the plates' outputs)",
+    )
+    watch.add_argument("--max-plates", type=at_least(1), default=2, help="plates watched at once (--plates-root)")
     parser.add("--no-progress", action="store_true", help="no progress bars")
     return parser
 

@@ -68,6 +68,8 @@ def workflow_main(
 
     parser = parser or workflow_parser(description or name)
     args = parser.parse_args(argv)
+    if getattr(args, "plates_root", None):
+        return _watch_plates_root(args, argv)
 
     def run() -> dict:
         from .report import explain_jobs
@@ -90,3 +92,32 @@ def workflow_main(
         return run_workflow(name, args.folder, jobs, **options)
 
     return run_and_exit_code(run)
+
+
+def _watch_plates_root(args: Any, argv: Sequence[str] | None) -> int:
+    """``--plates-root``: this script once per plate folder, watching it (:func:`batchlib.watch.watch_plates_root`)."""
+    import os
+    import sys
+
+    from .exits import EXIT_USAGE
+    from .watch import child_argv, watch_plates_root
+
+    script = os.path.abspath(sys.argv[0])
+    if not script.endswith(".py") or not os.path.isfile(script):
+        print(f"--plates-root runs the workflow script once per plate: run it as python <script>.py, not {script}")
+        return EXIT_USAGE
+    if not os.path.isdir(args.plates_root) or not args.folder:
+        print(f"--plates-root {args.plates_root}: needs an existing folder of plates and --folder (the outputs' root)")
+        return EXIT_USAGE
+    options = child_argv(
+        list(argv) if argv is not None else sys.argv[1:],
+        ["--plates-root", "--max-plates", "--folder", "--input-folder", "--watch"],
+    )
+    return watch_plates_root(
+        os.path.abspath(args.plates_root),
+        os.path.abspath(args.folder),
+        [sys.executable, script, *options],
+        max_plates=args.max_plates,
+        poll=args.poll or 2.0,
+        until_idle=args.until_idle,
+    )

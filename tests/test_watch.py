@@ -170,3 +170,24 @@ def test_cell_analysis_workflow_watches_with_its_options(tmp_path):
     argv += ["--watch", "--settle", "0.2", "--poll", "0.2", "--until-idle", "1", "--expected-images", "2"]
     assert cell_analysis_main(argv) == 0
     assert len(image_table(str(folder))) == 2
+
+
+def test_plates_root_watches_two_plates_at_once_and_a_plate_that_appears_later(tmp_path):
+    raw_root, out_root = tmp_path / "raw", tmp_path / "out"
+    for plate in ("P1", "P2"):
+        (raw_root / plate).mkdir(parents=True)
+        for i in range(2):
+            tifffile.imwrite(raw_root / plate / f"img{i}.tiff", np.full((2, 8, 8), i + 1, np.uint16))
+    script = os.path.join(HERE, "..", "workflows", "custom_job_example.py")
+    command = [sys.executable, script, "--plates-root", str(raw_root), "--folder", str(out_root), "--no-progress"]
+    command += ["--settle", "0.3", "--poll", "0.3", "--until-idle", "3", "--plate-interval", "0"]
+    root = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    (raw_root / "P3").mkdir()  # a new plate folder, after the start
+    tifffile.imwrite(raw_root / "P3" / "img0.tiff", np.full((2, 8, 8), 7, np.uint16))
+    out, err = root.communicate(timeout=120)
+    assert root.returncode == 0, err
+    for plate, n in (("P1", 2), ("P2", 2), ("P3", 1)):
+        table = (out_root / plate / "channel_statistics.csv").read_text().splitlines()
+        assert len(table) == n + 1, (plate, table)
+        assert json.loads((out_root / plate / "batchlib" / "watch.status").read_text())["state"] == "complete"
