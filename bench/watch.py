@@ -6,10 +6,15 @@ subprocess), settles and finds everything up to date, and its CPU time is
 measured over an idle window, with file events and with polling every 10 s.
 Targets: below 2% of a core (events) and below 10% (polling every 10 s).
 
-Run:  python bench/watch.py [--files 100000] [--idle 30]
+Latency (``--latency``): a simulated microscope writes I images (default
+24, 3 channels, 256 x 256) one every R seconds into a watched folder; the
+watcher runs import, threshold segmentation, cells, measure and aggregate
+(``plate_interval`` 0); for each image the time from the end of its write to
+its row in the image table is measured, against ``settle`` + 2 x the
+per-image time of a batch run of the same jobs on the same images.
 
-Not measured here yet: the latency from a file settling to its row in the
-image table under a simulated microscope (the issue's second benchmark).
+Run:  python bench/watch.py [--files 100000] [--idle 30]
+      python bench/watch.py --latency [--images 24] [--every 2]
 """
 
 from __future__ import annotations
@@ -74,11 +79,123 @@ def measure(raw: str, folder: str, poll: float | None, idle: float) -> float:
         watcher.wait(60)
 
 
+LATENCY_WATCHER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {bench!r})
+    from watch import latency_jobs
+    from batchlib.watch import watch_workflow
+    watch_workflow("Live", {folder!r}, latency_jobs({raw!r}), settle={settle!r}, plate_interval=0,
+                   expected={expected!r}, progress=False)
+    """
+)
+
+
+def latency_jobs(raw: str) -> list:
+    from batchlib.jobs.aggregate import AggregateTables
+    from batchlib.jobs.importer import ImportImages
+    from batchlib.jobs.measure import MeasureObjects
+    from batchlib.jobs.segmentation import SegmentCells, SegmentNucleiThreshold
+
+    return [
+        ImportImages({"DAPI": "nuclei", "WF_GFP": "cells", "TRITC": "marker"}, input_folder=raw),
+        SegmentNucleiThreshold("nuclei"),
+        SegmentCells(cell_key="cells"),
+        MeasureObjects(["nuclei", "cells", "marker"], solidity=False),
+        AggregateTables(min_cells=1, focus_channel=None),
+    ]
+
+
+def _tiff(seed: int, size: int) -> bytes:
+    import io
+
+    import numpy as np
+    import tifffile
+
+    from batchlib.synthetic import synthetic_site
+
+    channels, _, _ = synthetic_site((size, size), n_nuclei=size // 8, seed=seed)
+    buffer = io.BytesIO()
+    stack = np.stack([channels["nuclei"], channels["cells"], channels["marker"]])
+    tifffile.imwrite(buffer, stack, photometric="minisblack")
+    return buffer.getvalue()
+
+
+def _rows(table: str) -> set[str]:
+    from batchlib.io import open_file, read_plate_table
+
+    try:
+        with open_file(table, "r") as f:
+            return set(read_plate_table(f, "images")["image_name"])
+    except Exception:  # being written by the watcher just now
+        return set()
+
+
+def bench_latency(n_images: int, every: float, size: int, settle: float, work: str) -> None:
+    names = [
+        f"WellC{1 + i // 4:02d}_PointC{1 + i // 4:02d}_{i % 4:04d}_ChannelDAPI,WF_GFP,TRITC_Seq{i:04d}"
+        for i in range(n_images)
+    ]
+    data = [_tiff(i, size) for i in range(n_images)]
+    # The per-image time: a batch run of the same jobs on the same images.
+    raw_batch, batch = os.path.join(work, "raw_batch"), os.path.join(work, "batch")
+    os.makedirs(raw_batch)
+    for name, blob in zip(names, data):
+        with open(os.path.join(raw_batch, name + ".tiff"), "wb") as f:
+            f.write(blob)
+    start = time.perf_counter()
+    run_workflow("Batch", batch, latency_jobs(raw_batch), progress=False)
+    per_image = (time.perf_counter() - start) / n_images
+    raw, folder = os.path.join(work, "raw_live"), os.path.join(work, "live")
+    os.makedirs(raw)
+    bench = os.path.dirname(os.path.abspath(__file__))
+    script = LATENCY_WATCHER.format(bench=bench, folder=folder, raw=raw, settle=settle, expected=n_images)
+    watcher = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    written: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    table = os.path.join(folder, "live_table.hdf5")
+    try:
+        next_write = time.monotonic()
+        while len(seen) < n_images and time.monotonic() < next_write + 120:
+            if len(written) < n_images and time.monotonic() >= next_write:
+                name = names[len(written)]
+                with open(os.path.join(raw, name + ".tiff"), "wb") as f:
+                    f.write(data[len(written)])
+                written[name] = time.monotonic()
+                next_write += every
+            now = time.monotonic()
+            for name in _rows(table) - set(seen):
+                seen[name] = now
+            time.sleep(0.1)
+    finally:
+        watcher.wait(120)
+    latencies = sorted(seen[n] - written[n] for n in seen)
+    target = settle + 2 * per_image
+    worst = latencies[-1] if latencies else float("inf")
+    print(
+        f"latency, {n_images} images of {size}x{size} every {every:g} s, settle {settle:g} s: "
+        f"median {latencies[len(latencies) // 2]:.2f} s, worst {worst:.2f} s; per-image time of a batch run "
+        f"{per_image:.2f} s; target settle + 2 x that = {target:.2f} s: {'PASS' if worst <= target else 'FAIL'}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle watching measured")
+    parser.add_argument("--latency", action="store_true", help="measure the latency instead of the idle CPU")
+    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--every", type=float, default=2.0, help="seconds between two images of the microscope")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--settle", type=float, default=1.0)
     args = parser.parse_args()
+    if args.latency:
+        work = tempfile.mkdtemp(prefix="batchlib-watch-bench-")
+        try:
+            bench_latency(args.images, args.every, args.size, args.settle, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
 
     work = tempfile.mkdtemp(prefix="batchlib-watch-bench-")
     try:

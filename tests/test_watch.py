@@ -191,3 +191,21 @@ def test_plates_root_watches_two_plates_at_once_and_a_plate_that_appears_later(t
         table = (out_root / plate / "channel_statistics.csv").read_text().splitlines()
         assert len(table) == n + 1, (plate, table)
         assert json.loads((out_root / plate / "batchlib" / "watch.status").read_text())["state"] == "complete"
+
+
+@pytest.mark.parametrize("kill_after", [0.5, 1.5, 3.0])
+def test_kill_9_at_any_point_then_restart_gives_the_batch_result(tmp_path, kill_after):
+    raw, folder, batch = tmp_path / "raw", tmp_path / "W", tmp_path / "B"
+    raw.mkdir()
+    for i in range(6):
+        (raw / raw_name("C01" if i < 3 else "C02", i)).write_bytes(tiff_bytes(i))
+    script = WATCHER.format(here=HERE, folder=str(folder), raw=str(raw))
+    watcher = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(kill_after)  # somewhere in settling, importing, segmenting or aggregating
+    watcher.kill()
+    watcher.wait()
+    watch_workflow("Watch", folder, jobs(raw), settle=0.2, poll=0.1, until_idle=0.5, progress=False)
+    run_workflow("Batch", batch, jobs(raw), progress=False)
+    got, want = image_table(str(folder)), image_table(str(batch))
+    assert got["image_name"].tolist() == want["image_name"].tolist()
+    np.testing.assert_allclose(got.select_dtypes("number"), want.select_dtypes("number"))
