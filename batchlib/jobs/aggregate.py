@@ -151,17 +151,66 @@ def cell_table_keys(cell_key: str | None, nuclei_key: str) -> list[str]:
     return [table_key(f"{cell_key}/default"), table_key(f"{nuclei_key}/default"), table_key(f"{cell_key}/cytoplasm")]
 
 
+class CellCache:
+    """Each image's cells as :func:`image_cells` read them, read again only from containers whose file changed.
+
+    A plate job keeps one while it lives: across the runs of a watcher
+    (:mod:`batchlib.watch`), which run the plate-level jobs again and again
+    in one process, only new and changed containers are read. The result is
+    the same as reading every container: the tables are kept exactly as read.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, tuple[str | None, tuple]] = {}
+        self.reads = 0  # containers read, for tests and benchmarks
+
+    def get(self, fn: Callable, paths: list[str], extra: tuple, map_calls: Callable | None) -> list:
+        """``fn(path, *extra)`` for every path, from the cache where the file's stat stamp is unchanged."""
+        from ..state.stamps import stat_stamp
+
+        stamps = {}
+        for path in paths:
+            try:
+                stamps[path] = stat_stamp(os.stat(path))
+            except OSError:
+                stamps[path] = None
+        keys = {path: (fn.__name__, path, *map(_hashable, extra)) for path in paths}
+        stale = [p for p in paths if stamps[p] is None or self._entries.get(keys[p], (None,))[0] != stamps[p]]
+        calls = [(path, *extra) for path in stale]
+        values = map_calls(fn, calls) if map_calls else [fn(*call) for call in calls]
+        self.reads += len(stale)
+        for path, value in zip(stale, values):
+            self._entries[keys[path]] = (stamps[path], value)
+        wanted = set(keys.values())
+        for key in [k for k in self._entries if k[0] == fn.__name__ and k not in wanted]:
+            del self._entries[key]  # containers gone from the plate
+        return [self._entries[keys[path]][1] for path in paths]
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
 def load_cells(
-    input_files: list[str], table_keys: list[str], scheme: str, map_calls: Callable | None = None
+    input_files: list[str],
+    table_keys: list[str],
+    scheme: str,
+    map_calls: Callable | None = None,
+    cache: CellCache | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All cells of a plate (one row per cell, nucleus and cytoplasm features joined) and every image's names.
 
     ``map_calls(fn, arg_list)`` reads the images' tables (a plate job passes
     its :meth:`~batchlib.base.BatchJob.map_parallel` to read them in the
-    workers); default a plain loop.
+    workers); default a plain loop. With a ``cache``, only containers that
+    changed since it last read them are read.
     """
-    calls = [(path, list(table_keys), scheme) for path in sorted(input_files)]
-    results = map_calls(image_cells, calls) if map_calls else [image_cells(*call) for call in calls]
+    paths = sorted(input_files)
+    if cache is not None:
+        results = cache.get(image_cells, paths, (list(table_keys), scheme), map_calls)
+    else:
+        calls = [(path, list(table_keys), scheme) for path in paths]
+        results = map_calls(image_cells, calls) if map_calls else [image_cells(*call) for call in calls]
     frames = [table for table, _ in results]
     names = [name for _, name in results]
     cells = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_name", "well_name"])
@@ -284,6 +333,7 @@ class AggregateTables(PlateJob):
     ):
         self._raw_metadata = raw_metadata
         self._plate = None  # the raw folder's plate metadata, read in the driver (layout)
+        self._cache = CellCache()  # containers read by earlier runs of this job object (a watcher's)
         self.table_keys = cell_table_keys(cell_key, nuclei_key)
         super().__init__(
             input_pattern=input_pattern,
@@ -313,11 +363,14 @@ class AggregateTables(PlateJob):
             parameters["expected_fields"] = sorted(self._plate.fields)
         return parameters
 
+    def __getstate__(self) -> dict:
+        return {**vars(self), "_cache": CellCache()}  # never ship what was read to a worker
+
     def run(self, input_files, output_files, **kwargs):
-        cells, names = load_cells(input_files, self.table_keys, self.scheme, self.map_parallel)
+        cells, names = load_cells(input_files, self.table_keys, self.scheme, self.map_parallel, self._cache)
         if self.focus_channel:
-            calls = [(path, self.focus_channel) for path in sorted(input_files)]
-            names["focus_score"] = self.map_parallel(image_focus, calls)
+            paths = sorted(input_files)
+            names["focus_score"] = self._cache.get(image_focus, paths, (self.focus_channel,), self.map_parallel)
         features = [
             c
             for c in cells.columns

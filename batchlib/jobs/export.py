@@ -17,7 +17,7 @@ import pandas as pd
 from ..base import PlateJob
 from ..plate import plate_of
 from ..profiles import well_medians
-from .aggregate import cell_table_keys, load_cells
+from .aggregate import CellCache, cell_table_keys, load_cells
 
 METADATA = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
 
@@ -93,6 +93,7 @@ class ExportProfiles(PlateJob):
         input_pattern: str = "*.h5",
         identifier: str | None = None,
     ):
+        self._cache = CellCache()  # containers read by earlier runs of this job object (a watcher's)
         self.table_keys = cell_table_keys(cell_key, nuclei_key)
         super().__init__(
             input_pattern=input_pattern,
@@ -102,10 +103,13 @@ class ExportProfiles(PlateJob):
         )
         self.scheme = scheme
 
+    def __getstate__(self) -> dict:
+        return {**vars(self), "_cache": CellCache()}
+
     def run(self, input_files, output_files, **kwargs):
         out = output_files[0]
         plate = plate_of(out)
-        cells, names = load_cells(input_files, self.table_keys, self.scheme, self.map_parallel)
+        cells, names = load_cells(input_files, self.table_keys, self.scheme, self.map_parallel, self._cache)
         single = single_cell_profiles(cells, plate)
         images = names.assign(ImageNumber=range(1, len(names) + 1), Metadata_Plate=plate)
         images = images.rename(columns={"well_name": "Metadata_Well"})

@@ -113,3 +113,31 @@ def test_crop_cells_writes_a_centred_crop_and_mask_per_cell(tmp_path):
     y0, x0 = divmod(int(crop[0, 0]), 80)
     np.testing.assert_array_equal(crop, image[y0 : y0 + 16, x0 : x0 + 16])
     assert (15 - y0, 13 - x0) == (8, 8)
+
+
+def test_a_job_object_run_again_reads_only_new_and_changed_containers_with_equal_results(tabled_plate, tmp_path):
+    import shutil
+
+    from batchlib.io import read_table
+
+    folder, _ = tabled_plate
+    job = AggregateTables(min_cells=2, focus_channel=None)
+    run_job(job, folder)
+    assert job._cache.reads == 4
+    # One new image and one changed (a watcher runs the plate jobs again and again in one process).
+    keys = ("cell_segmentation/default", "nucleus_segmentation/default", "cell_segmentation/cytoplasm")
+    with open_file(folder / container_name("A01", 0), "r") as source:
+        tables = {key: read_table(source, key) for key in keys}
+    with open_file(folder / container_name("C03", 0), "a") as f:
+        for key, table in tables.items():
+            write_table(f, key, table)
+    with open_file(folder / container_name("B02", 0), "a") as f:
+        f.attrs["touched"] = 1
+    run_job(job, folder)
+    assert job._cache.reads == 4 + 2
+    fresh = tmp_path / "fresh" / "P1"
+    shutil.copytree(folder, fresh, ignore=shutil.ignore_patterns("batchlib", "P1_table.hdf5"))
+    run_job(AggregateTables(min_cells=2, focus_channel=None), fresh)
+    for kind in ("images", "wells"):
+        with open_file(folder / "P1_table.hdf5", "r") as a, open_file(fresh / "P1_table.hdf5", "r") as b:
+            pd.testing.assert_frame_equal(read_plate_table(a, kind), read_plate_table(b, kind))
