@@ -282,6 +282,7 @@ class Watcher:
         }
         results = run_workflow(self.name, self.folder, jobs, input_folder=self.input_folder, **options)
         self.results.update(results)
+        self.options.run_options["force_recompute"] = False  # a forced recompute is done once, not every batch
 
     def write_status(self, state: str, pending: dict) -> None:
         write_status(
