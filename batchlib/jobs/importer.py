@@ -296,6 +296,11 @@ class ImportImages(BatchJobOnContainer):
         may arrive one after the other.
         """
         super().check_layout(layout)
+        if self._plate is not None and not self.group_by:
+            raise ConfigError(
+                f"{self._plate.source} describes one file per channel: import it with one_file_per_channel=True "
+                "(--one-file-per-channel)"
+            )
         if self._plate is not None:
             unknown = [raw for raw in self.channels if self._plate.channel_id(raw) is None]
             if unknown:

@@ -104,3 +104,24 @@ def test_ome_tiff_plate_import_names_containers_by_well_and_field(tmp_path):
         np.testing.assert_array_equal(read_image(f, "nuclei"), pixels["B02_f1.ome.tif"][0])
         np.testing.assert_array_equal(read_image(f, "cells"), pixels["B02_f1.ome.tif"][1])
         assert f.attrs[PIXEL_SIZE_ATTR] == pytest.approx(0.325) and f["cells"].attrs["ChannelInformation"] == "GFP"
+
+
+def test_an_imagexpress_plate_with_its_htd_needs_one_file_per_channel(tmp_path):
+    from tests.test_readers import metamorph_tiff, write_htd
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_htd(raw)
+    metamorph_tiff(raw / "Screen1_B02_s1_w1.tif")
+    metamorph_tiff(raw / "Screen1_B02_s1_w2.tif")
+    with pytest.raises(ConfigError, match="one file per channel"):
+        run_job(ImportImages({"DAPI": "nuclei"}, scheme="imagexpress", input_folder=raw), tmp_path / "P")
+    job = ImportImages(
+        {"DAPI": "nuclei", "FITC": "cells"}, scheme="imagexpress", one_file_per_channel=True, input_folder=raw
+    )
+    result = run_job(job, tmp_path / "P")
+    assert result.processed == 1 and set(result.missing) == {
+        "WellB02_PointB02_0002_Screen1",
+        "WellC07_PointC07_0001_Screen1",
+        "WellC07_PointC07_0002_Screen1",
+    }
