@@ -100,7 +100,7 @@ def _watch_plates_root(args: Any, argv: Sequence[str] | None) -> int:
     import sys
 
     from .exits import EXIT_USAGE
-    from .watch import child_argv, watch_plates_root
+    from .watch_root import child_argv, watch_plates_root
 
     script = os.path.abspath(sys.argv[0])
     if not script.endswith(".py") or not os.path.isfile(script):

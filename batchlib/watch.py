@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Sequence
@@ -306,7 +305,7 @@ class Watcher:
         self.lock.acquire(wait=bool(self.options.run_options.get("wait")))
         self.options.run_options.pop("wait", None)
         self.since = now_iso()
-        handlers = _install_stop_handlers(self._stop, self._wake)
+        handlers = install_stop_handlers(self._stop, self._wake)
         events = None
         if self.options.poll is None:
             events = threading.Thread(target=self._events, name="batchlib-watch-events", daemon=True)
@@ -316,7 +315,7 @@ class Watcher:
             state = self._loop()
         finally:
             self._stop.set()
-            _restore(handlers)
+            restore_handlers(handlers)
             try:
                 self.write_status(state, {})
             finally:
@@ -371,7 +370,7 @@ def _listed_files(job: BatchJob) -> int | None:
     return len(plate.files()) if plate is not None else None
 
 
-def _install_stop_handlers(stop: threading.Event, wake: threading.Event) -> dict:
+def install_stop_handlers(stop: threading.Event, wake: threading.Event) -> dict:
     """Ctrl-C and SIGTERM set ``stop`` (the current batch finishes); a second Ctrl-C interrupts at once."""
     if threading.current_thread() is not threading.main_thread():
         return {}
@@ -388,7 +387,7 @@ def _install_stop_handlers(stop: threading.Event, wake: threading.Event) -> dict
     return previous
 
 
-def _restore(handlers: dict) -> None:
+def restore_handlers(handlers: dict) -> None:
     for signum, handler in handlers.items():
         signal.signal(signum, handler)
 
@@ -400,90 +399,3 @@ def watch_state(folder: str | os.PathLike) -> dict | None:
         return None
     alive = bool(status.get("watching") and status.get("pid") and pid_alive(int(status["pid"])))
     return {**status, "alive": alive}
-
-
-def child_argv(argv: Sequence[str], drop: Sequence[str]) -> list[str]:
-    """``argv`` without the options ``drop`` (``--opt value`` or ``--opt=value``).
-
-    Examples
-    --------
-    >>> argv = ["-c", "a.conf", "--folder", "out", "--plates-root=raw", "--n-jobs", "2"]
-    >>> child_argv(argv, ["--folder", "--plates-root"])
-    ['-c', 'a.conf', '--n-jobs', '2']
-    """
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in drop:
-            skip = "=" not in arg
-            continue
-        kept.append(arg)
-    return kept
-
-
-def watch_plates_root(
-    raw_root: str,
-    out_root: str,
-    command: Sequence[str],
-    max_plates: int = 2,
-    poll: float = 2.0,
-    until_idle: float | None = None,
-) -> int:
-    """Watch a root folder of plates: each sub-folder is a plate, watched by its own process, a bounded number at once.
-
-    ``command`` is the workflow script's command line without ``--folder``
-    and ``--input-folder``; each plate's process gets ``--folder
-    <out_root>/<plate> --input-folder <raw_root>/<plate> --watch`` (its own
-    lock, log and status). A plate folder that appears later is started when
-    a slot is free. Ctrl-C / SIGTERM are passed on to the running plates,
-    which stop after their batch. With ``until_idle`` the plates complete by
-    it and this returns once none runs, none waits and no new plate folder
-    appeared for ``until_idle`` seconds; otherwise it watches until stopped.
-
-    Returns
-    -------
-    int
-        0, or the first non-zero exit code of a plate's process.
-    """
-    logger = get_logger("Workflow.watch")
-    stop, wake = threading.Event(), threading.Event()
-    handlers = _install_stop_handlers(stop, wake)
-    started: set[str] = set()
-    running: dict[str, subprocess.Popen] = {}
-    code, last_new = 0, time.monotonic()
-    try:
-        while True:
-            try:
-                plates = sorted(e.name for e in os.scandir(raw_root) if e.is_dir() and e.name[0] != ".")
-            except FileNotFoundError:
-                plates = []
-            waiting = [p for p in plates if p not in started]
-            if waiting:
-                last_new = time.monotonic()
-            while waiting and len(running) < max_plates and not stop.is_set():
-                plate = waiting.pop(0)
-                argv = [*command, "--folder", os.path.join(out_root, plate)]
-                argv += ["--input-folder", os.path.join(raw_root, plate), "--watch"]
-                logger.info("plate %s: watching (%d running)", plate, len(running) + 1)
-                running[plate], started = subprocess.Popen(argv), started | {plate}
-            for plate, process in list(running.items()):
-                if process.poll() is not None:
-                    logger.info("plate %s: done (exit %d)", plate, process.returncode)
-                    code = code or process.returncode
-                    del running[plate]
-            if stop.is_set():
-                for process in running.values():
-                    process.send_signal(signal.SIGTERM)
-                for process in running.values():
-                    process.wait()
-                return code
-            idle = time.monotonic() - last_new
-            if until_idle is not None and not running and not waiting and idle >= until_idle:
-                return code
-            wake.wait(poll)
-            wake.clear()
-    finally:
-        _restore(handlers)

@@ -115,11 +115,11 @@ LAYERS = [
     ("state", "state.journal state.ledger state.lock state.status executors"),
     ("s3", "s3 s3.client s3.download s3.index s3.local s3.location s3.transfer s3.upload"),
     ("job model", "layout scan planning base worker plate_checks"),
-    ("engine", "job_run workflow watch"),
+    ("engine", "job_run workflow watch watch_root"),
     (
         "jobs",
         "jobs jobs.aggregate jobs.crops jobs.examples jobs.export jobs.importer jobs.measure jobs.omezarr jobs.qc "
-        "jobs.segmentation jobs.stardist_model jobs.upload jobs.illumination",
+        "jobs.segmentation jobs.stardist_model jobs.upload jobs.illumination jobs.raw_files",
     ),
     ("commands", "batchlib exits report demo script cell_analysis cli"),
 ]
