@@ -92,18 +92,11 @@ LATENCY_WATCHER = textwrap.dedent(
 
 
 def latency_jobs(raw: str) -> list:
-    from batchlib.jobs.aggregate import AggregateTables
-    from batchlib.jobs.importer import ImportImages
-    from batchlib.jobs.measure import MeasureObjects
-    from batchlib.jobs.segmentation import SegmentCells, SegmentNucleiThreshold
+    """The jobs of the watch tests: import, threshold nuclei, cells, measure, aggregate."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    from test_watch import jobs
 
-    return [
-        ImportImages({"DAPI": "nuclei", "WF_GFP": "cells", "TRITC": "marker"}, input_folder=raw),
-        SegmentNucleiThreshold("nuclei"),
-        SegmentCells(cell_key="cells"),
-        MeasureObjects(["nuclei", "cells", "marker"], solidity=False),
-        AggregateTables(min_cells=1, focus_channel=None),
-    ]
+    return jobs(raw)
 
 
 def _tiff(seed: int, size: int) -> bytes:
