@@ -3,7 +3,7 @@
 The watcher holds the plate's folder lock for as long as it watches. It
 looks at the raw folder (woken by file events from ``watchfiles``, or every
 ``poll`` seconds on network shares where events are missed; while a file
-settles, every half settle time), takes a file only once its size and
+settles, again when it would have settled), takes a file only once its size and
 modification time have not changed for ``settle`` seconds, and runs the
 per-image jobs on what settled (files still being written are hidden from
 every job of that run). Plate-level jobs (tables, exports, QC, upload) run
@@ -57,7 +57,11 @@ class Seen:
 
 
 def settle_files(
-    seen: dict[str, Seen], listing: dict[str, tuple[int, int]], now: float, settle: float
+    seen: dict[str, Seen],
+    listing: dict[str, tuple[int, int]],
+    now: float,
+    settle: float,
+    wall_now: float | None = None,
 ) -> tuple[dict[str, Seen], set[str], set[str]]:
     """What is settled: a pure function of the previous sightings and the folder now.
 
@@ -71,6 +75,10 @@ def settle_files(
         Monotonic time of this look.
     settle : float
         Seconds a file must stay unchanged.
+    wall_now : float, optional
+        The wall-clock time (``time.time()``) of this look: a file newly seen
+        counts as unchanged since its modification time (so a file written
+        long ago settles at once), not since it was seen.
 
     Returns
     -------
@@ -87,11 +95,16 @@ def settle_files(
     {'a.tif'}
     >>> settle_files(seen, {"a.tif": (20, 2)}, now=104.0, settle=3)[1]  # it grew: the clock starts again
     set()
+    >>> settle_files({}, {"old.tif": (10, 50 * 10**9)}, now=0.0, settle=3, wall_now=60.0)[1]  # written 10 s ago
+    {'old.tif'}
     """
     updated, settled, unsettled = {}, set(), set()
     for name, (size, mtime_ns) in listing.items():
         old = seen.get(name)
-        since = old.since if old is not None and (old.size, old.mtime_ns) == (size, mtime_ns) else now
+        if old is not None and (old.size, old.mtime_ns) == (size, mtime_ns):
+            since = old.since
+        else:  # new or changed: unchanged since its modification time, as far as the clocks tell
+            since = now - (max(0.0, wall_now - mtime_ns / 1e9) if wall_now is not None else 0.0)
         updated[name] = Seen(size, mtime_ns, since)
         (settled if now - since >= settle else unsettled).add(name)
     return updated, settled, unsettled
@@ -305,6 +318,7 @@ class Watcher:
         self.lock.acquire(wait=bool(self.options.run_options.get("wait")))
         self.options.run_options.pop("wait", None)
         self.since = now_iso()
+        self.write_status("watching", {"why": "starting"})
         handlers = install_stop_handlers(self._stop, self._wake)
         events = None
         if self.options.poll is None:
@@ -329,7 +343,7 @@ class Watcher:
         while True:
             now = time.monotonic()
             listing, marker = self.listing()
-            seen, settled, unsettled = settle_files(seen, listing, now, opts.settle)
+            seen, settled, unsettled = settle_files(seen, listing, now, opts.settle, time.time())
             fresh = {n for n in settled if done.get(n) != listing[n]}
             if fresh or unsettled:
                 last_new = now  # the idle clock runs only while nothing arrives
@@ -354,8 +368,9 @@ class Watcher:
                 return "stopped"
             # Idle with file events: wait for one (a long timeout only as a safety net); polling: the next look.
             step = opts.poll if opts.poll is not None else 60.0
-            if unsettled:
-                step = min(step, max(0.1, opts.settle / 2))
+            if unsettled:  # look again when the first of them would have settled
+                due = min(seen[n].since for n in unsettled) + opts.settle - time.monotonic()
+                step = min(step, max(0.05, due))
             if opts.until_idle is not None:
                 step = min(step, max(0.1, opts.until_idle - (time.monotonic() - last_new)))
             self.wait(step)
