@@ -256,6 +256,14 @@ class BatchJob:
         """
         return {}
 
+    def expected_inputs(self) -> int | None:
+        """How many inputs the job expects in all, where it knows (from the plate metadata); None if not.
+
+        Watch mode takes a plate as complete once that many raw files settled.
+        Default: None.
+        """
+        return None
+
     def missing_inputs(self, names: list[str]) -> dict[str, str]:
         """Inputs the job expected but did not find, with why, by name: reported (status, log), never run.
 

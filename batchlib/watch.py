@@ -239,7 +239,7 @@ class Watcher:
         self.input_folder = os.fspath(input_folder) if input_folder else None
         self.per_image = [(j, k) for j, k in self.jobs if not j.per_plate]
         self.per_plate = [(j, k) for j, k in self.jobs if j.per_plate]
-        self.expected = options.expected if options.expected is not None else _listed_files(first)
+        self.expected = options.expected if options.expected is not None else first.expected_inputs()
         self.logger = get_logger(f"{name}.watch")
         self.bookkeeping = os.path.join(folder, BOOKKEEPING_FOLDER)
         self._stop = threading.Event()
@@ -377,12 +377,6 @@ class Watcher:
             if self._stop.is_set():
                 self.logger.info("stopped; the lock is released, a restart goes on where this left off")
                 return "stopped"
-
-
-def _listed_files(job: BatchJob) -> int | None:
-    """How many raw files the first job's plate metadata lists (an importer with metadata), if it does."""
-    plate = getattr(job, "_plate", None)
-    return len(plate.files()) if plate is not None else None
 
 
 def install_stop_handlers(stop: threading.Event, wake: threading.Event) -> dict:

@@ -186,6 +186,10 @@ class ImportImages(BatchJobOnContainer):
             return raw
         return self._plate.channels.get(self._raw_id(raw), raw)
 
+    def expected_inputs(self) -> int | None:
+        """The raw files the plate metadata lists (None without metadata)."""
+        return len(self._plate.by_file) if self._plate is not None else None
+
     def missing_inputs(self, names: list[str]) -> dict[str, str]:
         """Fields the plate metadata lists whose files are not (all) in the input folder, by container name."""
         if self._plate is None:
@@ -332,7 +336,7 @@ class ImportImages(BatchJobOnContainer):
     def validate_input(self, path: str) -> str | None:
         name = os.path.basename(path)
         if self._plate is not None:
-            if name not in self._listed():
+            if name not in self._plate.by_file:
                 return f"{name} is not listed in {os.path.basename(self._plate.source)}, the plate's metadata"
             shape, dtype = tiff_header(path, first_page=True)
             self._check_size(name, shape, dtype)
@@ -458,14 +462,8 @@ class ImportImages(BatchJobOnContainer):
         return planes[0] if len(planes) == 1 else np.max(planes, axis=0)
 
     # ---------------------------------------------------------------- with plate metadata
-    def _listed(self) -> dict[str, list]:
-        """The metadata's records by file name (built once per process)."""
-        if getattr(self, "_by_file", None) is None or self._by_file_of is not self._plate:
-            self._by_file, self._by_file_of = self._plate.by_file(), self._plate
-        return self._by_file
-
     def _listed_facts(self, path: str) -> dict:
-        records = self._listed().get(os.path.basename(path))
+        records = self._plate.by_file.get(os.path.basename(path))
         if not records:
             return {}  # not part of the plate: it does not count for the reference
         first = records[0]
@@ -479,15 +477,12 @@ class ImportImages(BatchJobOnContainer):
 
     def _import_listed_site(self, files: list[str], out: str) -> None:
         """One container from the files the metadata lists for a field: each mapped channel's planes, their maximum."""
-        listed, folder = self._listed(), os.path.dirname(files[0])
+        listed, folder = self._plate.by_file, os.path.dirname(files[0])
         records = [r for path in files for r in listed.get(os.path.basename(path), [])]
         well, field = records[0].well, records[0].field
         wanted = {self._raw_id(raw) for raw in self.channels}
         present = {os.path.basename(path) for path in files}
-        absent = sorted(
-            {r.file for r in self._plate.images if (r.well, r.field) == (well, field) and r.channel_id in wanted}
-            - present
-        )
+        absent = sorted({r.file for r in self._plate.by_field[(well, field)] if r.channel_id in wanted} - present)
         if absent:
             raise InvalidInputError(
                 f"{os.path.basename(out)}: {len(absent)} file(s) {os.path.basename(self._plate.source)} lists for it "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class PlateMetadata:
 
         return site_container(well, field, self.plate)
 
+    # The indexes below are built on first use, once the reader has filled ``images``.
+    @cached_property
     def by_file(self) -> dict[str, list[ImageRecord]]:
         """The records of each listed file."""
         files: dict[str, list[ImageRecord]] = {}
@@ -92,13 +95,21 @@ class PlateMetadata:
             files.setdefault(record.file, []).append(record)
         return files
 
+    @cached_property
+    def by_field(self) -> dict[tuple[str, int], list[ImageRecord]]:
+        """The records of each (well, field)."""
+        fields: dict[tuple[str, int], list[ImageRecord]] = {}
+        for record in self.images:
+            fields.setdefault((record.well, record.field), []).append(record)
+        return fields
+
     def groups(self, names) -> dict[str, list[str]]:
         """The present files ``names`` grouped per field, under the field's container name.
 
         A file the metadata does not list is a group of its own, under its own
         name (the importer finds it invalid). Groups and members in name order.
         """
-        by_file = self.by_file()
+        by_file = self.by_file
         groups: dict[str, list[str]] = {}
         for name in sorted(names):
             records = by_file.get(name)
@@ -108,7 +119,7 @@ class PlateMetadata:
 
     def files(self) -> set[str]:
         """The file names the metadata lists."""
-        return {r.file for r in self.images}
+        return set(self.by_file)
 
     def channel_id(self, name: str) -> str | None:
         """The id of a channel given by name or by id (``"DAPI"`` or ``"1"``); None if neither."""
@@ -123,8 +134,7 @@ class PlateMetadata:
         for record in self.images:
             if record.file not in present and record.file not in missing.get((record.well, record.field), ()):
                 missing.setdefault((record.well, record.field), []).append(record.file)
-        with_images = {(r.well, r.field) for r in self.images}
-        for well_field in self.fields - with_images:  # selected, but no image listed at all
+        for well_field in self.fields - set(self.by_field):  # selected, but no image listed at all
             missing.setdefault(well_field, [])
         return dict(sorted(missing.items()))
 
