@@ -123,7 +123,7 @@ def _arrow(values: np.ndarray) -> pa.Array:
 
 
 def well_median_table(
-    path: str,
+    path: str | pa.Table,
     strata: Sequence[str] = ("Metadata_Plate", "Metadata_Well"),
     features: list[str] | None = None,
     columns_per_pass: int = 16,
@@ -133,8 +133,8 @@ def well_median_table(
 
     Parameters
     ----------
-    path : str
-        Parquet file with one row per cell.
+    path : str or pyarrow.Table
+        Parquet file with one row per cell (or such a table in memory).
     strata : sequence of str
         Columns that define a group (a well).
     features : list of str, optional
@@ -153,7 +153,7 @@ def well_median_table(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(path)
+    parquet = pq.ParquetFile(path) if isinstance(path, str) else _InMemory(path)
     names = parquet.schema_arrow.names
     features = features if features is not None else [c for c in names if c.startswith(FEATURE_PREFIXES)]
     codes, values = group_codes(parquet.read(columns=list(strata)), strata)
@@ -184,8 +184,19 @@ def well_median_table(
     return pa.table(columns)
 
 
+class _InMemory:
+    """An Arrow table read the way :func:`well_median_table` reads a Parquet file."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        self.schema_arrow = table.schema
+
+    def read(self, columns: list[str]) -> pa.Table:
+        return self.table.select(columns)
+
+
 def well_medians(
-    path: str,
+    path: str | pa.Table,
     strata: Sequence[str] = ("Metadata_Plate", "Metadata_Well"),
     features: list[str] | None = None,
     columns_per_pass: int = 16,

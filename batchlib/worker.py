@@ -103,16 +103,36 @@ def _validate(job: BatchJob, path: str) -> InvalidInputError | None:
 
 
 def _validate_inputs(job: BatchJob, item: WorkItem) -> tuple[dict[str, InvalidInputError], list[str]]:
-    """Problems of the inputs of ``item`` by path, and the warnings raised while checking them."""
+    """Problems of the inputs of ``item`` by path, and the warnings raised while checking them.
+
+    An input this job object found valid before, with the same stat stamp,
+    is not checked again: a watcher runs its plate jobs again and again over
+    every container of the plate, and should check only the new and changed
+    ones.
+    """
     problems, notes = {}, []
+    known_valid = job.__dict__.setdefault("_valid_inputs", {})  # path -> stat stamp when found valid
     for path in item.inputs:
+        stamp = _stamp_or_none(path)
+        if stamp is not None and known_valid.get(path) == stamp:
+            continue
         with captured_warnings() as caught:
             problem = _validate(job, path)
         prefix = f"{os.path.basename(path)}: " if len(item.inputs) > 1 else ""
         notes += [prefix + message for message in caught]
         if problem is not None:
             problems[path] = problem
+            known_valid.pop(path, None)
+        elif stamp is not None and not caught:
+            known_valid[path] = stamp
     return problems, notes
+
+
+def _stamp_or_none(path: str) -> str | None:
+    try:
+        return stat_stamp(os.stat(path))
+    except OSError:
+        return None
 
 
 def _verdict(job: BatchJob, item: WorkItem, err: BaseException) -> FileResult:

@@ -37,11 +37,12 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from batchlib.nucleus_size import estimate_diameter
-from batchlib.synthetic_nuclei import nuclei_image, random_appearance
+from batchlib.synthetic_nuclei import Appearance, nuclei_image, random_appearance
 
 MODEL_NAME = "nuclei_stardist"
 TRAIN_FRAMES, VAL_FRAMES, TEST_FRAMES = range(0, 6), range(6, 7), range(7, 10)
@@ -94,14 +95,30 @@ def real_pairs(images, labels, frames, rng: np.random.Generator, draws: int = 1)
     return pairs
 
 
-def synthetic_pairs(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Synthetic images of nuclei 6-120 px across, every appearance, brought to the model's size."""
+def hard_appearance(rng: np.random.Generator) -> Appearance:
+    """An appearance rich in the objects the model finds least: mitotic bars and apoptotic fragments."""
+    appearance = random_appearance(rng)
+    return replace(
+        appearance,
+        mitotic_fraction=float(rng.uniform(0.1, 0.3)),
+        mitotic_pair_fraction=float(rng.uniform(0.02, 0.06)),
+        apoptotic_fraction=float(rng.uniform(0.03, 0.08)),
+    )
+
+
+def synthetic_pairs(n: int, seed: int, hard_share: float = 0.0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Synthetic images of nuclei 6-120 px across, every appearance, brought to the model's size.
+
+    A share ``hard_share`` of the images is drawn by :func:`hard_appearance`.
+    """
     rng = np.random.default_rng(seed)
     pairs = []
     for _ in range(n):
         diameter = float(np.exp(rng.uniform(np.log(6), np.log(120))))
         side = int(min(1536, max(192, 192 * diameter / TARGET_DIAMETER)))  # about 192 px after rescaling
-        image, labels = nuclei_image((side, side), diameter, random_appearance(rng), rng)
+        hard = hard_share > 0 and rng.random() < hard_share  # no extra draw by default: same images as before
+        appearance = hard_appearance(rng) if hard else random_appearance(rng)
+        image, labels = nuclei_image((side, side), diameter, appearance, rng)
         if labels.max() == 0:
             continue
         x, y = to_model_size(image.astype(np.float32), labels.astype(np.int32), rng)
@@ -168,6 +185,9 @@ def main() -> int:
     parser.add_argument("--synthetic", type=int, default=400, help="synthetic training images")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "batchlib", "models"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--hard-share", type=float, default=0.0, help="share of synthetic images rich in mitoses and fragments"
+    )
     args = parser.parse_args()
 
     from stardist.models import Config2D, StarDist2D
@@ -177,7 +197,8 @@ def main() -> int:
     images, labels = real_frames()
     start = time.time()
     # Real images weigh: each training frame at every acquisition scale, with REAL_DRAWS jitters each.
-    train = real_pairs(images, labels, TRAIN_FRAMES, rng, REAL_DRAWS) + synthetic_pairs(args.synthetic, args.seed)
+    train = real_pairs(images, labels, TRAIN_FRAMES, rng, REAL_DRAWS)
+    train += synthetic_pairs(args.synthetic, args.seed, args.hard_share)
     # The thresholds are set mostly on the real frame: synthetic ground truth labels every nucleus, however faint.
     val = real_pairs(images, labels, VAL_FRAMES, rng, 2) + synthetic_pairs(8, args.seed + 1)
     print(f"{len(train)} training and {len(val)} validation images made in {time.time() - start:.0f} s", flush=True)
@@ -230,6 +251,7 @@ def main() -> int:
             "real_frames": list(TRAIN_FRAMES),
             "acquisition_scales": list(ACQUISITION_SCALES),
             "synthetic_images": args.synthetic,
+            "hard_share": args.hard_share,
             "images": len(train),
             "epochs": args.epochs,
             "steps_per_epoch": args.steps,

@@ -16,6 +16,7 @@ from ..io.tables import table_key
 from ..nucleus_size import DIAMETER_ATTR, SCALE_ATTR
 from ..plate import compile_scheme, parse_image_name, site_name
 from .importer import NONFINITE_ATTR
+from .plate_cache import CellCache, GroupRows
 
 
 def image_table(
@@ -42,12 +43,33 @@ def image_table(
     names : DataFrame
         ``image_name``, ``site_name``, ``well_name`` (and optionally ``focus_score``) of every image.
     """
+    stats = image_stats(cells, features, list(names["image_name"]))
+    return image_table_from_stats(stats, names, min_cells, score_feature, focus_fraction)
+
+
+def image_stats(cells: pd.DataFrame, features: Sequence[str], images: list[str]) -> pd.DataFrame:
+    """``n_cells``, ``median_<feature>`` and ``mean_<feature>`` of each of ``images`` (from its own cells only).
+
+    Indexed by ``image_name`` in the order of ``images``; an image without
+    cells has ``n_cells`` 0 and NaN statistics.
+    """
+    cells = cells.reindex(columns=["image_name", *features])  # a feature some images lack: NaN, as in a concat
     grouped = cells.groupby("image_name", sort=False)[list(features)]
-    medians = grouped.median().add_prefix("median_")
-    means = grouped.mean().add_prefix("mean_")
-    table = names.set_index("image_name")
-    table["n_cells"] = cells.groupby("image_name", sort=False).size().reindex(table.index).fillna(0).astype(np.int64)
-    table = table.join(medians).join(means)
+    index = pd.Index(images, name="image_name")
+    n_cells = cells.groupby("image_name", sort=False).size().reindex(index).fillna(0).astype(np.int64)
+    table = pd.DataFrame({"n_cells": n_cells}, index=index)
+    return table.join(grouped.median().add_prefix("median_")).join(grouped.mean().add_prefix("mean_"))
+
+
+def image_table_from_stats(
+    stats: pd.DataFrame,
+    names: pd.DataFrame,
+    min_cells: int,
+    score_feature: str | None,
+    focus_fraction: float = 0.3,
+) -> pd.DataFrame:
+    """:func:`image_table` from each image's :func:`image_stats` (the QC flags compare an image with its plate)."""
+    table = names.set_index("image_name").join(stats)
     table["too_few_cells"] = (table["n_cells"] < min_cells).astype(np.int64)
     table["is_outlier"] = table["too_few_cells"]
     if "focus_score" in table:
@@ -87,11 +109,23 @@ def well_table(
     cells: pd.DataFrame, images: pd.DataFrame, features: Sequence[str], score_feature: str | None
 ) -> pd.DataFrame:
     """One row per well: median of each feature over the well's cells, n_cells, n_images."""
+    wells = sorted(images["well_name"].unique())
+    return well_table_from_medians(images, well_feature_medians(cells, features, wells), score_feature)
+
+
+def well_feature_medians(cells: pd.DataFrame, features: Sequence[str], wells: list[str]) -> pd.DataFrame:
+    """``median_<feature>`` over the cells of each of ``wells`` (indexed by ``well_name``, in that order)."""
+    cells = cells.reindex(columns=["well_name", *features])
+    medians = cells.groupby("well_name")[list(features)].median().add_prefix("median_")
+    return medians.reindex(pd.Index(wells, name="well_name"))
+
+
+def well_table_from_medians(images: pd.DataFrame, medians: pd.DataFrame, score_feature: str | None) -> pd.DataFrame:
+    """:func:`well_table` from the image table and each well's :func:`well_feature_medians`."""
     wells = images.groupby("well_name", sort=True).agg(
         n_images=("image_name", "size"), n_outlier_images=("is_outlier", "sum")
     )
-    wells["n_cells"] = cells.groupby("well_name").size().reindex(wells.index).fillna(0).astype(np.int64)
-    medians = cells.groupby("well_name")[list(features)].median().add_prefix("median_")
+    wells["n_cells"] = images.groupby("well_name")["n_cells"].sum().reindex(wells.index).astype(np.int64)
     table = wells.join(medians)
     table["score"] = table[f"median_{score_feature}"] if score_feature else np.nan
     table["is_outlier"] = (table["n_outlier_images"] == table["n_images"]).astype(np.int64)
@@ -151,46 +185,6 @@ def cell_table_keys(cell_key: str | None, nuclei_key: str) -> list[str]:
     return [table_key(f"{cell_key}/default"), table_key(f"{nuclei_key}/default"), table_key(f"{cell_key}/cytoplasm")]
 
 
-class CellCache:
-    """Each image's cells as :func:`image_cells` read them, read again only from containers whose file changed.
-
-    A plate job keeps one while it lives: across the runs of a watcher
-    (:mod:`batchlib.watch`), which run the plate-level jobs again and again
-    in one process, only new and changed containers are read. The result is
-    the same as reading every container: the tables are kept exactly as read.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple, tuple[str | None, tuple]] = {}
-        self.reads = 0  # containers read, for tests and benchmarks
-
-    def get(self, fn: Callable, paths: list[str], extra: tuple, map_calls: Callable | None) -> list:
-        """``fn(path, *extra)`` for every path, from the cache where the file's stat stamp is unchanged."""
-        from ..state.stamps import stat_stamp
-
-        stamps = {}
-        for path in paths:
-            try:
-                stamps[path] = stat_stamp(os.stat(path))
-            except OSError:
-                stamps[path] = None
-        keys = {path: (fn.__name__, path, *map(_hashable, extra)) for path in paths}
-        stale = [p for p in paths if stamps[p] is None or self._entries.get(keys[p], (None,))[0] != stamps[p]]
-        calls = [(path, *extra) for path in stale]
-        values = map_calls(fn, calls) if map_calls else [fn(*call) for call in calls]
-        self.reads += len(stale)
-        for path, value in zip(stale, values):
-            self._entries[keys[path]] = (stamps[path], value)
-        wanted = set(keys.values())
-        for key in [k for k in self._entries if k[0] == fn.__name__ and k not in wanted]:
-            del self._entries[key]  # containers gone from the plate
-        return [self._entries[keys[path]][1] for path in paths]
-
-
-def _hashable(value):
-    return tuple(value) if isinstance(value, list) else value
-
-
 def load_cells(
     input_files: list[str],
     table_keys: list[str],
@@ -205,6 +199,18 @@ def load_cells(
     workers); default a plain loop. With a ``cache``, only containers that
     changed since it last read them are read.
     """
+    frames, names = read_image_cells(input_files, table_keys, scheme, map_calls, cache)
+    return concat_cells(frames), names
+
+
+def read_image_cells(
+    input_files: list[str],
+    table_keys: list[str],
+    scheme: str,
+    map_calls: Callable | None = None,
+    cache: CellCache | None = None,
+) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+    """Each image's cells (a list in sorted path order) and every image's names, as :func:`load_cells`."""
     paths = sorted(input_files)
     if cache is not None:
         results = cache.get(image_cells, paths, (list(table_keys), scheme), map_calls)
@@ -213,8 +219,30 @@ def load_cells(
         results = map_calls(image_cells, calls) if map_calls else [image_cells(*call) for call in calls]
     frames = [table for table, _ in results]
     names = [name for _, name in results]
-    cells = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_name", "well_name"])
-    return cells, pd.DataFrame(names, columns=["image_name", "site_name", "well_name", *IMAGE_ATTRIBUTES])
+    return frames, pd.DataFrame(names, columns=["image_name", "site_name", "well_name", *IMAGE_ATTRIBUTES])
+
+
+def concat_cells(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One table of the cells of ``frames`` (an empty one with the name columns if there are none)."""
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_name", "well_name"])
+
+
+def numeric_features(frames: list[pd.DataFrame]) -> list[str]:
+    """The feature columns of the cells of ``frames`` (numeric ones, in order of first appearance).
+
+    The same as the numeric columns of ``concat_cells(frames)`` other than
+    the names and ``label_id``, without building that table.
+    """
+    columns: dict[str, bool] = {}
+    seen = set()
+    for frame in frames:
+        schema = (tuple(frame.columns.tolist()), tuple(frame.dtypes.tolist()))
+        if schema in seen:  # the images of a plate nearly all have the same columns
+            continue
+        seen.add(schema)
+        for name, dtype in zip(*schema):
+            columns[name] = columns.get(name, True) and pd.api.types.is_numeric_dtype(dtype)
+    return [c for c, numeric in columns.items() if numeric and c not in ("image_name", "well_name", "label_id")]
 
 
 #: Root attributes of a container that become columns of the image table, with their value when missing.
@@ -334,6 +362,8 @@ class AggregateTables(PlateJob):
         self._raw_metadata = raw_metadata
         self._plate = None  # the raw folder's plate metadata, read in the driver (layout)
         self._cache = CellCache()  # containers read by earlier runs of this job object (a watcher's)
+        self._image_rows = GroupRows()  # each image's statistics, kept between those runs
+        self._well_rows = GroupRows()  # each well's medians, kept between those runs
         self.table_keys = cell_table_keys(cell_key, nuclei_key)
         super().__init__(
             input_pattern=input_pattern,
@@ -363,21 +393,38 @@ class AggregateTables(PlateJob):
             parameters["expected_fields"] = sorted(self._plate.fields)
         return parameters
 
-    def __getstate__(self) -> dict:
-        return {**vars(self), "_cache": CellCache()}  # never ship what was read to a worker
+    def __getstate__(self) -> dict:  # never ship what was read or computed to a worker
+        return {**vars(self), "_cache": CellCache(), "_image_rows": GroupRows(), "_well_rows": GroupRows()}
 
     def run(self, input_files, output_files, **kwargs):
-        cells, names = load_cells(input_files, self.table_keys, self.scheme, self.map_parallel, self._cache)
+        paths = sorted(input_files)
+        frames, names = read_image_cells(paths, self.table_keys, self.scheme, self.map_parallel, self._cache)
+        stamps = [self._cache.stamps[p] for p in paths]
         if self.focus_channel:
-            paths = sorted(input_files)
             names["focus_score"] = self._cache.get(image_focus, paths, (self.focus_channel,), self.map_parallel)
-        features = [
-            c
-            for c in cells.columns
-            if c not in ("image_name", "well_name", "label_id") and pd.api.types.is_numeric_dtype(cells[c])
-        ]
-        images = image_table(cells, names, features, self.min_cells, self.score_feature, self.focus_fraction)
-        wells = well_table(cells, images, features, self.score_feature)
+        features = numeric_features(frames)
+        image_names, well_names = names["image_name"].tolist(), names["well_name"].tolist()
+        cells_of = dict(zip(image_names, frames))
+        wells_of = dict(zip(image_names, well_names))
+
+        def stats_of(images: list[str]) -> pd.DataFrame:
+            return image_stats(concat_cells([cells_of[i] for i in images]), features, images)
+
+        def medians_of(wells: list[str]) -> pd.DataFrame:
+            chosen = set(wells)
+            frames = [cells for image, cells in cells_of.items() if wells_of[image] in chosen]
+            return well_feature_medians(concat_cells(frames), features, wells)
+
+        # A row is computed again only when what it is computed from changed (the watcher's runs).
+        feature_key = tuple(features)
+        image_tokens = {image: (stamp, feature_key) for image, stamp in zip(image_names, stamps)}
+        well_images: dict[str, list] = {}
+        for image, well, stamp in zip(image_names, well_names, stamps):
+            well_images.setdefault(well, []).append((image, stamp))
+        well_tokens = {well: (tuple(well_images[well]), feature_key) for well in sorted(well_images)}
+        stats = self._image_rows.update(image_tokens, stats_of)
+        images = image_table_from_stats(stats, names, self.min_cells, self.score_feature, self.focus_fraction)
+        wells = well_table_from_medians(images, self._well_rows.update(well_tokens, medians_of), self.score_feature)
         if self._plate is not None:
             images, wells = with_missing_fields(images, wells, self._plate)
         with open_file(output_files[0], "a") as f:

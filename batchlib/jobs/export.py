@@ -3,34 +3,43 @@
 The layout is what the cytominer tools expect: tables ``Image``, ``Nuclei``,
 ``Cells``, ``Cytoplasm`` keyed by ``ImageNumber`` / ``ObjectNumber``, with
 ``Metadata_Plate``, ``Metadata_Well``, ``Metadata_Site``; feature columns
-``<Compartment>_<Category>_<Feature>[_<Channel>]``.
+``<Compartment>_<Category>_<Feature>[_<Channel>]``. The files are written by
+:mod:`batchlib.profile_files`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import sqlite3
+from dataclasses import dataclass
 from typing import ClassVar
 
 import pandas as pd
 
 from ..base import PlateJob
 from ..plate import plate_of
-from ..profiles import well_medians
-from .aggregate import CellCache, cell_table_keys, load_cells
+from ..profile_files import append_profiles, write_sqlite, write_tables
+from ..state.stamps import stat_stamp
+from .aggregate import cell_table_keys, concat_cells, read_image_cells
+from .plate_cache import CellCache
 
-METADATA = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
+logger = logging.getLogger("Workflow.ExportProfiles")
+
+APPEND, REWRITE = "append", "rewrite"
 
 
-def single_cell_profiles(cells: pd.DataFrame, plate: str) -> pd.DataFrame:
-    """One row per cell: metadata columns, then the Nuclei_, Cells_ and Cytoplasm_ features."""
+def single_cell_profiles(cells: pd.DataFrame, plate: str, image_numbers: dict[str, int]) -> pd.DataFrame:
+    """One row per cell: metadata columns, then the Nuclei_, Cells_ and Cytoplasm_ features.
+
+    ``image_numbers`` maps each image name to its ``ImageNumber`` (its row in the ``Image`` table).
+    """
     sites = cells["image_name"].str.extract(r"_(\d{4})_")[0].astype("Int64")
     profiles = pd.DataFrame(
         {
             "Metadata_Plate": plate,
             "Metadata_Well": cells["well_name"].to_numpy(),
             "Metadata_Site": sites.to_numpy(),
-            "Metadata_ImageNumber": pd.factorize(cells["image_name"], sort=True)[0] + 1,
+            "Metadata_ImageNumber": cells["image_name"].map(image_numbers).to_numpy(dtype="int64"),
             "Metadata_ObjectNumber": cells["label_id"].to_numpy(),
         }
     )
@@ -38,49 +47,95 @@ def single_cell_profiles(cells: pd.DataFrame, plate: str) -> pd.DataFrame:
     return pd.concat([profiles, cells[features].reset_index(drop=True)], axis=1)
 
 
-def write_sqlite(path: str, single_cells: pd.DataFrame, images: pd.DataFrame) -> None:
-    """The SQLite backend: ``Image`` and one table per compartment."""
-    keys = ["ImageNumber", "ObjectNumber"]
-    renamed = single_cells.rename(
-        columns={"Metadata_ImageNumber": "ImageNumber", "Metadata_ObjectNumber": "ObjectNumber"}
-    )
-    with sqlite3.connect(path) as connection:
-        images.to_sql("Image", connection, index=False)
-        compartments = [c for c in ("Nuclei", "Cells", "Cytoplasm") if any(k.startswith(f"{c}_") for k in renamed)]
-        for compartment in compartments:
-            columns = [c for c in renamed.columns if c.startswith(f"{compartment}_")]
-            renamed[keys + METADATA + columns].to_sql(compartment, connection, index=False)
-        connection.execute("CREATE INDEX image_number ON Image (ImageNumber)")
-        for compartment in compartments:
-            connection.execute(f"CREATE INDEX {compartment.lower()}_keys ON {compartment} (ImageNumber, ObjectNumber)")
+def image_rows(names: pd.DataFrame, frames: list[pd.DataFrame], plate: str) -> pd.DataFrame:
+    """The ``Image`` table: one row per image, ``ImageNumber`` 1.. in the order of ``names``."""
+    images = names.assign(ImageNumber=range(1, len(names) + 1), Metadata_Plate=plate)
+    images = images.rename(columns={"well_name": "Metadata_Well"})
+    images["Metadata_Site"] = images["site_name"].str.rsplit("-", n=1).str[1].astype(int)
+    images["n_cells"] = [len(frame) for frame in frames]
+    return images
 
 
-def write_csv(table: pd.DataFrame, path: str) -> None:
-    """Write ``table`` as CSV through Arrow (about 10x faster than pandas' writer).
+@dataclass(frozen=True)
+class Exported:
+    """What a run of :class:`ExportProfiles` wrote, kept by the job object for its next run."""
 
-    A plain header line, fields quoted only where needed, numbers as the
-    shortest text that reads back to the same value (a whole-valued float
-    as ``916``), missing values empty.
+    folder: str  #: the export folder
+    files: dict[str, str]  #: stat stamp of each of its files, as written
+    images: dict[str, str | None]  #: stat stamp of each image's container, in ImageNumber order
+    columns: tuple  #: names and types of the single-cell and Image table columns
+
+
+def folder_stamps(folder: str) -> dict[str, str]:
+    """Stat stamp of every file in ``folder`` (empty if it does not exist)."""
+    if not os.path.isdir(folder):
+        return {}
+    return {entry.name: stat_stamp(entry.stat()) for entry in os.scandir(folder) if entry.is_file()}
+
+
+def column_types(*tables: pd.DataFrame) -> tuple:
+    """The column names and types of ``tables``, to compare."""
+    return tuple(tuple((name, str(dtype)) for name, dtype in table.dtypes.items()) for table in tables)
+
+
+def export_action(
+    previous: Exported | None, images: dict[str, str | None], on_disk: dict[str, str], columns: tuple
+) -> tuple[str, str]:
+    """Whether the export can be extended with the new images' rows (``APPEND``) or is written whole (``REWRITE``).
+
+    Appending gives the same tables as writing whole when the export on disk
+    is the one this job object wrote, every image of it is still there
+    unchanged, the new images sort after all of them (so the ``ImageNumber``
+    of the others stay), and the new rows have the same columns.
+
+    Parameters
+    ----------
+    previous : Exported or None
+        What the job object wrote last (None: nothing yet, e.g. a new process).
+    images : dict
+        Stat stamp of each image's container, in sorted order of the images.
+    on_disk : dict
+        :func:`folder_stamps` of the export folder now.
+    columns : tuple
+        :func:`column_types` of the new images' rows.
+
+    Returns
+    -------
+    (str, str)
+        The action and why.
+
+    Examples
+    --------
+    >>> before = Exported("P1_profiles", {"P1.sqlite": "1:1"}, {"a": "1:1"}, ())
+    >>> export_action(before, {"a": "1:1", "b": "1:2"}, {"P1.sqlite": "1:1"}, ())
+    ('append', '1 new image(s)')
+    >>> export_action(before, {"0": "1:2", "a": "1:1"}, {"P1.sqlite": "1:1"}, ())[0]
+    'rewrite'
     """
-    import csv
-    import io
-
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
-    header = io.StringIO()
-    csv.writer(header, lineterminator="\n").writerow(table.columns)
-    options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
-    with open(path, "wb") as f:
-        f.write(header.getvalue().encode("utf-8"))
-        pa_csv.write_csv(pa.Table.from_pandas(table, preserve_index=False), f, options)
+    if previous is None:
+        return REWRITE, "no export written by this job object yet"
+    if on_disk != previous.files:
+        return REWRITE, "the export folder is not the one this job object wrote"
+    old = list(previous.images)
+    if list(images)[: len(old)] != old:
+        return REWRITE, "images were removed, or new ones sort before others"
+    changed = [name for name in old if images[name] != previous.images[name]]
+    if changed:
+        return REWRITE, f"{len(changed)} image(s) changed, e.g. {changed[0]}"
+    if columns != previous.columns:
+        return REWRITE, "the new images have other columns"
+    return APPEND, f"{len(images) - len(old)} new image(s)"
 
 
 class ExportProfiles(PlateJob):
     """Write ``<plate>_profiles/``: SQLite backend, single-cell and well profiles (CSV, Parquet).
 
     The folder is written whole to a temporary name and renamed, so readers
-    never see a half-written export.
+    never see a half-written export. A job object run again (a watcher's)
+    extends its previous export when the plate only gained images that sort
+    after the others (acquisition order): the new folder is the previous
+    one's files plus the new rows, and only the wells that gained cells get
+    their medians computed again. Otherwise it writes everything.
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = ("table_keys", "scheme")
@@ -94,6 +149,8 @@ class ExportProfiles(PlateJob):
         identifier: str | None = None,
     ):
         self._cache = CellCache()  # containers read by earlier runs of this job object (a watcher's)
+        self._exported: Exported | None = None  # what its last run wrote
+        self._last_action: str | None = None  # APPEND or REWRITE, for tests and benchmarks
         self.table_keys = cell_table_keys(cell_key, nuclei_key)
         super().__init__(
             input_pattern=input_pattern,
@@ -104,33 +161,35 @@ class ExportProfiles(PlateJob):
         self.scheme = scheme
 
     def __getstate__(self) -> dict:
-        return {**vars(self), "_cache": CellCache()}
+        return {**vars(self), "_cache": CellCache(), "_exported": None}
 
     def run(self, input_files, output_files, **kwargs):
         out = output_files[0]
         plate = plate_of(out)
-        cells, names = load_cells(input_files, self.table_keys, self.scheme, self.map_parallel, self._cache)
-        single = single_cell_profiles(cells, plate)
-        images = names.assign(ImageNumber=range(1, len(names) + 1), Metadata_Plate=plate)
-        images = images.rename(columns={"well_name": "Metadata_Well"})
-        images["Metadata_Site"] = images["site_name"].str.rsplit("-", n=1).str[1].astype(int)
-        images["n_cells"] = images["image_name"].map(cells.groupby("image_name").size()).fillna(0).astype(int)
-        os.makedirs(out)
-        # Two independent halves: with n_jobs > 1 two workers write them at the same time.
-        self.map_parallel(
-            _call,
-            [(write_sqlite, os.path.join(out, f"{plate}.sqlite"), single, images), (write_tables, out, plate, single)],
-        )
-
-
-def write_tables(folder: str, plate: str, single_cells: pd.DataFrame) -> None:
-    """Single-cell and per-well (median) profiles as CSV and Parquet in ``folder``."""
-    write_csv(single_cells, os.path.join(folder, f"{plate}_single_cell.csv"))
-    single_path = os.path.join(folder, f"{plate}_single_cell.parquet")
-    single_cells.to_parquet(single_path, index=False)
-    wells = well_medians(single_path)
-    write_csv(wells, os.path.join(folder, f"{plate}_well_profiles.csv"))
-    wells.to_parquet(os.path.join(folder, f"{plate}_well_profiles.parquet"), index=False)
+        folder = os.path.join(os.path.dirname(out), self.output_name.format(plate=plate))
+        paths = sorted(input_files)
+        frames, names = read_image_cells(paths, self.table_keys, self.scheme, self.map_parallel, self._cache)
+        stamps = dict(zip(names["image_name"].tolist(), (self._cache.stamps[p] for p in paths)))
+        images = image_rows(names, frames, plate)
+        numbers = dict(zip(images["image_name"].tolist(), images["ImageNumber"].tolist()))
+        previous, self._exported = self._exported, None  # a run that fails leaves nothing to extend
+        is_new = ~names["image_name"].isin(list(previous.images) if previous else []).to_numpy()
+        new_frames = [frame for frame, new in zip(frames, is_new) if new] or [frame.iloc[:0] for frame in frames[:1]]
+        new_cells = single_cell_profiles(concat_cells(new_frames), plate, numbers)
+        action, why = export_action(previous, stamps, folder_stamps(folder), column_types(new_cells, images))
+        logger.debug("%s %s: %s", action, folder, why)
+        self._last_action = action
+        if action == APPEND:
+            append_profiles(folder, out, plate, new_cells, images[is_new])
+            columns = column_types(new_cells, images)
+        else:
+            single = new_cells if is_new.all() else single_cell_profiles(concat_cells(frames), plate, numbers)
+            columns = column_types(single, images)
+            os.makedirs(out)
+            # Two independent halves: with n_jobs > 1 two workers write them at the same time.
+            sqlite_path = os.path.join(out, f"{plate}.sqlite")
+            self.map_parallel(_call, [(write_sqlite, sqlite_path, single, images), (write_tables, out, plate, single)])
+        self._exported = Exported(folder, folder_stamps(out), stamps, columns)
 
 
 def _call(fn, *args):

@@ -135,9 +135,107 @@ def test_a_job_object_run_again_reads_only_new_and_changed_containers_with_equal
         f.attrs["touched"] = 1
     run_job(job, folder)
     assert job._cache.reads == 4 + 2
+    assert job._image_rows.computed == 4 + 2 and job._well_rows.computed == 2 + 2  # C03 new, B02 changed
     fresh = tmp_path / "fresh" / "P1"
     shutil.copytree(folder, fresh, ignore=shutil.ignore_patterns("batchlib", "P1_table.hdf5"))
     run_job(AggregateTables(min_cells=2, focus_channel=None), fresh)
     for kind in ("images", "wells"):
         with open_file(folder / "P1_table.hdf5", "r") as a, open_file(fresh / "P1_table.hdf5", "r") as b:
             pd.testing.assert_frame_equal(read_plate_table(a, kind), read_plate_table(b, kind))
+
+
+def add_container(folder, well: str, site: int, n: int, rng, extra_feature: bool = False) -> None:
+    """A container with the three tables MeasureObjects writes, ``n`` cells of random features."""
+    label_id = np.arange(1, n + 1)
+    cells = pd.DataFrame({"label_id": label_id, "Cells_AreaShape_Area": rng.uniform(100, 400, n)})
+    if extra_feature:
+        cells["Cells_AreaShape_Perimeter"] = rng.uniform(30, 90, n)
+    nuclei = pd.DataFrame({"label_id": label_id, "Nuclei_Intensity_Mean": rng.uniform(0, 1, n)})
+    cytoplasm = pd.DataFrame({"label_id": label_id, "Cytoplasm_Intensity_Mean": rng.uniform(0, 1, n)})
+    with open_file(folder / container_name(well, site), "a") as f:
+        write_table(f, "cell_segmentation/default", cells)
+        write_table(f, "nucleus_segmentation/default", nuclei)
+        write_table(f, "cell_segmentation/cytoplasm", cytoplasm)
+
+
+def test_export_numbers_images_alike_in_every_table_with_an_image_without_cells(tmp_path):
+    folder = tmp_path / "P1"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for well, site, n in [("A01", 0, 0), ("A01", 1, 3), ("B02", 0, 2)]:  # the first image has no cells
+        add_container(folder, well, site, n, rng)
+    assert run_job(ExportProfiles(), folder).processed == 1
+    with sqlite3.connect(folder / "P1_profiles" / "P1.sqlite") as connection:
+        images = pd.read_sql("SELECT * FROM Image", connection).set_index("ImageNumber")
+        nuclei = pd.read_sql("SELECT * FROM Nuclei", connection)
+    for number, cells in nuclei.groupby("ImageNumber"):
+        image = images.loc[number]
+        assert image["n_cells"] == len(cells)
+        assert (image["Metadata_Well"], image["Metadata_Site"]) == (
+            cells["Metadata_Well"].iloc[0],
+            cells["Metadata_Site"].iloc[0],
+        )
+    single = pd.read_parquet(folder / "P1_profiles" / "P1_single_cell.parquet")
+    assert sorted(set(single["Metadata_ImageNumber"])) == [2, 3]
+
+
+def profile_tables(folder) -> dict[str, pd.DataFrame]:
+    """Every table of an export folder: the SQLite tables, the Parquet and CSV files."""
+    tables = {}
+    with sqlite3.connect(folder / "P1.sqlite") as connection:
+        for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            tables[f"sqlite:{name}"] = pd.read_sql(f"SELECT * FROM {name}", connection)
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".parquet":
+            tables[path.name] = pd.read_parquet(path)
+        elif path.suffix == ".csv":
+            tables[path.name] = path.read_bytes()
+    return tables
+
+
+SCENARIOS = {  # what happens to the plate between two runs of one job object, and what the export does then
+    "a new well after the others": ("append", lambda folder, rng: add_container(folder, "C03", 0, 4, rng)),
+    "a new site of the last well": ("append", lambda folder, rng: add_container(folder, "B02", 2, 3, rng)),
+    "a new image that sorts before others": ("rewrite", lambda folder, rng: add_container(folder, "A02", 0, 2, rng)),
+    "an image changed": ("rewrite", lambda folder, rng: add_container(folder, "A01", 1, 6, rng)),
+    "an image removed": ("rewrite", lambda folder, rng: os.remove(folder / container_name("A01", 1))),
+    "a new image with another feature": (
+        "rewrite",
+        lambda folder, rng: add_container(folder, "C03", 0, 2, rng, extra_feature=True),
+    ),
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_a_watchers_export_equals_a_fresh_export(tabled_plate, tmp_path, scenario):
+    import shutil
+
+    folder, _ = tabled_plate
+    job = ExportProfiles()
+    run_job(job, folder)
+    action, change = SCENARIOS[scenario]
+    change(folder, np.random.default_rng(11))
+    assert run_job(job, folder).processed == 1
+    assert job._last_action == action
+    fresh = tmp_path / "fresh" / "P1"
+    shutil.copytree(folder, fresh, ignore=shutil.ignore_patterns("batchlib", "P1_profiles"))
+    run_job(ExportProfiles(), fresh)
+    got, want = profile_tables(folder / "P1_profiles"), profile_tables(fresh / "P1_profiles")
+    assert got.keys() == want.keys()
+    for name in want:
+        if isinstance(want[name], bytes):
+            assert got[name] == want[name], name
+        else:
+            pd.testing.assert_frame_equal(got[name], want[name], obj=name)
+
+
+def test_a_watchers_export_starts_over_when_its_folder_was_touched(tabled_plate):
+    folder, _ = tabled_plate
+    job = ExportProfiles()
+    run_job(job, folder)
+    with open(folder / "P1_profiles" / "P1_single_cell.csv", "a") as f:
+        f.write("not a row\n")
+    add_container(folder, "C03", 0, 4, np.random.default_rng(5))
+    run_job(job, folder)
+    assert job._last_action == "rewrite"
+    assert b"not a row" not in (folder / "P1_profiles" / "P1_single_cell.csv").read_bytes()
