@@ -349,9 +349,13 @@ class Watcher:
                 last_new = now  # the idle clock runs only while nothing arrives
             if fresh:
                 self.logger.info("%d raw file(s) settled; processing", len(fresh))
-                self.run_jobs(self.per_image, unsettled)
+                # Plate jobs due anyway run in the same workflow run: one run's fixed cost, not two.
+                with_plate = plate_jobs_due(last_plate, True, now, opts.plate_interval)
+                self.run_jobs(self.jobs if with_plate else self.per_image, unsettled)
                 done.update({n: listing[n] for n in settled})
-                work_since_plate = True
+                work_since_plate = not with_plate
+                if with_plate:
+                    last_plate = time.monotonic()
             complete, why = completion(
                 len(settled), len(unsettled), self.expected, marker, time.monotonic() - last_new, opts.until_idle
             )

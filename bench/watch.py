@@ -10,8 +10,9 @@ Latency (``--latency``): a simulated microscope writes I images (default
 24, 3 channels, 256 x 256) one every R seconds into a watched folder; the
 watcher runs import, threshold segmentation, cells, measure and aggregate
 (``plate_interval`` 0); for each image the time from the end of its write to
-its row in the image table is measured, against ``settle`` + 2 x the
-per-image time of a batch run of the same jobs on the same images.
+its row in the image table is measured (the table is looked at every 20 ms;
+the microscope starts once the watcher watches), against ``settle`` + 2 x
+the per-image time of a batch run of the same jobs on the same images.
 
 Run:  python bench/watch.py [--files 100000] [--idle 30]
       python bench/watch.py --latency [--images 24] [--every 2]
@@ -114,6 +115,14 @@ def _tiff(seed: int, size: int) -> bytes:
     return buffer.getvalue()
 
 
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
 def _rows(table: str) -> set[str]:
     from batchlib.io import open_file, read_plate_table
 
@@ -147,7 +156,13 @@ def bench_latency(n_images: int, every: float, size: int, settle: float, work: s
     written: dict[str, float] = {}
     seen: dict[str, float] = {}
     table = os.path.join(folder, "live_table.hdf5")
+    last_change = None
     try:
+        # The microscope starts once the watcher watches (its status file is there), as in a facility.
+        status = os.path.join(folder, "batchlib", "watch.status")
+        ready_by = time.monotonic() + 120
+        while not os.path.exists(status) and time.monotonic() < ready_by:
+            time.sleep(0.05)
         next_write = time.monotonic()
         while len(seen) < n_images and time.monotonic() < next_write + 120:
             if len(written) < n_images and time.monotonic() >= next_write:
@@ -157,9 +172,13 @@ def bench_latency(n_images: int, every: float, size: int, settle: float, work: s
                 written[name] = time.monotonic()
                 next_write += every
             now = time.monotonic()
-            for name in _rows(table) - set(seen):
-                seen[name] = now
-            time.sleep(0.1)
+            change = _stamp(table)
+            if change != last_change:  # read the table only when it changed
+                rows = _rows(table)
+                for name in rows - set(seen):
+                    seen[name] = now
+                last_change = change if rows else None
+            time.sleep(0.02)
     finally:
         watcher.wait(120)
     latencies = sorted(seen[n] - written[n] for n in seen)

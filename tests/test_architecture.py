@@ -103,7 +103,8 @@ def test_the_graph_sees_lazy_imports():
 LAYERS = [
     (
         "leaves",
-        "_version errors log params capture progress oserrors config measure nucleus_size profiles illumination "
+        "_version errors log params capture progress oserrors config measure nucleus_size profiles profile_files "
+        "illumination "
         "synthetic synthetic_geometry synthetic_nuclei state state.atomic state.stamps io.threads",
     ),
     ("names", "plate"),
@@ -119,7 +120,7 @@ LAYERS = [
     (
         "jobs",
         "jobs jobs.aggregate jobs.crops jobs.examples jobs.export jobs.importer jobs.measure jobs.omezarr jobs.qc "
-        "jobs.segmentation jobs.stardist_model jobs.upload jobs.illumination jobs.raw_files",
+        "jobs.segmentation jobs.stardist_model jobs.upload jobs.illumination jobs.raw_files jobs.plate_cache",
     ),
     ("commands", "batchlib exits report demo script cell_analysis cli"),
 ]
