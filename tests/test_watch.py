@@ -106,7 +106,8 @@ print("returned", flush=True)
 """
 
 
-def test_sigterm_stops_after_the_batch_releases_the_lock_and_status_shows_the_watch(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_signal_ends_after_the_batch_releases_the_lock_and_status_shows_the_watch(tmp_path, stop_signal):
     raw, folder = tmp_path / "raw", tmp_path / "W"
     raw.mkdir()
     (raw / raw_name("C01", 0)).write_bytes(tiff_bytes(0))
@@ -125,7 +126,7 @@ def test_sigterm_stops_after_the_batch_releases_the_lock_and_status_shows_the_wa
         with pytest.raises(FolderLockedError, match="watching"):
             run_workflow("Other", folder, jobs(raw), progress=False)
         assert "watched since" in format_status(folder_status(folder))
-        watcher.send_signal(signal.SIGTERM)
+        watcher.send_signal(stop_signal)
         out, err = watcher.communicate(timeout=60)
     finally:
         if watcher.poll() is None:
