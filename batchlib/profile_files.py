@@ -10,6 +10,7 @@ gained cells. Both give the same tables.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 METADATA = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
 COMPARTMENTS = ("Nuclei", "Cells", "Cytoplasm")
-_KEYS = ["ImageNumber", "ObjectNumber"]
+_KEYS = ["TableNumber", "ImageNumber", "ObjectNumber"]
 
 
 def profile_paths(folder: str, plate: str) -> dict[str, str]:
@@ -39,28 +40,63 @@ def profile_paths(folder: str, plate: str) -> dict[str, str]:
     return {what: os.path.join(folder, name) for what, name in names.items()}
 
 
+def table_number(plate: str) -> int:
+    """The ``TableNumber`` of a plate's rows: a stable 63-bit number from its name.
+
+    cytominer-database numbers each ingested image set (a hash of its image
+    CSV); here a plate is one set, so the profiles of several plates copied
+    into one database keep distinct ``(TableNumber, ImageNumber)`` keys.
+
+    Examples
+    --------
+    >>> table_number("P1") == table_number("P1") != table_number("P2")
+    True
+    """
+    return int.from_bytes(hashlib.sha256(plate.encode("utf-8")).digest()[:8], "big") >> 1
+
+
 def sqlite_tables(single_cells: pd.DataFrame, images: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The SQLite backend's tables: ``Image`` and one per compartment with features."""
+    """The SQLite backend's tables: ``Image`` and one per compartment with features.
+
+    The layout of CellProfiler's ExportToDatabase as cytominer-database
+    ingests it, which pycytominer's ``SingleCells`` reads with its defaults:
+    every table keyed by ``TableNumber`` and ``ImageNumber`` (compartments
+    also by ``ObjectNumber``), the ``Image`` table alone holding the
+    ``Metadata_*`` columns (join it for plate, well and site), and the cytoplasm linked to its cell and nucleus by
+    ``Cytoplasm_Parent_Cells`` and ``Cytoplasm_Parent_Nuclei`` (in batchlib a
+    cell, its nucleus and its cytoplasm share one object number).
+    """
+    plate = images["Metadata_Plate"].iloc[0] if len(images) else ""
+    number = table_number(str(plate))
     renamed = single_cells.rename(
         columns={"Metadata_ImageNumber": "ImageNumber", "Metadata_ObjectNumber": "ObjectNumber"}
     )
-    tables = {"Image": images}
+    renamed.insert(0, "TableNumber", number)
+    tables = {"Image": pd.concat([pd.DataFrame({"TableNumber": number}, index=images.index), images], axis=1)}
     for compartment in COMPARTMENTS:
         columns = [c for c in renamed.columns if c.startswith(f"{compartment}_")]
         if columns:
-            tables[compartment] = renamed[_KEYS + METADATA + columns]
+            table = renamed[_KEYS + columns]
+            if compartment == "Cytoplasm":
+                parents = {f"Cytoplasm_Parent_{c}": table["ObjectNumber"] for c in ("Cells", "Nuclei")}
+                table = pd.concat([table[_KEYS], pd.DataFrame(parents), table[columns]], axis=1)
+            tables[compartment] = table
     return tables
 
 
 def write_sqlite(path: str, single_cells: pd.DataFrame, images: pd.DataFrame) -> None:
-    """The SQLite backend: ``Image`` and one table per compartment, with their key indexes."""
+    """The SQLite backend: ``Image`` and one table per compartment, with the indexes pycytominer's collate makes."""
     tables = sqlite_tables(single_cells, images)
     with sqlite3.connect(path) as connection:
         for name, table in tables.items():
             table.to_sql(name, connection, index=False)
-        connection.execute("CREATE INDEX image_number ON Image (ImageNumber)")
+        connection.execute("CREATE INDEX table_image_idx ON Image (TableNumber, ImageNumber)")
+        connection.execute("CREATE INDEX plate_well_image_idx ON Image (Metadata_Plate, Metadata_Well)")
         for compartment in [name for name in tables if name != "Image"]:
-            connection.execute(f"CREATE INDEX {compartment.lower()}_keys ON {compartment} (ImageNumber, ObjectNumber)")
+            connection.execute(
+                f"CREATE INDEX table_image_object_{compartment.lower()}_idx "
+                f"ON {compartment} (TableNumber, ImageNumber, ObjectNumber)"
+            )
     connection.close()
 
 

@@ -105,6 +105,38 @@ def test_export_matches_pycytominer(tmp_path):
         assert n_cells == len(single)
         joined = db.execute("select count(*) from Cells c join Image i on c.ImageNumber = i.ImageNumber").fetchone()
         assert joined[0] == n_cells
+    # pycytominer's own reader of a CellProfiler/cytominer-database backend, with its defaults.
+    sqlite = os.path.join(out, "P9.sqlite")
+    merged, profiles = single_cells_reader(f"sqlite:///{sqlite}")
+    assert len(merged) == len(single)
+    keys = ["Metadata_ImageNumber", "Metadata_ObjectNumber"]
+    merged = merged.sort_values(keys).reset_index(drop=True)  # Metadata_ObjectNumber: the nuclei's
+    ours_sorted = single.sort_values(keys).reset_index(drop=True)
+    np.testing.assert_array_equal(merged[keys].to_numpy(), ours_sorted[keys].to_numpy())
+    np.testing.assert_array_equal(merged["Metadata_Well"].to_numpy(), ours_sorted["Metadata_Well"].to_numpy())
+    np.testing.assert_allclose(merged[features].to_numpy(float), ours_sorted[features].to_numpy(float), rtol=1e-12)
+    profiles = profiles.set_index("Metadata_Well").loc[ours["well_name"]]
+    assert profiles["Metadata_Object_Count"].tolist() == ours["n_cells"].tolist()
+    assert profiles["Metadata_Site_Count"].tolist() == ours["n_images"].tolist()
+    assert set(features) <= set(profiles.columns)
+    for feature in features:
+        np.testing.assert_allclose(profiles[feature], ours[f"median_{feature}"], rtol=1e-9, err_msg=feature)
+
+
+def single_cells_reader(url: str):
+    """pycytominer's SingleCells with its defaults: the merged single cells and ``aggregate_profiles()``."""
+    import warnings
+
+    from pycytominer.cyto_utils.cells import SingleCells
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # SingleCells points to CytoTable
+        reader = SingleCells(url)
+        try:
+            return reader.merge_single_cells(), reader.aggregate_profiles()
+        finally:
+            reader.conn.close()
+            reader.engine.dispose()
 
 
 def test_crops_and_qc(tmp_path):
