@@ -55,7 +55,7 @@ def table_number(plate: str) -> int:
     return int.from_bytes(hashlib.sha256(plate.encode("utf-8")).digest()[:8], "big") >> 1
 
 
-def sqlite_tables(single_cells: pd.DataFrame, images: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def sqlite_tables(single_cells: pd.DataFrame, images: pd.DataFrame, plate: str) -> dict[str, pd.DataFrame]:
     """The SQLite backend's tables: ``Image`` and one per compartment with features.
 
     The layout of CellProfiler's ExportToDatabase as cytominer-database
@@ -66,8 +66,7 @@ def sqlite_tables(single_cells: pd.DataFrame, images: pd.DataFrame) -> dict[str,
     ``Cytoplasm_Parent_Cells`` and ``Cytoplasm_Parent_Nuclei`` (in batchlib a
     cell, its nucleus and its cytoplasm share one object number).
     """
-    plate = images["Metadata_Plate"].iloc[0] if len(images) else ""
-    number = table_number(str(plate))
+    number = table_number(plate)
     renamed = single_cells.rename(
         columns={"Metadata_ImageNumber": "ImageNumber", "Metadata_ObjectNumber": "ObjectNumber"}
     )
@@ -84,9 +83,9 @@ def sqlite_tables(single_cells: pd.DataFrame, images: pd.DataFrame) -> dict[str,
     return tables
 
 
-def write_sqlite(path: str, single_cells: pd.DataFrame, images: pd.DataFrame) -> None:
+def write_sqlite(path: str, single_cells: pd.DataFrame, images: pd.DataFrame, plate: str) -> None:
     """The SQLite backend: ``Image`` and one table per compartment, with the indexes pycytominer's collate makes."""
-    tables = sqlite_tables(single_cells, images)
+    tables = sqlite_tables(single_cells, images, plate)
     with sqlite3.connect(path) as connection:
         for name, table in tables.items():
             table.to_sql(name, connection, index=False)
@@ -100,10 +99,10 @@ def write_sqlite(path: str, single_cells: pd.DataFrame, images: pd.DataFrame) ->
     connection.close()
 
 
-def append_sqlite(path: str, single_cells: pd.DataFrame, images: pd.DataFrame) -> None:
+def append_sqlite(path: str, single_cells: pd.DataFrame, images: pd.DataFrame, plate: str) -> None:
     """Add the rows of new images to the tables of the SQLite backend at ``path`` (one transaction)."""
     with sqlite3.connect(path) as connection:
-        for name, table in sqlite_tables(single_cells, images).items():
+        for name, table in sqlite_tables(single_cells, images, plate).items():
             table.to_sql(name, connection, index=False, if_exists="append")
     connection.close()
 
@@ -187,7 +186,7 @@ def append_profiles(previous: str, folder: str, plate: str, single_cells: pd.Dat
     os.makedirs(folder)
     for what in ("sqlite", "single_csv"):
         shutil.copyfile(old[what], new[what])
-    append_sqlite(new["sqlite"], single_cells, images)
+    append_sqlite(new["sqlite"], single_cells, images, plate)
     write_csv(single_cells, new["single_csv"], append=True)
     before = pq.read_table(old["single_parquet"])
     added = pa.Table.from_pandas(single_cells, preserve_index=False).cast(before.schema)

@@ -187,8 +187,9 @@ class ExportProfiles(PlateJob):
             columns = column_types(single, images)
             os.makedirs(out)
             # Two independent halves: with n_jobs > 1 two workers write them at the same time.
-            sqlite_path = os.path.join(out, f"{plate}.sqlite")
-            self.map_parallel(_call, [(write_sqlite, sqlite_path, single, images), (write_tables, out, plate, single)])
+            halves = [(write_sqlite, os.path.join(out, f"{plate}.sqlite"), single, images, plate)]
+            halves.append((write_tables, out, plate, single))
+            self.map_parallel(_call, halves)
         self._exported = Exported(folder, folder_stamps(out), stamps, columns)
 
 
