@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -131,12 +132,16 @@ def write_csv(table: pd.DataFrame, path: str, append: bool = False) -> None:
         pa_csv.write_csv(pa.Table.from_pandas(table, preserve_index=False), f, options)
 
 
-def write_tables(folder: str, plate: str, single_cells: pd.DataFrame) -> None:
-    """Single-cell and per-well (median) profiles as CSV and Parquet in ``folder``."""
+def write_tables(folder: str, plate: str, single_cells: pd.DataFrame, annotate_wells: Callable | None = None) -> None:
+    """Single-cell and per-well (median) profiles as CSV and Parquet in ``folder``.
+
+    ``annotate_wells(wells)`` adds columns to the well profiles (the plate map's).
+    """
     paths = profile_paths(folder, plate)
     write_csv(single_cells, paths["single_csv"])
     write_parquet(single_cells, paths["single_parquet"])
-    write_well_profiles(paths, well_medians(paths["single_parquet"]))
+    wells = well_medians(paths["single_parquet"])
+    write_well_profiles(paths, annotate_wells(wells) if annotate_wells else wells)
 
 
 def write_parquet(table: pd.DataFrame | pa.Table, path: str) -> None:
@@ -161,7 +166,14 @@ def write_well_profiles(paths: dict[str, str], wells: pd.DataFrame) -> None:
     write_parquet(wells, paths["wells_parquet"])
 
 
-def append_profiles(previous: str, folder: str, plate: str, single_cells: pd.DataFrame, images: pd.DataFrame) -> None:
+def append_profiles(
+    previous: str,
+    folder: str,
+    plate: str,
+    single_cells: pd.DataFrame,
+    images: pd.DataFrame,
+    annotate_wells: Callable | None = None,
+) -> None:
     """Write ``folder`` as the export ``previous`` plus the rows of new images.
 
     The new images must sort after every image of ``previous`` (their
@@ -175,6 +187,8 @@ def append_profiles(previous: str, folder: str, plate: str, single_cells: pd.Dat
         The new export folder (created).
     single_cells, images : DataFrame
         The single-cell profiles and ``Image`` table rows of the new images.
+    annotate_wells : callable, optional
+        As for :func:`write_tables`.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -194,6 +208,7 @@ def append_profiles(previous: str, folder: str, plate: str, single_cells: pd.Dat
     write_parquet(single, new["single_parquet"])
     touched = sorted(set(single_cells["Metadata_Well"]))
     fresh = well_median_table(single.filter(pc.is_in(single["Metadata_Well"], pa.array(touched)))).to_pandas()
+    fresh = annotate_wells(fresh) if annotate_wells else fresh
     wells = pd.read_parquet(old["wells_parquet"])
     wells = pd.concat([wells[~wells["Metadata_Well"].isin(touched)], fresh], ignore_index=True)
     wells = wells.sort_values(["Metadata_Plate", "Metadata_Well"], kind="stable").reset_index(drop=True)

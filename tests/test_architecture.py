@@ -108,7 +108,7 @@ LAYERS = [
         "synthetic synthetic_geometry synthetic_nuclei state state.atomic state.stamps io.threads",
     ),
     ("names", "plate"),
-    ("metadata", "readers readers.records readers.harmony readers.imagexpress readers.ome_tiff"),
+    ("metadata", "readers readers.records readers.harmony readers.imagexpress readers.ome_tiff platemap"),
     (
         "io",
         "io io.backends io.containers io.h5chunks io.n5chunks io.zarrchunks io.images io.tables io.stamps io.omezarr",

@@ -15,6 +15,7 @@ from ..io.images import PIXEL_SIZE_ATTR
 from ..io.tables import table_key
 from ..nucleus_size import DIAMETER_ATTR, SCALE_ATTR
 from ..plate import compile_scheme, parse_image_name, site_name
+from ..platemap import PlateMapOption, annotate
 from .importer import NONFINITE_ATTR
 from .plate_cache import CellCache, GroupRows
 
@@ -304,7 +305,7 @@ def with_missing_fields(images: pd.DataFrame, wells: pd.DataFrame, plate) -> tup
     return images, wells
 
 
-class AggregateTables(PlateJob):
+class AggregateTables(PlateMapOption, PlateJob):
     """Image table and well table of the plate, as the plate viewer's ``default`` tables.
 
     Reads the ``Cells`` table of every container (one row per cell, with the
@@ -335,6 +336,10 @@ class AggregateTables(PlateJob):
         ``ome-tiff``): fields the plate metadata lists without a container
         get a row in the image table with ``missing_on_disk`` 1 (and
         ``is_outlier`` 1), and wells count them in ``n_missing_images``.
+    platemap : str, optional
+        The plate's plate map, or a batch's barcode_platemap.csv
+        (:mod:`batchlib.platemap`): its columns (``Metadata_<name>``) are
+        added to both tables after ``well_name``.
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = (
@@ -344,6 +349,7 @@ class AggregateTables(PlateJob):
         "focus_channel",
         "focus_fraction",
         "scheme",
+        "platemap",
     )
 
     def __init__(
@@ -356,6 +362,7 @@ class AggregateTables(PlateJob):
         focus_fraction: float = 0.3,
         scheme: str = "batchlib",
         raw_metadata: tuple[str, str] | None = None,
+        platemap: str | None = None,
         input_pattern: str = "*.h5",
         identifier: str | None = None,
     ):
@@ -377,9 +384,11 @@ class AggregateTables(PlateJob):
         self.focus_channel = focus_channel
         self.focus_fraction = float(focus_fraction)
         self.scheme = scheme
+        self.platemap = os.fspath(platemap) if platemap is not None else None
 
     def layout(self, folder, input_folder=None, run_kwargs=None):
-        """Read the raw folder's plate metadata (with ``raw_metadata``), then lay the job out."""
+        """Read the raw folder's plate metadata (with ``raw_metadata``) and find the plate map, then lay out."""
+        self.resolve_platemap(folder)
         if self._raw_metadata is not None:
             from ..readers import read_plate_metadata
 
@@ -388,7 +397,7 @@ class AggregateTables(PlateJob):
         return super().layout(folder, input_folder, run_kwargs)
 
     def parameters(self) -> dict:
-        parameters = super().parameters()
+        parameters = {**super().parameters(), **self.platemap_parameters()}
         if self._plate is not None:  # a change of the listed fields rewrites the tables
             parameters["expected_fields"] = sorted(self._plate.fields)
         return parameters
@@ -427,6 +436,10 @@ class AggregateTables(PlateJob):
         wells = well_table_from_medians(images, self._well_rows.update(well_tokens, medians_of), self.score_feature)
         if self._plate is not None:
             images, wells = with_missing_fields(images, wells, self._plate)
+        platemap = self.platemap_table()
+        if platemap is not None:
+            images = annotate(images, platemap, "well_name", after="well_name", source=self._platemap_file)
+            wells = annotate(wells, platemap, "well_name", after="well_name")
         with open_file(output_files[0], "a") as f:
             write_plate_table(f, "images", images)
             write_plate_table(f, "wells", wells)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..base import PlateJob
 from ..plate import plate_of
+from ..platemap import PlateMapOption, annotate
 from ..profile_files import append_profiles, write_sqlite, write_tables
 from ..state.stamps import stat_stamp
 from .aggregate import cell_table_keys, concat_cells, read_image_cells
@@ -127,7 +128,7 @@ def export_action(
     return APPEND, f"{len(images) - len(old)} new image(s)"
 
 
-class ExportProfiles(PlateJob):
+class ExportProfiles(PlateMapOption, PlateJob):
     """Write ``<plate>_profiles/``: SQLite backend, single-cell and well profiles (CSV, Parquet).
 
     The folder is written whole to a temporary name and renamed, so readers
@@ -136,15 +137,22 @@ class ExportProfiles(PlateJob):
     after the others (acquisition order): the new folder is the previous
     one's files plus the new rows, and only the wells that gained cells get
     their medians computed again. Otherwise it writes everything.
+
+    With ``platemap`` (the plate's plate map, or a batch's
+    barcode_platemap.csv; :mod:`batchlib.platemap`) its columns
+    (``Metadata_<name>``) are added to the ``Image`` table, the single-cell
+    profiles (after ``Metadata_Site``) and the well profiles (after
+    ``Metadata_Well``), as pycytominer's ``annotate`` would add them.
     """
 
-    parameter_names: ClassVar[tuple[str, ...]] = ("table_keys", "scheme")
+    parameter_names: ClassVar[tuple[str, ...]] = ("table_keys", "scheme", "platemap")
 
     def __init__(
         self,
         cell_key: str | None = "cell_segmentation",
         nuclei_key: str = "nucleus_segmentation",
         scheme: str = "batchlib",
+        platemap: str | None = None,
         input_pattern: str = "*.h5",
         identifier: str | None = None,
     ):
@@ -159,6 +167,15 @@ class ExportProfiles(PlateJob):
             identifier=identifier,
         )
         self.scheme = scheme
+        self.platemap = os.fspath(platemap) if platemap is not None else None
+
+    def layout(self, folder, input_folder=None, run_kwargs=None):
+        """Find the plate's plate map, then lay the job out."""
+        self.resolve_platemap(folder)
+        return super().layout(folder, input_folder, run_kwargs)
+
+    def parameters(self) -> dict:
+        return {**super().parameters(), **self.platemap_parameters()}
 
     def __getstate__(self) -> dict:
         return {**vars(self), "_cache": CellCache(), "_exported": None}
@@ -172,23 +189,34 @@ class ExportProfiles(PlateJob):
         stamps = dict(zip(names["image_name"].tolist(), (self._cache.stamps[p] for p in paths)))
         images = image_rows(names, frames, plate)
         numbers = dict(zip(images["image_name"].tolist(), images["ImageNumber"].tolist()))
+        platemap = self.platemap_table()
+
+        def profiles_of(frames: list[pd.DataFrame]) -> pd.DataFrame:
+            profiles = single_cell_profiles(concat_cells(frames), plate, numbers)
+            return profiles if platemap is None else annotate(profiles, platemap, "Metadata_Well", "Metadata_Site")
+
+        def annotate_wells(wells: pd.DataFrame) -> pd.DataFrame:
+            return wells if platemap is None else annotate(wells, platemap, "Metadata_Well", "Metadata_Well")
+
+        if platemap is not None:
+            images = annotate(images, platemap, "Metadata_Well", "Metadata_Well", source=self._platemap_file)
         previous, self._exported = self._exported, None  # a run that fails leaves nothing to extend
         is_new = ~names["image_name"].isin(list(previous.images) if previous else []).to_numpy()
         new_frames = [frame for frame, new in zip(frames, is_new) if new] or [frame.iloc[:0] for frame in frames[:1]]
-        new_cells = single_cell_profiles(concat_cells(new_frames), plate, numbers)
+        new_cells = profiles_of(new_frames)
         action, why = export_action(previous, stamps, folder_stamps(folder), column_types(new_cells, images))
         logger.debug("%s %s: %s", action, folder, why)
         self._last_action = action
         if action == APPEND:
-            append_profiles(folder, out, plate, new_cells, images[is_new])
+            append_profiles(folder, out, plate, new_cells, images[is_new], annotate_wells)
             columns = column_types(new_cells, images)
         else:
-            single = new_cells if is_new.all() else single_cell_profiles(concat_cells(frames), plate, numbers)
+            single = new_cells if is_new.all() else profiles_of(frames)
             columns = column_types(single, images)
             os.makedirs(out)
             # Two independent halves: with n_jobs > 1 two workers write them at the same time.
             halves = [(write_sqlite, os.path.join(out, f"{plate}.sqlite"), single, images, plate)]
-            halves.append((write_tables, out, plate, single))
+            halves.append((write_tables, out, plate, single, annotate_wells))
             self.map_parallel(_call, halves)
         self._exported = Exported(folder, folder_stamps(out), stamps, columns)
 
