@@ -184,6 +184,14 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
         help="plate: estimate a flat field per channel from the plate's images (the illumination step) and divide "
         "every image by it before measuring; none: measure the images as they are",
     )
+    parser.add(
+        "--platemap",
+        default=None,
+        help="the plate's plate map (TSV/CSV: well_position plus metadata columns, the profiling handbook's "
+        "platemap.txt), or a batch's barcode_platemap.csv (Assay_Plate_Barcode = the plate folder's name, "
+        "Plate_Map_Name -> platemap/<name>.txt beside it); its columns become Metadata_* columns of the image and "
+        "well tables and the profiles",
+    )
     parser.add("--min-cells", type=at_least(0), default=10, help="images with fewer cells are flagged as outliers")
     parser.add(
         "--score-feature",
@@ -291,6 +299,7 @@ def cell_analysis_jobs(args) -> list:
             focus_channel=args.nuclei_channel,
             scheme=scheme,
             raw_metadata=(args.input_folder, raw_scheme) if raw_scheme in METADATA_FORMATS else None,
+            platemap=args.platemap,
             input_pattern=pattern,
         ),
         "crop": lambda: CropCells(
@@ -300,7 +309,9 @@ def cell_analysis_jobs(args) -> list:
             scheme=scheme,
             input_pattern=pattern,
         ),
-        "export": lambda: ExportProfiles(cell_key=cell_key, scheme=scheme, input_pattern=pattern),
+        "export": lambda: ExportProfiles(
+            cell_key=cell_key, scheme=scheme, platemap=args.platemap, input_pattern=pattern
+        ),
         "qc": lambda: QualityControl(
             [f.strip() for f in args.qc_features.split(",") if f.strip()],
             channel=args.nuclei_channel,

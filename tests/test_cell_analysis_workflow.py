@@ -78,10 +78,13 @@ def test_export_matches_pycytominer(tmp_path):
 
     raw, folder = str(tmp_path / "raw"), str(tmp_path / "P9")
     write_demo_plate(raw, wells={"B02": 1.0, "B03": 2.0}, sites=2, shape=(160, 160), n_nuclei=15)
-    assert run(folder, raw, "--skip", "export_omezarr") == 0
+    platemap = tmp_path / "platemap.txt"
+    platemap.write_text("well_position\tpert_type\nB02\tcontrol\nB03\ttrt\n")
+    assert run(folder, raw, "--skip", "export_omezarr", "--platemap", str(platemap)) == 0
     out = os.path.join(folder, "P9_profiles")
     single = pd.read_parquet(os.path.join(out, "P9_single_cell.parquet"))
-    assert list(single.columns[:3]) == ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
+    assert list(single.columns[:4]) == ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_pert_type"]
+    assert dict(zip(single["Metadata_Well"], single["Metadata_pert_type"])) == {"B02": "control", "B03": "trt"}
     pd.testing.assert_frame_equal(pd.read_csv(os.path.join(out, "P9_single_cell.csv")), single, check_dtype=False)
     with open(os.path.join(out, "P9_single_cell.csv")) as f:
         assert f.readline().rstrip("\n") == ",".join(single.columns)  # a plain header, as pandas writes it
