@@ -26,6 +26,7 @@ STEPS = (
     "crop",
     "aggregate",
     "export",
+    "normalize",
     "qc",
     "export_omezarr",
     "upload",
@@ -71,7 +72,7 @@ def parse_steps(steps: str | None, skip: str | None) -> list[str]:
 
     Examples
     --------
-    >>> parse_steps(None, "export_omezarr,export,crop,qc,upload")
+    >>> parse_steps(None, "export_omezarr,export,normalize,crop,qc,upload")
     ['import', 'segment_nuclei', 'segment_cells', 'illumination', 'measure', 'aggregate']
     """
     chosen = [s.strip() for s in steps.split(",") if s.strip()] if steps else list(STEPS)
@@ -192,6 +193,18 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
         "Plate_Map_Name -> platemap/<name>.txt beside it); its columns become Metadata_* columns of the image and "
         "well tables and the profiles",
     )
+    parser.add(
+        "--normalize-method",
+        default="standardize",
+        choices=["standardize", "robustize", "mad_robustize"],
+        help="how the normalize step scales each feature (pycytominer's methods)",
+    )
+    parser.add(
+        "--normalize-samples",
+        default="all",
+        help="reference rows of the normalize step: all, or a query on the metadata columns such as "
+        "\"Metadata_control_type == 'negcon'\"",
+    )
     parser.add("--min-cells", type=at_least(0), default=10, help="images with fewer cells are flagged as outliers")
     parser.add(
         "--score-feature",
@@ -229,6 +242,7 @@ def cell_analysis_jobs(args) -> list:
     from .jobs.illumination import ILLUMINATION_FILE, EstimateIllumination
     from .jobs.importer import ImportImages
     from .jobs.measure import MeasureObjects
+    from .jobs.normalize import NormalizeProfiles
     from .jobs.omezarr import OmeZarrExport
     from .jobs.qc import QualityControl
     from .jobs.segmentation import SegmentCells, SegmentNucleiStarDist, SegmentNucleiThreshold
@@ -312,6 +326,7 @@ def cell_analysis_jobs(args) -> list:
         "export": lambda: ExportProfiles(
             cell_key=cell_key, scheme=scheme, platemap=args.platemap, input_pattern=pattern
         ),
+        "normalize": lambda: NormalizeProfiles(args.normalize_method, args.normalize_samples),
         "qc": lambda: QualityControl(
             [f.strip() for f in args.qc_features.split(",") if f.strip()],
             channel=args.nuclei_channel,
@@ -338,6 +353,8 @@ def cell_analysis_jobs(args) -> list:
         steps.remove("segment_cells")
     if "illumination" in steps and args.illumination_correction == "none":
         steps.remove("illumination")  # the default step list corrects only when told to
+    if "normalize" in steps and not args.platemap and not (args.steps and "normalize" in args.steps.split(",")):
+        steps.remove("normalize")  # the default step list normalizes plates with a plate map
     if "upload" in steps and not args.upload_to:
         if args.steps and "upload" in args.steps.split(","):
             raise ConfigError("--steps upload needs --upload-to s3://bucket/prefix")

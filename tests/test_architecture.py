@@ -104,7 +104,7 @@ LAYERS = [
     (
         "leaves",
         "_version errors log params capture progress oserrors config measure nucleus_size profiles profile_files "
-        "illumination "
+        "normalize illumination "
         "synthetic synthetic_geometry synthetic_nuclei state state.atomic state.stamps io.threads",
     ),
     ("names", "plate"),
@@ -120,7 +120,8 @@ LAYERS = [
     (
         "jobs",
         "jobs jobs.aggregate jobs.crops jobs.examples jobs.export jobs.importer jobs.measure jobs.omezarr jobs.qc "
-        "jobs.segmentation jobs.stardist_model jobs.upload jobs.illumination jobs.raw_files jobs.plate_cache",
+        "jobs.segmentation jobs.stardist_model jobs.upload jobs.illumination jobs.raw_files jobs.plate_cache "
+        "jobs.normalize",
     ),
     ("commands", "batchlib exits report demo script cell_analysis cli"),
 ]

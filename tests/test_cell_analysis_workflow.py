@@ -101,6 +101,12 @@ def test_export_matches_pycytominer(tmp_path):
         np.testing.assert_allclose(ours[f"median_{feature}"], theirs[feature], rtol=1e-9, err_msg=feature)
     wells = pd.read_parquet(os.path.join(out, "P9_well_profiles.parquet"))
     np.testing.assert_allclose(wells[features].to_numpy(), theirs[features].to_numpy(), rtol=1e-9)
+    # With a plate map the normalize step runs: pycytominer's normalize (standardize, all wells) on the profiles.
+    from pycytominer import normalize
+
+    normalized = pd.read_parquet(os.path.join(folder, "P9_normalized", "P9_normalized.parquet"))
+    reference = normalize(wells, features="infer", meta_features="infer", samples="all", method="standardize")
+    np.testing.assert_allclose(normalized[features].to_numpy(), reference[features].to_numpy(), rtol=1e-9, atol=1e-12)
     with sqlite3.connect(os.path.join(out, "P9.sqlite")) as db:
         tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
         assert tables == {"Image", "Nuclei", "Cells", "Cytoplasm"}

@@ -9,6 +9,7 @@ The layout is what the cytominer tools expect: tables ``Image``, ``Nuclei``,
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -195,8 +196,8 @@ class ExportProfiles(PlateMapOption, PlateJob):
             profiles = single_cell_profiles(concat_cells(frames), plate, numbers)
             return profiles if platemap is None else annotate(profiles, platemap, "Metadata_Well", "Metadata_Site")
 
-        def annotate_wells(wells: pd.DataFrame) -> pd.DataFrame:
-            return wells if platemap is None else annotate(wells, platemap, "Metadata_Well", "Metadata_Well")
+        # A partial of a module function, not a closure: with n_jobs > 1 it goes to a worker process.
+        annotate_wells = None if platemap is None else functools.partial(annotate_well_profiles, platemap=platemap)
 
         if platemap is not None:
             images = annotate(images, platemap, "Metadata_Well", "Metadata_Well", source=self._platemap_file)
@@ -219,6 +220,11 @@ class ExportProfiles(PlateMapOption, PlateJob):
             halves.append((write_tables, out, plate, single, annotate_wells))
             self.map_parallel(_call, halves)
         self._exported = Exported(folder, folder_stamps(out), stamps, columns)
+
+
+def annotate_well_profiles(wells: pd.DataFrame, platemap: pd.DataFrame) -> pd.DataFrame:
+    """Well profiles with the plate map's columns after ``Metadata_Well``."""
+    return annotate(wells, platemap, "Metadata_Well", "Metadata_Well")
 
 
 def _call(fn, *args):
