@@ -184,6 +184,8 @@ def bench_latency(n_images: int, every: float, size: int, settle: float, work: s
     latencies = sorted(seen[n] - written[n] for n in seen)
     target = settle + 2 * per_image
     worst = latencies[-1] if latencies else float("inf")
+    in_order = [round(seen[n] - written[n], 2) for n in names if n in seen]
+    print(f"latencies in the order written (s): {in_order}")
     print(
         f"latency, {n_images} images of {size}x{size} every {every:g} s, settle {settle:g} s: "
         f"median {latencies[len(latencies) // 2]:.2f} s, worst {worst:.2f} s; per-image time of a batch run "
