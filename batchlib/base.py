@@ -281,6 +281,14 @@ class BatchJob:
             return f"{path} was not written"
         return None
 
+    def warm_up(self) -> None:
+        """Load now what the first run would load (heavy imports, a model); by default nothing.
+
+        A watcher calls it once when it starts, before images arrive, so that
+        the first image waits no longer than the others; runs in the same
+        process reuse what it loaded (:meth:`worker_resource`).
+        """
+
     def worker_resource(self, name: str, factory: Callable[[], Any]) -> Any:
         """An object made by ``factory`` once per worker process and reused.
 

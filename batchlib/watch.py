@@ -296,6 +296,23 @@ class Watcher:
         self.results.update(results)
         self.options.run_options["force_recompute"] = False  # a forced recompute is done once, not every batch
 
+    def warm_up(self) -> None:
+        """Let each job load what its first run would (imports, a model), while nothing has arrived yet.
+
+        Only when the jobs run in this process (no worker pool, no dask): a
+        pool's workers load their own. A failing warm-up is only logged; the
+        job's run reports the problem where it belongs.
+        """
+        options = self.options.run_options
+        if options.get("executor") not in (None, "serial") or int(options.get("n_jobs") or 1) > 1:
+            return
+        for job, _ in self.jobs:
+            try:
+                job.warm_up()
+            except Exception as err:
+                why = f"{type(err).__name__}: {err}"
+                self.logger.warning("%s: warm-up failed (%s); its first run loads what it needs", job.name, why)
+
     def write_status(self, state: str, pending: dict) -> None:
         write_status(
             self.bookkeeping,
@@ -324,6 +341,7 @@ class Watcher:
         if self.options.poll is None:
             events = threading.Thread(target=self._events, name="batchlib-watch-events", daemon=True)
             events.start()
+        self.warm_up()
         state = "watching"
         try:
             state = self._loop()

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import tifffile
+from sample_jobs import CopyText
 
 from batchlib import run_workflow
 from batchlib.errors import FolderLockedError
@@ -210,3 +211,33 @@ def test_kill_9_at_any_point_then_restart_gives_the_batch_result(tmp_path, kill_
     got, want = image_table(str(folder)), image_table(str(batch))
     assert got["image_name"].tolist() == want["image_name"].tolist()
     np.testing.assert_allclose(got.select_dtypes("number"), want.select_dtypes("number"))
+
+
+class WarmedCopy(CopyText):
+    """CopyText that records when its warm-up and its runs happen (its warm-up fails with ``fail``)."""
+
+    def __init__(self, log: list, fail: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self._log, self._fail = log, fail
+
+    def warm_up(self):
+        self._log.append("warm_up")
+        if self._fail:
+            raise RuntimeError("no model here")
+
+    def run(self, input_files, output_files, **kwargs):
+        self._log.append("run")
+        super().run(input_files, output_files, **kwargs)
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["warm-up", "failing warm-up"])
+def test_the_watcher_warms_its_jobs_up_once_before_the_first_run(tmp_path, fail, caplog):
+    raw, folder = tmp_path / "raw", tmp_path / "W"
+    raw.mkdir()
+    (raw / "a.txt").write_text("1")
+    log: list = []
+    job = WarmedCopy(log, fail, input_folder=str(raw))
+    watch_workflow("W", str(folder), [job], input_folder=str(raw), settle=0.2, until_idle=0.5, progress=False)
+    assert log[:2] == ["warm_up", "run"] and log.count("warm_up") == 1
+    assert (folder / "a.out").exists()
+    assert ("warm-up failed" in caplog.text) == fail
