@@ -123,10 +123,15 @@ def well_feature_medians(cells: pd.DataFrame, features: Sequence[str], wells: li
 
 def well_table_from_medians(images: pd.DataFrame, medians: pd.DataFrame, score_feature: str | None) -> pd.DataFrame:
     """:func:`well_table` from the image table and each well's :func:`well_feature_medians`."""
-    wells = images.groupby("well_name", sort=True).agg(
-        n_images=("image_name", "size"), n_outlier_images=("is_outlier", "sum")
+    grouped = images.groupby("well_name", sort=True)
+    sums = grouped[["is_outlier", "n_cells"]].sum()  # one groupby: a named aggregation costs 3x (watch latency)
+    wells = pd.DataFrame(
+        {
+            "n_images": grouped.size(),
+            "n_outlier_images": sums["is_outlier"],
+            "n_cells": sums["n_cells"].astype(np.int64),
+        }
     )
-    wells["n_cells"] = images.groupby("well_name")["n_cells"].sum().reindex(wells.index).astype(np.int64)
     table = wells.join(medians)
     table["score"] = table[f"median_{score_feature}"] if score_feature else np.nan
     table["is_outlier"] = (table["n_outlier_images"] == table["n_images"]).astype(np.int64)
