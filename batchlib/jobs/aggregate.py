@@ -233,21 +233,31 @@ def concat_cells(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_name", "well_name"])
 
 
-def numeric_features(frames: list[pd.DataFrame]) -> list[str]:
+def numeric_features(frames: list[pd.DataFrame], schemas: dict | None = None) -> list[str]:
     """The feature columns of the cells of ``frames`` (numeric ones, in order of first appearance).
 
     The same as the numeric columns of ``concat_cells(frames)`` other than
-    the names and ``label_id``, without building that table.
+    the names and ``label_id``, without building that table. ``schemas``
+    keeps each frame's columns and types between calls (by the frame's
+    ``id``; a job passes the same dict while its cache holds the same frame
+    objects): reading them costs ~0.2 ms per frame, 0.15 s for a plate of 768.
     """
     columns: dict[str, bool] = {}
     seen = set()
+    known = {} if schemas is None else schemas
     for frame in frames:
-        schema = (tuple(frame.columns.tolist()), tuple(frame.dtypes.tolist()))
-        if schema in seen:  # the images of a plate nearly all have the same columns
+        schema = known.get(id(frame))
+        if schema is None or schema[0] is not frame:
+            schema = known[id(frame)] = (frame, tuple(frame.columns.tolist()), tuple(frame.dtypes.tolist()))
+        if schema[1:] in seen:  # the images of a plate nearly all have the same columns
             continue
-        seen.add(schema)
-        for name, dtype in zip(*schema):
+        seen.add(schema[1:])
+        for name, dtype in zip(schema[1], schema[2]):
             columns[name] = columns.get(name, True) and pd.api.types.is_numeric_dtype(dtype)
+    if schemas is not None:  # forget frames no longer asked for
+        wanted = {id(frame) for frame in frames}
+        for key in [k for k in schemas if k not in wanted]:
+            del schemas[key]
     return [c for c, numeric in columns.items() if numeric and c not in ("image_name", "well_name", "label_id")]
 
 
@@ -376,6 +386,7 @@ class AggregateTables(PlateMapOption, PlateJob):
         self._cache = CellCache()  # containers read by earlier runs of this job object (a watcher's)
         self._image_rows = GroupRows()  # each image's statistics, kept between those runs
         self._well_rows = GroupRows()  # each well's medians, kept between those runs
+        self._schemas: dict = {}  # each cached frame's columns and types (numeric_features)
         self.table_keys = cell_table_keys(cell_key, nuclei_key)
         super().__init__(
             input_pattern=input_pattern,
@@ -408,7 +419,8 @@ class AggregateTables(PlateMapOption, PlateJob):
         return parameters
 
     def __getstate__(self) -> dict:  # never ship what was read or computed to a worker
-        return {**vars(self), "_cache": CellCache(), "_image_rows": GroupRows(), "_well_rows": GroupRows()}
+        fresh = {"_cache": CellCache(), "_image_rows": GroupRows(), "_well_rows": GroupRows(), "_schemas": {}}
+        return {**vars(self), **fresh}
 
     def run(self, input_files, output_files, **kwargs):
         paths = sorted(input_files)
@@ -416,7 +428,7 @@ class AggregateTables(PlateMapOption, PlateJob):
         stamps = [self._cache.stamps[p] for p in paths]
         if self.focus_channel:
             names["focus_score"] = self._cache.get(image_focus, paths, (self.focus_channel,), self.map_parallel)
-        features = numeric_features(frames)
+        features = numeric_features(frames, self._schemas)
         image_names, well_names = names["image_name"].tolist(), names["well_name"].tolist()
         cells_of = dict(zip(image_names, frames))
         wells_of = dict(zip(image_names, well_names))
