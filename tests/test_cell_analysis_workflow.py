@@ -85,6 +85,9 @@ def test_export_matches_pycytominer(tmp_path):
     single = pd.read_parquet(os.path.join(out, "P9_single_cell.parquet"))
     assert list(single.columns[:4]) == ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_pert_type"]
     assert dict(zip(single["Metadata_Well"], single["Metadata_pert_type"])) == {"B02": "control", "B03": "trt"}
+    qc = os.path.join(folder, "P9_qc")
+    drawn = sorted(name for name in os.listdir(qc) if name.startswith("heatmap_n_cells"))
+    assert drawn == ["heatmap_n_cells.png", "heatmap_n_cells_control.png", "heatmap_n_cells_trt.png"]
     pd.testing.assert_frame_equal(pd.read_csv(os.path.join(out, "P9_single_cell.csv")), single, check_dtype=False)
     with open(os.path.join(out, "P9_single_cell.csv")) as f:
         assert f.readline().rstrip("\n") == ",".join(single.columns)  # a plain header, as pandas writes it

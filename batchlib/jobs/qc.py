@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
@@ -302,9 +303,22 @@ class QualityControl(PlateJob):
         How many images (spread over the plate) the overlay montage shows.
     channel : str
         Channel under the outlines.
+    control_column : str, optional
+        A plate-map column of the well table (``--platemap``) naming each
+        well's control type: each heatmap is also drawn once per type, with
+        only that type's wells (``heatmap_<feature>_<type>.png``). ``"auto"``:
+        ``Metadata_control_type``, else ``Metadata_pert_type``, if the table
+        has one; None: never.
     """
 
-    parameter_names: ClassVar[tuple[str, ...]] = ("features", "montage_images", "channel", "nuclei_key", "cell_key")
+    parameter_names: ClassVar[tuple[str, ...]] = (
+        "features",
+        "montage_images",
+        "channel",
+        "nuclei_key",
+        "cell_key",
+        "control_column",
+    )
 
     def __init__(
         self,
@@ -313,6 +327,7 @@ class QualityControl(PlateJob):
         channel: str = "nuclei",
         nuclei_key: str = "nucleus_segmentation",
         cell_key: str | None = "cell_segmentation",
+        control_column: str | None = "auto",
         input_pattern: str = "*.h5",
         identifier: str | None = None,
     ):
@@ -325,6 +340,36 @@ class QualityControl(PlateJob):
         self.features = list(features)
         self.montage_images = int(montage_images)
         self.channel, self.nuclei_key, self.cell_key = channel, nuclei_key, cell_key
+        self.control_column = control_column
+
+    def control_column_of(self, wells) -> str | None:
+        """The well-table column of control types this job draws by, or None."""
+        if self.control_column != "auto":
+            return self.control_column if self.control_column in wells else None
+        return next((c for c in ("Metadata_control_type", "Metadata_pert_type") if c in wells), None)
+
+    def control_heatmaps(self, wells, features: list[str], imaged: np.ndarray, out: str, plate: str) -> list[tuple]:
+        """One heatmap per feature and control type, only that type's wells coloured (others ``n/a``)."""
+        column = self.control_column_of(wells)
+        if column is None:
+            return []
+        kinds = sorted(str(kind) for kind in wells[column].dropna().unique())
+        heatmaps = []
+        for kind in kinds:
+            chosen = (wells[column].astype(str) == kind).to_numpy()
+            safe = re.sub(r"[^A-Za-z0-9._-]+", "_", kind)
+            for feature in features:
+                values = wells[feature].astype(float).where(chosen)
+                heatmaps.append(
+                    (
+                        os.path.join(out, f"heatmap_{feature}_{safe}.png"),
+                        plate_grid(wells["well_name"], values),
+                        f"{plate}: {feature}, {column.removeprefix('Metadata_')} = {kind}",
+                        imaged,
+                        is_count(feature),
+                    )
+                )
+        return heatmaps
 
     def run(self, input_files, output_files, **kwargs):
         from PIL import Image  # lighter than skimage.io, whose imageio plugins are slow to import
@@ -337,6 +382,7 @@ class QualityControl(PlateJob):
             with open_file(table_file, "r") as f:
                 wells = read_plate_table(f, "wells")
             imaged = imaged_grid(wells["well_name"])
+            features = [feature for feature in self.features if feature in wells]
             heatmaps = [
                 (
                     os.path.join(out, f"heatmap_{feature}.png"),
@@ -345,9 +391,9 @@ class QualityControl(PlateJob):
                     imaged,
                     is_count(feature),
                 )
-                for feature in self.features
-                if feature in wells
+                for feature in features
             ]
+            heatmaps += self.control_heatmaps(wells, features, imaged, out, plate)
             # With n_jobs > 1 the workers draw them, in parallel (and the driver need not import matplotlib).
             self.map_parallel(save_heatmap, heatmaps)
         inputs = sorted(input_files)

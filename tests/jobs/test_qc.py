@@ -160,3 +160,22 @@ def test_job_draws_labelled_montage_and_heatmaps_with_blank_wells(tmp_path):
         np.testing.assert_array_equal(png, np.asarray(fig.canvas.buffer_rgba())[..., :3])
         texts = {t.get_text() for t in fig.axes[0].texts}
         assert texts == ({"0", "240", "239"} if counts else {"n/a", "1", "1.01"})
+
+
+def test_a_heatmap_per_control_type_colours_only_that_types_wells(tmp_path):
+    from batchlib.jobs.qc import QualityControl, imaged_grid
+
+    wells = pd.DataFrame(
+        {
+            "well_name": ["A01", "A02", "B01", "B02"],
+            "Metadata_control_type": ["negcon", "trt", "negcon", None],
+            "n_cells": [10, 20, 30, 40],
+        }
+    )
+    imaged = imaged_grid(wells["well_name"])
+    drawn = QualityControl().control_heatmaps(wells, ["n_cells"], imaged, str(tmp_path), "P1")
+    by_name = {path.rsplit("/", 1)[-1]: grid for path, grid, *_ in drawn}
+    assert sorted(by_name) == ["heatmap_n_cells_negcon.png", "heatmap_n_cells_trt.png"]
+    negcon = by_name["heatmap_n_cells_negcon.png"]
+    assert negcon[0, 0] == 10 and negcon[1, 0] == 30 and np.isnan(negcon[0, 1]) and np.isnan(negcon[1, 1])
+    assert QualityControl(control_column=None).control_heatmaps(wells, ["n_cells"], imaged, str(tmp_path), "P1") == []
