@@ -90,7 +90,9 @@ def folder_status(folder: str | os.PathLike) -> dict:
 
     bookkeeping = str(bookkeeping_folder(folder))
     jobs = {name: job_counts(ledger, name, p, bookkeeping) for name, p in plans.items()}
-    return {"folder": folder, "lock": lock, "jobs": jobs, "watch": watch_state(folder)}
+    from .batch import batch_status
+
+    return {"folder": folder, "lock": lock, "jobs": jobs, "watch": watch_state(folder), "batch": batch_status(folder)}
 
 
 def _describe_lock(lock: dict | None) -> str:
@@ -115,6 +117,16 @@ def format_status(status: dict) -> str:
         )
     elif watch:
         lines.append(f"watch:  not watched ({watch.get('state')} at {watch.get('updated')})")
+    batch = status.get("batch")
+    if batch:
+        steps = batch["batch_steps"]
+        lines.append(f"batch:  {len(batch['plates'])} plate(s) with profiles, last run {batch['updated']}")
+        for plate, result in batch["plates"].items():
+            failed = f", normalize failed: {'; '.join(result['failed'].values())}" if result["failed"] else ""
+            lines.append(f"  {plate}: normalized {result['processed']} time(s) in that run{failed}")
+        if batch["plates_without_export"]:
+            lines.append(f"  without profiles yet: {', '.join(batch['plates_without_export'])}")
+        lines.append(f"  feature selection and consensus: {steps['action']} ({steps['why']})")
     jobs = status["jobs"]
     width = max([len(n) for n in jobs] + [3])
     lines.append(f"{'job':<{width}}  {'done':>7} {'failed':>7} {'invalid':>7} {'pending':>7}  state")

@@ -123,7 +123,7 @@ LAYERS = [
         "jobs.segmentation jobs.stardist_model jobs.upload jobs.illumination jobs.raw_files jobs.plate_cache "
         "jobs.normalize",
     ),
-    ("commands", "batchlib exits report demo script cell_analysis cli"),
+    ("commands", "batchlib exits report demo script cell_analysis cli batch"),
 ]
 
 
