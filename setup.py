@@ -31,6 +31,7 @@ CORE = [
     "pillow>=9",
     "boto3>=1.28",
     "watchfiles>=0.21",
+    "copairs>=0.5",  # replicate retrieval mAP of a batch's profiles
 ]
 STARDIST = ["stardist>=0.9.1", "csbdeep>=0.8"]
 

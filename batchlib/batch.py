@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 
 from .consensus import consensus_profiles
 from .errors import ConfigError
 from .feature_select import read_blocklist, select_features
 from .log import get_logger
-from .profile_files import write_parquet
+from .profile_files import write_csv, write_parquet
 from .state import BOOKKEEPING_FOLDER
 from .state.atomic import atomic_path, atomic_write
 from .state.lock import FolderLock
@@ -58,6 +60,7 @@ class BatchOptions:
     blocklist: str | None = None
     consensus_by: tuple[str, ...] = ("Metadata_Well",)
     consensus_operation: str = "median"
+    replicate_map: bool = True
 
 
 def batch_plates(batch: str) -> tuple[list[str], list[str]]:
@@ -177,7 +180,75 @@ def write_batch_outputs(batch: str, name: str, plates: list[str], options: Batch
     atomic_write(os.path.join(batch, f"{name}_dropped_features.txt"), "".join(f"{f}\n" for f in dropped))
     with atomic_path(os.path.join(batch, f"{name}_consensus.parquet")) as tmp:
         write_parquet(consensus, str(tmp))
+    if options.replicate_map:
+        scores = replicate_map(selected, list(options.consensus_by))
+        with atomic_path(os.path.join(batch, f"{name}_map.csv")) as tmp:
+            write_csv(scores, str(tmp))
+        with atomic_path(os.path.join(batch, f"{name}_map.png")) as tmp:
+            save_map_plot(scores, list(options.consensus_by), f"{name}: replicate retrieval", str(tmp))
     return dropped
+
+
+def replicate_map(profiles: pd.DataFrame, by: list[str], null_size: int = 10000, seed: int = 0) -> pd.DataFrame:
+    """Replicate retrieval mean average precision per group of ``by`` (a treatment), with copairs.
+
+    Each profile ranks all others by cosine similarity; its replicates (the
+    same values of ``by``) should come before the profiles of other groups.
+    The mAP of a group is the mean of its profiles' average precisions; its
+    p-value comes from ``null_size`` random rankings (copairs), corrected for
+    the number of groups (``corrected_p_value``, ``below_corrected_p`` at
+    0.05). Missing feature values count as 0 (the reference's centre after
+    normalization).
+    """
+    from copairs.map import average_precision, mean_average_precision
+
+    from .normalize import FEATURE_PREFIXES
+
+    features = [c for c in profiles.columns if c.startswith(FEATURE_PREFIXES)]
+    meta = profiles[by].astype(str).reset_index(drop=True)
+    values = np.array(profiles[features].to_numpy(dtype=float, na_value=float("nan")))  # a writable copy
+    values[~np.isfinite(values)] = 0.0
+    with warnings.catch_warnings(), _quiet_progress():
+        warnings.simplefilter("ignore")
+        precisions = average_precision(meta, values, pos_sameby=by, pos_diffby=[], neg_sameby=[], neg_diffby=by)
+        scores = mean_average_precision(precisions, sameby=by, null_size=null_size, threshold=0.05, seed=seed)
+    columns = ["mean_average_precision", "p_value", "corrected_p_value", "below_p", "below_corrected_p"]
+    return scores[[*by, *columns]].sort_values(by).reset_index(drop=True)
+
+
+def save_map_plot(scores: pd.DataFrame, by: list[str], title: str, path: str) -> None:
+    """A bar per group: its mAP, dark where significant (corrected p < 0.05)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ordered = scores.sort_values("mean_average_precision", ascending=False)
+    labels = [" / ".join(str(v) for v in row) for row in ordered[by].itertuples(index=False)]
+    colours = ["#1b6ca8" if hit else "#b8c7d6" for hit in ordered["below_corrected_p"]]
+    figure, axes = plt.subplots(figsize=(max(4.0, 0.35 * len(labels) + 1.5), 3.5))
+    axes.bar(range(len(labels)), ordered["mean_average_precision"], color=colours)
+    axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("mAP (replicate retrieval)")
+    axes.set_title(f"{title}; dark: corrected p < 0.05", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=120)
+    plt.close(figure)
+
+
+class _quiet_progress:
+    """copairs draws tqdm bars on stderr; a batch run shows its own summary instead."""
+
+    def __enter__(self):
+        import contextlib
+        import io
+
+        self._redirect = contextlib.redirect_stderr(io.StringIO())
+        self._redirect.__enter__()
+
+    def __exit__(self, *exc):
+        self._redirect.__exit__(*exc)
 
 
 def batch_status(batch: str | os.PathLike) -> dict | None:

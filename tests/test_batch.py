@@ -79,6 +79,9 @@ def test_a_batch_equals_pycytominer_and_reruns_only_what_changed(batch):
     dropped = (batch / "B1_dropped_features.txt").read_text().split()
     assert "Cells_Intensity_Constant" in dropped and len(dropped) == 2  # the constant and one of the pair
     pd.testing.assert_frame_equal(pd.read_parquet(batch / "B1_consensus.parquet"), theirs, check_dtype=False)
+    scores = pd.read_csv(batch / "B1_map.csv")
+    assert sorted(scores["Metadata_broad_sample"]) == ["BRD-1", "BRD-2", "DMSO"]
+    assert scores["mean_average_precision"].between(0, 1).all() and (batch / "B1_map.png").stat().st_size > 0
     # Nothing changed: no plate normalized again, the batch steps skipped.
     again = run_profiling_batch(batch, OPTIONS)
     assert all(s["processed"] == 0 for s in again["plates"].values())
@@ -149,3 +152,22 @@ def test_the_batch_script_and_batchlib_status(batch, tmp_path):
         [sys.executable, script, "-c", str(config), "--consensus-by", "Metadata_dose"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "Metadata_dose" in bad.stderr
+
+
+def test_replicate_map_finds_treatments_with_a_signal_and_not_those_without():
+    from batchlib.batch import replicate_map
+
+    rng = np.random.default_rng(3)
+    rows, samples = [], []
+    signatures = {"strong-1": rng.normal(0, 3, 12), "strong-2": rng.normal(0, 3, 12), "none": np.zeros(12)}
+    for _plate in range(4):  # replicates on 4 plates
+        for sample, signature in signatures.items():
+            for _ in range(2):
+                rows.append(signature + rng.normal(0, 1, 12))
+                samples.append(sample)
+    profiles = pd.DataFrame(np.array(rows), columns=[f"Cells_F{k}" for k in range(12)])
+    profiles.insert(0, "Metadata_broad_sample", samples)
+    scores = replicate_map(profiles, ["Metadata_broad_sample"], null_size=2000).set_index("Metadata_broad_sample")
+    assert scores.loc[["strong-1", "strong-2"], "mean_average_precision"].min() > 0.9
+    assert scores.loc[["strong-1", "strong-2"], "below_corrected_p"].all()
+    assert scores.loc["none", "mean_average_precision"] < 0.6 and not scores.loc["none", "below_corrected_p"]
