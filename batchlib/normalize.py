@@ -130,3 +130,56 @@ def normalize_profiles(
         centre, scale = column_scaling(values[reference], method)
         normalized[feature] = (values - centre) / scale
     return profiles.assign(**normalized)
+
+
+def normalize_parquet(
+    source: str,
+    destination: str,
+    method: str = "standardize",
+    samples: str = "all",
+    features: list[str] | None = None,
+    option: str = "samples",
+    columns_per_pass: int = 32,
+    rows_per_batch: int = 65536,
+) -> None:
+    """:func:`normalize_profiles` from one Parquet file to another, in bounded memory.
+
+    The statistics are computed a few feature columns at a time (pass 1),
+    then the rows are normalized and written a batch at a time (pass 2): the
+    memory held is the metadata columns, ``columns_per_pass`` columns and
+    one batch of rows, not the table (1M cells x 500 features: 4 GB). The
+    values are those of :func:`normalize_profiles` (the same arithmetic per
+    value); feature columns are written as float64.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if method not in METHODS:
+        raise ConfigError(f"normalization method must be one of {', '.join(METHODS)}; got {method!r}")
+    parquet = pq.ParquetFile(source)
+    names = parquet.schema_arrow.names
+    features = features if features is not None else [c for c in names if c.startswith(FEATURE_PREFIXES)]
+    chosen = set(features)
+    metadata = [c for c in names if c not in chosen]
+    reference = reference_rows(parquet.read(columns=metadata).to_pandas(), samples, option)
+    scaling: dict[str, tuple[float, float]] = {}
+    for start in range(0, len(features), columns_per_pass):
+        chunk = features[start : start + columns_per_pass]
+        table = parquet.read(columns=chunk)
+        for name in chunk:
+            values = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+            scaling[name] = column_scaling(values[reference], method)
+    fields = [pa.field(f.name, pa.float64()) if f.name in chosen else f for f in parquet.schema_arrow]
+    schema = pa.schema(fields, metadata=parquet.schema_arrow.metadata)
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    with pq.ParquetWriter(destination, schema, use_dictionary=text) as writer:
+        for batch in parquet.iter_batches(batch_size=rows_per_batch):
+            columns = []
+            for field in schema:
+                column = batch.column(field.name)
+                if field.name in chosen:
+                    centre, scale = scaling[field.name]
+                    values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+                    column = pa.array((values - centre) / scale, type=pa.float64())
+                columns.append(column)
+            writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=schema))

@@ -72,3 +72,16 @@ def test_the_normalize_step_writes_both_levels_from_the_export(tmp_path):
     assert run_job(NormalizeProfiles("mad_robustize", csv=True), folder).processed == 0  # up to date
     failed = run_job(NormalizeProfiles(samples="Metadata_Well == 'Z99'"), folder, ignore_failed_outputs=True)
     assert failed.failed == 1 and "--normalize-samples" in " ".join(map(str, failed.failed_files.values()))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_normalize_parquet_streams_to_the_same_values(tmp_path, method):
+    from batchlib.normalize import normalize_parquet
+
+    table = profiles(n=2000)
+    source, target = tmp_path / "cells.parquet", tmp_path / "normalized.parquet"
+    table.to_parquet(source, index=False)
+    samples = "Metadata_control_type == 'negcon'"
+    normalize_parquet(str(source), str(target), method, samples, columns_per_pass=2, rows_per_batch=300)
+    expected = normalize_profiles(table, method, samples)
+    pd.testing.assert_frame_equal(pd.read_parquet(target), expected, check_exact=True, check_dtype=False)
