@@ -34,7 +34,8 @@ def test_status_json_shape(plate, capsys):
     write_inputs(raw, 2, start=6)  # new since the run: pending
     assert main(["status", folder, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert set(status) == {"folder", "lock", "jobs", "watch"} and status["watch"] is None
+    assert set(status) == {"folder", "lock", "jobs", "watch", "batch"} and status["watch"] is None
+    assert status["batch"] is None
     assert status["folder"] == os.path.abspath(folder) and status["lock"] is None
     assert list(status["jobs"]) == ["CopyText", "ImportText", "Scale"]
     for counts in status["jobs"].values():

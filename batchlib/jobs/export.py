@@ -1,8 +1,9 @@
 """Export per-plate profiles: a SQLite backend, single-cell and per-well tables as CSV and Parquet.
 
 The layout is what the cytominer tools expect: tables ``Image``, ``Nuclei``,
-``Cells``, ``Cytoplasm`` keyed by ``ImageNumber`` / ``ObjectNumber``, with
-``Metadata_Plate``, ``Metadata_Well``, ``Metadata_Site``; feature columns
+``Cells``, ``Cytoplasm`` keyed by ``TableNumber`` / ``ImageNumber`` /
+``ObjectNumber``, the ``Image`` table with ``Metadata_Plate``,
+``Metadata_Well``, ``Metadata_Site``; feature columns
 ``<Compartment>_<Category>_<Feature>[_<Channel>]``. The files are written by
 :mod:`batchlib.profile_files`.
 """
@@ -81,7 +82,7 @@ def column_types(*tables: pd.DataFrame) -> tuple:
 
 
 def export_action(
-    previous: Exported | None, images: dict[str, str | None], on_disk: dict[str, str], columns: tuple
+    previous: Exported | None, folder: str, images: dict[str, str | None], on_disk: dict[str, str], columns: tuple
 ) -> tuple[str, str]:
     """Whether the export can be extended with the new images' rows (``APPEND``) or is written whole (``REWRITE``).
 
@@ -94,6 +95,8 @@ def export_action(
     ----------
     previous : Exported or None
         What the job object wrote last (None: nothing yet, e.g. a new process).
+    folder : str
+        The export folder to write.
     images : dict
         Stat stamp of each image's container, in sorted order of the images.
     on_disk : dict
@@ -109,13 +112,15 @@ def export_action(
     Examples
     --------
     >>> before = Exported("P1_profiles", {"P1.sqlite": "1:1"}, {"a": "1:1"}, ())
-    >>> export_action(before, {"a": "1:1", "b": "1:2"}, {"P1.sqlite": "1:1"}, ())
+    >>> export_action(before, "P1_profiles", {"a": "1:1", "b": "1:2"}, {"P1.sqlite": "1:1"}, ())
     ('append', '1 new image(s)')
-    >>> export_action(before, {"0": "1:2", "a": "1:1"}, {"P1.sqlite": "1:1"}, ())[0]
+    >>> export_action(before, "P1_profiles", {"0": "1:2", "a": "1:1"}, {"P1.sqlite": "1:1"}, ())[0]
     'rewrite'
     """
     if previous is None:
         return REWRITE, "no export written by this job object yet"
+    if folder != previous.folder:
+        return REWRITE, f"its last export was {previous.folder}"
     if on_disk != previous.files:
         return REWRITE, "the export folder is not the one this job object wrote"
     old = list(previous.images)
@@ -205,7 +210,7 @@ class ExportProfiles(PlateMapOption, PlateJob):
         is_new = ~names["image_name"].isin(list(previous.images) if previous else []).to_numpy()
         new_frames = [frame for frame, new in zip(frames, is_new) if new] or [frame.iloc[:0] for frame in frames[:1]]
         new_cells = profiles_of(new_frames)
-        action, why = export_action(previous, stamps, folder_stamps(folder), column_types(new_cells, images))
+        action, why = export_action(previous, folder, stamps, folder_stamps(folder), column_types(new_cells, images))
         logger.debug("%s %s: %s", action, folder, why)
         self._last_action = action
         if action == APPEND:
