@@ -43,16 +43,10 @@ def low_variance(values: pd.DataFrame, min_variance: float = 1e-6) -> list[str]:
     """
     if min_variance < 0:
         raise ConfigError(f"min_variance must be at least 0; got {min_variance}")
-    array = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: NaN variance, excluded
-        variances = np.nanvar(array, axis=0)
-        if min_variance == 0:  # scikit-learn compares the peak-to-peak range too
-            variances = np.nanmin(np.array([variances, np.ptp(array, axis=0)]), axis=0)
-    keep = variances > min_variance
-    if len(keep) and not keep.any():
+    dropped = _low_variance_columns(values, min_variance)
+    if len(values.columns) and len(dropped) == len(values.columns):
         raise ConfigError(f"no feature has a variance above min_variance {min_variance:g}: every feature would go")
-    return [c for c, kept in zip(values.columns, keep) if not kept]
+    return dropped
 
 
 def mostly_missing(values: pd.DataFrame, cutoff: float = 0.05) -> list[str]:
@@ -87,12 +81,7 @@ def correlated(values: pd.DataFrame, threshold: float = 0.9, method: str = "pear
         matrix = np.corrcoef(array.T)  # what pycytominer computes when nothing is missing
     else:
         matrix = values.astype(np.float64).corr(method=method).to_numpy()
-    columns = list(values.columns)
-    # Rank of each feature by its summed absolute correlation, in the order pandas' sort_values gives.
-    rank = pd.Series(np.abs(matrix).sum(axis=0), index=columns).sort_values().index.get_indexer(columns)
-    rows, cols = np.nonzero(np.tril(matrix > threshold, k=-1))
-    excluded = {columns[a] if rank[a] > rank[b] else columns[b] for a, b in zip(rows, cols)}
-    return [c for c in columns if c in excluded]
+    return _correlated_from(matrix, list(values.columns), threshold)
 
 
 def read_blocklist(path: str) -> list[str]:
@@ -153,3 +142,149 @@ def select_features(
         else:
             excluded.update(set(blocklist) & set(left))
     return [c for c in profiles.columns if c in excluded]
+
+
+def select_features_parquet(
+    path: str,
+    operations: Sequence[str] = ("variance_threshold",),
+    samples: str = "all",
+    features: list[str] | None = None,
+    min_variance: float = 1e-6,
+    na_cutoff: float = 0.05,
+    corr_threshold: float = 0.9,
+    blocklist: Sequence[str] = (),
+    rows_per_batch: int = 16384,
+    columns_per_pass: int = 32,
+) -> list[str]:
+    """:func:`select_features` on a Parquet file, in bounded memory and without a pairwise loop.
+
+    Per-feature statistics are read a few columns at a time; the Pearson
+    correlations are sums accumulated over batches of rows with matrix
+    products, pairwise-complete as pandas' ``DataFrame.corr`` computes them
+    where values are missing (which pycytominer then uses: one pair at a
+    time, minutes for 1M cells x 500 features). Only the memory of a batch
+    of rows and a features x features matrix is held. The correlations
+    equal pandas' to about 1e-12 (1e-9 for a feature whose mean is a
+    million times its spread: both lose digits subtracting it), so a pair is
+    decided differently only if its correlation lies that close to the
+    threshold, or two features tie exactly in their sums of correlations
+    (duplicated features). Pearson only.
+    """
+    import pyarrow.parquet as pq
+
+    unknown = [op for op in operations if op not in OPERATIONS]
+    if unknown:
+        raise ConfigError(f"feature selection operations must be among {', '.join(OPERATIONS)}; got {unknown}")
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    features = features if features is not None else [c for c in names if c.startswith(FEATURE_PREFIXES)]
+    metadata = parquet.read(columns=[c for c in names if c not in set(features)]).to_pandas()
+    reference = reference_rows(metadata, samples, "feature selection samples")
+    excluded: set[str] = set()
+    for operation in operations:
+        left = [f for f in features if f not in excluded]
+        if operation == "blocklist":
+            excluded.update(set(blocklist) & set(left))
+        elif operation == "correlation_threshold":
+            if not 0 <= corr_threshold <= 1:
+                raise ConfigError(f"corr_threshold must be between 0 and 1; got {corr_threshold}")
+            matrix = _streamed_correlation(parquet, left, reference, rows_per_batch)
+            excluded.update(_correlated_from(matrix, left, corr_threshold))
+        else:
+            for start in range(0, len(left), columns_per_pass):
+                chunk = left[start : start + columns_per_pass]
+                table = parquet.read(columns=chunk).to_pandas()[reference]
+                if operation == "variance_threshold":
+                    excluded.update(_low_variance_columns(table, min_variance))
+                else:
+                    excluded.update(mostly_missing(table, na_cutoff))
+            if operation == "variance_threshold" and left and set(left) <= excluded:
+                raise ConfigError(f"no feature has a variance above min_variance {min_variance:g}: all would go")
+    return [c for c in names if c in excluded]
+
+
+def _low_variance_columns(values: pd.DataFrame, min_variance: float) -> list[str]:
+    """The columns :func:`low_variance` drops (without its check that some feature is left)."""
+    array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: NaN variance, excluded
+        variances = np.nanvar(array, axis=0)
+        if min_variance == 0:  # scikit-learn compares the peak-to-peak range too
+            variances = np.nanmin(np.array([variances, np.ptp(array, axis=0)]), axis=0)
+    return [c for c, kept in zip(values.columns, variances > min_variance) if not kept]
+
+
+def _correlated_from(matrix: np.ndarray, columns: list[str], threshold: float) -> list[str]:
+    """Of each pair above ``threshold`` in a correlation matrix, the feature with the larger sum of |correlations|."""
+    # pandas' abs().sum() leaves NaN out; sort_values puts the ranks in the order pycytominer uses.
+    rank = pd.Series(np.nansum(np.abs(matrix), axis=0), index=columns).sort_values().index.get_indexer(columns)
+    with np.errstate(invalid="ignore"):
+        rows, cols = np.nonzero(np.tril(matrix > threshold, k=-1))
+    excluded = {columns[a] if rank[a] > rank[b] else columns[b] for a, b in zip(rows, cols)}
+    return [c for c in columns if c in excluded]
+
+
+def _batches(parquet, columns: list[str], reference: np.ndarray, rows_per_batch: int):
+    """The reference rows of ``columns`` as float64 matrices, a batch of rows at a time."""
+    offset = 0
+    for batch in parquet.iter_batches(batch_size=rows_per_batch, columns=columns):
+        n = batch.num_rows
+        matrix = (
+            np.column_stack([batch.column(name).to_numpy(zero_copy_only=False).astype(np.float64) for name in columns])
+            if columns
+            else np.empty((n, 0))
+        )
+        yield matrix[reference[offset : offset + n]]
+        offset += n
+
+
+def _streamed_correlation(parquet, columns: list[str], reference: np.ndarray, rows_per_batch: int) -> np.ndarray:
+    """Pearson correlations of ``columns`` over the reference rows, pairwise-complete, from sums over row batches.
+
+    One pass. Values are shifted by each column's mean in the first batch
+    that has values of it before summing, so that the sums of products do
+    not lose precision to large means. Pairs involving a column with a
+    missing value in a batch take thin extra products; the rest one
+    ``z.T @ z``.
+    """
+    size = len(columns)
+    shift = np.full(size, np.nan)
+    low, high = np.full(size, np.inf), np.full(size, -np.inf)
+    pairs = np.zeros((size, size))  # rows where both are present
+    sums = np.zeros((size, size))  # [i, j]: sum of z_i where j is present too
+    squares = np.zeros((size, size))  # [i, j]: sum of z_i**2 where j is present too
+    products = np.zeros((size, size))
+    for matrix in _batches(parquet, columns, reference, rows_per_batch):
+        finite = np.isfinite(matrix)
+        unset = np.isnan(shift) & finite.any(axis=0)
+        if unset.any():  # a column's first values: its shift (nothing was summed for it before)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                shift[unset] = np.nanmean(np.where(finite, matrix, np.nan), axis=0)[unset]
+        low = np.minimum(low, np.where(finite, matrix, np.inf).min(axis=0, initial=np.inf))
+        high = np.maximum(high, np.where(finite, matrix, -np.inf).max(axis=0, initial=-np.inf))
+        z = np.where(finite, matrix - np.nan_to_num(shift), 0.0)
+        products += z.T @ z
+        gaps = np.flatnonzero(~finite.all(axis=0))  # columns with a missing value in this batch
+        full = np.setdiff1d(np.arange(size), gaps)
+        # Pairs of two complete columns: every row counts.
+        pairs[np.ix_(full, full)] += len(z)
+        column_sums, column_squares = z.sum(axis=0), (z * z).sum(axis=0)
+        sums[:, full] += column_sums[:, None]
+        squares[:, full] += column_squares[:, None]
+        if len(gaps):  # pairs with a gappy column: only the rows where it is present
+            present = finite[:, gaps].astype(np.float64)
+            counted = finite.astype(np.float64).T @ present  # size x gaps: rows where both are present
+            pairs[:, gaps] += counted
+            pairs[np.ix_(gaps, full)] += counted[full].T
+            sums[:, gaps] += z.T @ present
+            squares[:, gaps] += (z * z).T @ present
+    with np.errstate(all="ignore"):
+        covariance = products - sums * sums.T / pairs
+        var_i = squares - sums**2 / pairs
+        correlation = covariance / np.sqrt(var_i * var_i.T)
+    correlation[pairs < 2] = np.nan
+    constant = low >= high  # no variance (or no value): NaN, as pandas gives, not rounding noise
+    correlation[constant, :] = np.nan
+    correlation[:, constant] = np.nan
+    return np.clip(correlation, -1.0, 1.0)

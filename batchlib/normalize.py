@@ -140,7 +140,7 @@ def normalize_parquet(
     features: list[str] | None = None,
     option: str = "samples",
     columns_per_pass: int = 32,
-    rows_per_batch: int = 65536,
+    rows_per_batch: int = 16384,
 ) -> None:
     """:func:`normalize_profiles` from one Parquet file to another, in bounded memory.
 

@@ -7,8 +7,8 @@ Then, each in a fresh process (its peak resident memory read from the
 kernel when it ends), on the same file:
 
 - batchlib: ``normalize_parquet`` (standardize over all cells, streamed to a
-  new Parquet file), then ``select_features`` (variance, correlation,
-  missing values) on the normalized cells;
+  new Parquet file), then ``select_features_parquet`` (variance,
+  correlation, missing values; streamed too) on the normalized cells;
 - pycytominer: ``normalize`` (the same settings) on the table read with
   pandas, then ``feature_select`` with the same operations.
 
@@ -35,14 +35,13 @@ OPERATIONS = ["variance_threshold", "correlation_threshold", "drop_na_columns"]
 
 OURS = """
 import json, sys, time
-import pandas as pd
 from batchlib.normalize import normalize_parquet
-from batchlib.feature_select import select_features
+from batchlib.feature_select import select_features_parquet
 source, target = sys.argv[1], sys.argv[2]
 start = time.perf_counter()
 normalize_parquet(source, target)
 normalized = time.perf_counter()
-dropped = select_features(pd.read_parquet(target), {operations})
+dropped = select_features_parquet(target, {operations})
 print(json.dumps({{"normalize": normalized - start, "select": time.perf_counter() - normalized, "dropped": dropped}}))
 """
 

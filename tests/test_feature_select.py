@@ -90,3 +90,36 @@ def test_consensus_equals_pycytominer(operation):
         theirs = consensus(table, replicate_columns=replicates, operation=operation, features="infer")
     ours = consensus_profiles(table, replicates, operation)
     pd.testing.assert_frame_equal(ours, theirs, check_dtype=False, rtol=1e-12)
+
+
+@pytest.mark.parametrize("operations, samples, options", [c for c in CASES if "corr_method" not in c[2]])
+def test_select_features_parquet_drops_the_same_features(tmp_path, operations, samples, options):
+    from batchlib.feature_select import select_features_parquet
+
+    table = profiles()
+    path = tmp_path / "cells.parquet"
+    table.to_parquet(path, index=False)
+    streamed = select_features_parquet(str(path), operations, samples, rows_per_batch=70, columns_per_pass=3, **options)
+    assert streamed == select_features(table, operations, samples, **options)
+
+
+def test_streamed_correlations_equal_pandas_pairwise_complete_ones(tmp_path):
+    import pyarrow.parquet as pq
+
+    from batchlib.feature_select import _streamed_correlation
+
+    table = profiles()
+    table["Nuclei_Texture_Other"] = np.where(
+        np.arange(len(table)) % 3 == 0, np.nan, table["Cells_AreaShape_Area"] + 1e6
+    )
+    path = tmp_path / "cells.parquet"
+    table.to_parquet(path, index=False)
+    columns = [c for c in table.columns if not c.startswith("Metadata_")]
+    ours = _streamed_correlation(pq.ParquetFile(path), columns, np.ones(len(table), bool), rows_per_batch=64)
+    theirs = table[columns].astype(float).corr().to_numpy()
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))  # the constant feature: NaN
+    # A feature 1e6 from zero with a spread of 1 loses digits to the subtraction, in pandas too.
+    offset = columns.index("Nuclei_Texture_Other")
+    plain = [k for k in range(len(columns)) if k != offset]
+    np.testing.assert_allclose(ours[np.ix_(plain, plain)], theirs[np.ix_(plain, plain)], atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9, equal_nan=True)
