@@ -180,26 +180,33 @@ def select_features_parquet(
     features = features if features is not None else [c for c in names if c.startswith(FEATURE_PREFIXES)]
     metadata = parquet.read(columns=[c for c in names if c not in set(features)]).to_pandas()
     reference = reference_rows(metadata, samples, "feature selection samples")
+    if min_variance < 0 or not 0 <= na_cutoff <= 1 or not 0 <= corr_threshold <= 1:
+        raise ConfigError(
+            f"min_variance must be at least 0, na_cutoff and corr_threshold between 0 and 1; got {min_variance}, "
+            f"{na_cutoff}, {corr_threshold}"
+        )
+    # Each feature's own statistics in one pass (they do not depend on the other features).
+    low, missing = set(), set()
+    if {"variance_threshold", "drop_na_columns"} & set(operations):
+        for start in range(0, len(features), columns_per_pass):
+            chunk = features[start : start + columns_per_pass]
+            table = parquet.read(columns=chunk).to_pandas()[reference]
+            low.update(_low_variance_columns(table, min_variance))
+            missing.update(mostly_missing(table, na_cutoff))
     excluded: set[str] = set()
     for operation in operations:
         left = [f for f in features if f not in excluded]
         if operation == "blocklist":
             excluded.update(set(blocklist) & set(left))
         elif operation == "correlation_threshold":
-            if not 0 <= corr_threshold <= 1:
-                raise ConfigError(f"corr_threshold must be between 0 and 1; got {corr_threshold}")
             matrix = _streamed_correlation(parquet, left, reference, rows_per_batch)
             excluded.update(_correlated_from(matrix, left, corr_threshold))
+        elif operation == "drop_na_columns":
+            excluded.update(missing & set(left))
         else:
-            for start in range(0, len(left), columns_per_pass):
-                chunk = left[start : start + columns_per_pass]
-                table = parquet.read(columns=chunk).to_pandas()[reference]
-                if operation == "variance_threshold":
-                    excluded.update(_low_variance_columns(table, min_variance))
-                else:
-                    excluded.update(mostly_missing(table, na_cutoff))
-            if operation == "variance_threshold" and left and set(left) <= excluded:
+            if left and set(left) <= low:
                 raise ConfigError(f"no feature has a variance above min_variance {min_variance:g}: all would go")
+            excluded.update(low & set(left))
     return [c for c in names if c in excluded]
 
 

@@ -10,12 +10,18 @@ kernel when it ends), on the same file:
   new Parquet file), then ``select_features_parquet`` (variance,
   correlation, missing values; streamed too) on the normalized cells;
 - pycytominer: ``normalize`` (the same settings) on the table read with
-  pandas, then ``feature_select`` with the same operations.
+  pandas, written to Parquet (the step's output, as batchlib writes it),
+  then ``feature_select`` with the same operations.
 
 Both runs' dropped features are compared (they must be identical). Targets
 (profiles issue): batchlib at least 5x faster and at most half the peak memory.
 
+``--batch``: a batch of 10 small plates (those of ``tests/test_batch.py``)
+through ``run_profiling_batch``, then an 11th plate added and the batch run
+again: which plates are normalized again, and the time of each run.
+
 Run:  python bench/profiling.py [--cells 1000000] [--features 500]
+      python bench/profiling.py --batch
 """
 
 from __future__ import annotations
@@ -50,10 +56,11 @@ import json, sys, time, warnings
 warnings.simplefilter("ignore")
 import pandas as pd
 from pycytominer import feature_select, normalize
-source = sys.argv[1]
+source, target = sys.argv[1], sys.argv[2]
 start = time.perf_counter()
 cells = pd.read_parquet(source)
 normalized_cells = normalize(cells, features="infer", meta_features="infer", samples="all", method="standardize")
+normalized_cells.to_parquet(target, index=False)  # the step's output, as batchlib writes it
 normalized = time.perf_counter()
 selected = feature_select(normalized_cells, operation={operations})
 dropped = [c for c in normalized_cells.columns if c not in selected.columns]
@@ -102,11 +109,50 @@ def measure(script: str, *args: str) -> tuple[dict, float, float]:
     return json.loads(out.strip().splitlines()[-1]), seconds, usage.ru_maxrss / 1024**2  # ru_maxrss: kB on Linux
 
 
+def bench_batch(work: str) -> None:
+    """Ten plates, then an eleventh: the per-plate work redone, and the time of each batch run."""
+    import pathlib
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    from test_batch import PLATEMAP, make_plate
+
+    from batchlib.batch import BatchOptions, run_profiling_batch
+
+    os.environ.setdefault("LOGLEVEL", "WARNING")
+    root = pathlib.Path(work)
+    platemap = root / "platemap.txt"
+    platemap.write_text(PLATEMAP)
+    batch = root / "Batch"
+    for i in range(10):
+        make_plate(batch, f"P{i:02d}", i, platemap)
+    options = BatchOptions(consensus_by=("Metadata_broad_sample",))
+    for label in ("10 plates, first run", "an 11th plate added"):
+        if label.startswith("an"):
+            make_plate(batch, "P10", 10, platemap)
+        start = time.perf_counter()
+        status = run_profiling_batch(batch, options)
+        seconds = time.perf_counter() - start
+        normalized = sorted(p for p, r in status["plates"].items() if r["processed"])
+        steps = status["batch_steps"]
+        print(
+            f"{label}: {seconds:.1f} s; plates normalized: {', '.join(normalized) or 'none'} "
+            f"({len(normalized)} of {len(status['plates'])}); batch steps: {steps['action']} ({steps['why']})"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=500)
+    parser.add_argument("--batch", action="store_true", help="measure a batch of plates growing by one instead")
     args = parser.parse_args()
+    if args.batch:
+        work = tempfile.mkdtemp(prefix="batchlib-batch-bench-")
+        try:
+            bench_batch(work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     work = tempfile.mkdtemp(prefix="batchlib-profiling-bench-")
     try:
         source = os.path.join(work, "cells.parquet")
@@ -116,7 +162,9 @@ def main() -> int:
         made = time.perf_counter() - start
         print(f"{args.cells} cells x {args.features} features: {size:.2f} GB of Parquet, made in {made:.0f} s")
         ours, ours_s, ours_gb = measure(OURS.format(operations=OPERATIONS), source, os.path.join(work, "out.parquet"))
-        theirs, theirs_s, theirs_gb = measure(THEIRS.format(operations=OPERATIONS), source)
+        theirs, theirs_s, theirs_gb = measure(
+            THEIRS.format(operations=OPERATIONS), source, os.path.join(work, "theirs.parquet")
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     runs = (("batchlib", ours, ours_s, ours_gb), ("pycytominer", theirs, theirs_s, theirs_gb))
