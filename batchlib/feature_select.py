@@ -154,7 +154,7 @@ def select_features_parquet(
     corr_threshold: float = 0.9,
     blocklist: Sequence[str] = (),
     rows_per_batch: int = 16384,
-    columns_per_pass: int = 32,
+    columns_per_pass: int = 8,
 ) -> list[str]:
     """:func:`select_features` on a Parquet file, in bounded memory and without a pairwise loop.
 
@@ -190,7 +190,8 @@ def select_features_parquet(
     if {"variance_threshold", "drop_na_columns"} & set(operations):
         for start in range(0, len(features), columns_per_pass):
             chunk = features[start : start + columns_per_pass]
-            table = parquet.read(columns=chunk).to_pandas()[reference]
+            table = parquet.read(columns=chunk).to_pandas()
+            table = table if reference.all() else table[reference]
             low.update(_low_variance_columns(table, min_variance))
             missing.update(mostly_missing(table, na_cutoff))
     excluded: set[str] = set()
@@ -233,15 +234,14 @@ def _correlated_from(matrix: np.ndarray, columns: list[str], threshold: float) -
 
 def _batches(parquet, columns: list[str], reference: np.ndarray, rows_per_batch: int):
     """The reference rows of ``columns`` as float64 matrices, a batch of rows at a time."""
+    everything = bool(reference.all())
     offset = 0
     for batch in parquet.iter_batches(batch_size=rows_per_batch, columns=columns):
         n = batch.num_rows
-        matrix = (
-            np.column_stack([batch.column(name).to_numpy(zero_copy_only=False).astype(np.float64) for name in columns])
-            if columns
-            else np.empty((n, 0))
-        )
-        yield matrix[reference[offset : offset + n]]
+        matrix = np.empty((n, len(columns)), order="F")  # column by column, as Arrow holds them
+        for k, name in enumerate(columns):
+            matrix[:, k] = batch.column(name).to_numpy(zero_copy_only=False)
+        yield matrix if everything else matrix[reference[offset : offset + n]]
         offset += n
 
 
