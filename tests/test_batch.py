@@ -37,13 +37,15 @@ def make_plate(batch, plate: str, seed: int, platemap) -> None:
                 }
             )
             nuclei = pd.DataFrame({"label_id": cells["label_id"], "Nuclei_Intensity_Mean": rng.uniform(0, 1, n)})
+            # A feature constant on one plate only (a stain that failed there): 0 after that plate's normalize.
+            nuclei["Nuclei_Intensity_Stain"] = 7.0 if plate == "P2" else rng.uniform(0, 1, n)
             cytoplasm = pd.DataFrame({"label_id": cells["label_id"], "Cytoplasm_Intensity_Mean": rng.uniform(0, 1, n)})
             name = f"Well{well}_Point{well}_{site:04d}_ChannelDAPI_Seq0000.h5"
             with open_file(folder / name, "a") as f:
                 write_table(f, "cell_segmentation/default", cells)
                 write_table(f, "nucleus_segmentation/default", nuclei)
                 write_table(f, "cell_segmentation/cytoplasm", cytoplasm)
-    assert run_job(ExportProfiles(platemap=str(platemap)), folder).processed == 1
+    assert run_job(ExportProfiles(platemap=str(platemap)), folder, progress=False).processed == 1
 
 
 @pytest.fixture
@@ -74,8 +76,9 @@ def test_a_batch_equals_pycytominer_and_reruns_only_what_changed(batch):
         warnings.simplefilter("ignore")
         selected = feature_select(wells, operation=list(OPTIONS.operations))
         theirs = consensus(selected, replicate_columns=["Metadata_broad_sample"], operation="median")
+    assert (wells.loc[wells["Metadata_Plate"] == "P2", "Nuclei_Intensity_Stain"] == 0).all()
     ours = pd.read_parquet(batch / "B1_feature_selected.parquet")
-    assert list(ours.columns) == list(selected.columns)
+    assert list(ours.columns) == list(selected.columns) and "Nuclei_Intensity_Stain" in ours.columns
     dropped = (batch / "B1_dropped_features.txt").read_text().split()
     assert "Cells_Intensity_Constant" in dropped and len(dropped) == 2  # the constant and one of the pair
     pd.testing.assert_frame_equal(pd.read_parquet(batch / "B1_consensus.parquet"), theirs, check_dtype=False)
@@ -171,3 +174,33 @@ def test_replicate_map_finds_treatments_with_a_signal_and_not_those_without():
     assert scores.loc[["strong-1", "strong-2"], "mean_average_precision"].min() > 0.9
     assert scores.loc[["strong-1", "strong-2"], "below_corrected_p"].all()
     assert scores.loc["none", "mean_average_precision"] < 0.6 and not scores.loc["none", "below_corrected_p"]
+
+
+@pytest.mark.parametrize("after", [0.5, 1.5])
+def test_kill_9_of_the_batch_workflow_then_rerun_gives_the_same_outputs(batch, after):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    batch, _ = batch
+    clean = batch.parent / "clean"
+    shutil.copytree(batch, clean)
+    run_profiling_batch(clean, OPTIONS)
+    script = os.path.join(os.path.dirname(__file__), "..", "workflows", "profiling_batch_workflow.py")
+    run = subprocess.Popen(
+        [sys.executable, script, "--batch-folder", str(batch), "--consensus-by", "Metadata_broad_sample"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(after)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    run_profiling_batch(batch, OPTIONS)  # breaks the stale locks, redoes what was not recorded
+    for name in ("feature_selected.parquet", "consensus.parquet", "map.csv", "dropped_features.txt"):
+        if name.endswith(".parquet"):
+            pd.testing.assert_frame_equal(
+                pd.read_parquet(batch / f"B1_{name}"), pd.read_parquet(clean / f"clean_{name}")
+            )
+        else:
+            assert (batch / f"B1_{name}").read_text() == (clean / f"clean_{name}").read_text()
