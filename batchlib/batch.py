@@ -24,6 +24,8 @@ the cell-analysis workflow (``<plate>_profiles/``). :func:`run_profiling_batch`:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import warnings
@@ -40,7 +42,7 @@ from .profile_files import write_csv, write_parquet
 from .state import BOOKKEEPING_FOLDER
 from .state.atomic import atomic_path, atomic_write
 from .state.lock import FolderLock
-from .state.stamps import stat_stamp
+from .state.stamps import file_stamp
 from .state.status import now_iso, read_status, write_status
 
 #: The record of the batch-level steps' last run, and the batch's status file (in ``<batch>/batchlib/``).
@@ -135,7 +137,7 @@ def run_profiling_batch(batch: str | os.PathLike, options: BatchOptions | None =
                 **run_options,
             )["NormalizeProfiles"]
             normalized[plate] = {"processed": result.processed, "failed": result.failed_files}
-        inputs = {p: _stamp(normalized_wells(batch, p)) for p in plates if not normalized[p]["failed"]}
+        inputs = {p: file_stamp(normalized_wells(batch, p)) for p in plates if not normalized[p]["failed"]}
         inputs = {p: s for p, s in inputs.items() if s is not None}
         # As JSON gives it back (tuples become lists), so that the record compares equal next time.
         settings = json.loads(json.dumps({**asdict(options), "blocklist_features": blocklist}))
@@ -208,7 +210,8 @@ def replicate_map(profiles: pd.DataFrame, by: list[str], null_size: int = 10000,
     meta = profiles[by].astype(str).reset_index(drop=True)
     values = np.array(profiles[features].to_numpy(dtype=float, na_value=float("nan")))  # a writable copy
     values[~np.isfinite(values)] = 0.0
-    with warnings.catch_warnings(), _quiet_progress():
+    # copairs draws tqdm bars on stderr; a batch run shows its own summary instead.
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         precisions = average_precision(meta, values, pos_sameby=by, pos_diffby=[], neg_sameby=[], neg_diffby=by)
         scores = mean_average_precision(precisions, sameby=by, null_size=null_size, threshold=0.05, seed=seed)
@@ -237,30 +240,9 @@ def save_map_plot(scores: pd.DataFrame, by: list[str], title: str, path: str) ->
     plt.close(figure)
 
 
-class _quiet_progress:
-    """copairs draws tqdm bars on stderr; a batch run shows its own summary instead."""
-
-    def __enter__(self):
-        import contextlib
-        import io
-
-        self._redirect = contextlib.redirect_stderr(io.StringIO())
-        self._redirect.__enter__()
-
-    def __exit__(self, *exc):
-        self._redirect.__exit__(*exc)
-
-
 def batch_status(batch: str | os.PathLike) -> dict | None:
     """The batch's last status (``batchlib/profiling_batch.status``), or None if it never ran."""
     return read_status(os.path.join(os.fspath(batch), BOOKKEEPING_FOLDER), STATUS)
-
-
-def _stamp(path: str) -> str | None:
-    try:
-        return stat_stamp(os.stat(path))
-    except OSError:
-        return None
 
 
 def _read_record(bookkeeping: str) -> dict | None:

@@ -21,7 +21,7 @@ The selected lists are the ones pycytominer selects on the same input
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -125,23 +125,61 @@ def select_features(
     list of str
         The features to drop, in the order of the columns.
     """
+    _check_settings(operations, min_variance, na_cutoff, corr_threshold)
+    features = features if features is not None else [c for c in profiles.columns if c.startswith(FEATURE_PREFIXES)]
+    rows = profiles.loc[reference_rows(profiles, samples, "feature selection samples")]
+    excluded = _apply_operations(
+        operations,
+        features,
+        low=set(_low_variance_columns(rows[features], min_variance)),
+        missing=set(mostly_missing(rows[features], na_cutoff)),
+        correlated_among=lambda left: correlated(rows[left], corr_threshold, corr_method),
+        blocklist=blocklist,
+        min_variance=min_variance,
+    )
+    return [c for c in profiles.columns if c in excluded]
+
+
+def _check_settings(operations: Sequence[str], min_variance: float, na_cutoff: float, corr_threshold: float) -> None:
     unknown = [op for op in operations if op not in OPERATIONS]
     if unknown:
         raise ConfigError(f"feature selection operations must be among {', '.join(OPERATIONS)}; got {unknown}")
-    features = features if features is not None else [c for c in profiles.columns if c.startswith(FEATURE_PREFIXES)]
-    rows = profiles.loc[reference_rows(profiles, samples, "feature selection samples")]
+    if min_variance < 0 or not 0 <= na_cutoff <= 1 or not 0 <= corr_threshold <= 1:
+        raise ConfigError(
+            f"min_variance must be at least 0, na_cutoff and corr_threshold between 0 and 1; got {min_variance}, "
+            f"{na_cutoff}, {corr_threshold}"
+        )
+
+
+def _apply_operations(
+    operations: Sequence[str],
+    features: list[str],
+    low: set[str],
+    missing: set[str],
+    correlated_among: Callable[[list[str]], list[str]],
+    blocklist: Sequence[str],
+    min_variance: float,
+) -> set[str]:
+    """The features the operations drop, in order, each on the features the earlier ones left.
+
+    A feature's variance and missing share do not depend on the other
+    features, so they come computed (``low``, ``missing``); the correlations
+    do, so ``correlated_among(left)`` computes them on what is left.
+    """
     excluded: set[str] = set()
     for operation in operations:
         left = [f for f in features if f not in excluded]
         if operation == "variance_threshold":
-            excluded.update(low_variance(rows[left], min_variance))
+            if left and set(left) <= low:
+                raise ConfigError(f"no feature has a variance above min_variance {min_variance:g}: all would go")
+            excluded.update(low & set(left))
         elif operation == "drop_na_columns":
-            excluded.update(mostly_missing(rows[left], na_cutoff))
+            excluded.update(missing & set(left))
         elif operation == "correlation_threshold":
-            excluded.update(correlated(rows[left], corr_threshold, corr_method))
+            excluded.update(correlated_among(left))
         else:
             excluded.update(set(blocklist) & set(left))
-    return [c for c in profiles.columns if c in excluded]
+    return excluded
 
 
 def select_features_parquet(
@@ -161,8 +199,8 @@ def select_features_parquet(
     Per-feature statistics are read a few columns at a time; the Pearson
     correlations are sums accumulated over batches of rows with matrix
     products, pairwise-complete as pandas' ``DataFrame.corr`` computes them
-    where values are missing (which pycytominer then uses: one pair at a
-    time, minutes for 1M cells x 500 features). Only the memory of a batch
+    where values are missing (which pycytominer then uses, one pair at a
+    time: most of its time in ``bench/profiling.py``). Only the memory of a batch
     of rows and a features x features matrix is held. The correlations
     equal pandas' to about 1e-12 (1e-9 for a feature whose mean is a
     million times its spread: both lose digits subtracting it), so a pair is
@@ -172,20 +210,13 @@ def select_features_parquet(
     """
     import pyarrow.parquet as pq
 
-    unknown = [op for op in operations if op not in OPERATIONS]
-    if unknown:
-        raise ConfigError(f"feature selection operations must be among {', '.join(OPERATIONS)}; got {unknown}")
+    _check_settings(operations, min_variance, na_cutoff, corr_threshold)
     parquet = pq.ParquetFile(path)
     names = parquet.schema_arrow.names
     features = features if features is not None else [c for c in names if c.startswith(FEATURE_PREFIXES)]
     metadata = parquet.read(columns=[c for c in names if c not in set(features)]).to_pandas()
     reference = reference_rows(metadata, samples, "feature selection samples")
-    if min_variance < 0 or not 0 <= na_cutoff <= 1 or not 0 <= corr_threshold <= 1:
-        raise ConfigError(
-            f"min_variance must be at least 0, na_cutoff and corr_threshold between 0 and 1; got {min_variance}, "
-            f"{na_cutoff}, {corr_threshold}"
-        )
-    # Each feature's own statistics in one pass (they do not depend on the other features).
+    # Each feature's own statistics in one pass, a few columns at a time.
     low, missing = set(), set()
     if {"variance_threshold", "drop_na_columns"} & set(operations):
         for start in range(0, len(features), columns_per_pass):
@@ -194,20 +225,11 @@ def select_features_parquet(
             table = table if reference.all() else table[reference]
             low.update(_low_variance_columns(table, min_variance))
             missing.update(mostly_missing(table, na_cutoff))
-    excluded: set[str] = set()
-    for operation in operations:
-        left = [f for f in features if f not in excluded]
-        if operation == "blocklist":
-            excluded.update(set(blocklist) & set(left))
-        elif operation == "correlation_threshold":
-            matrix = _streamed_correlation(parquet, left, reference, rows_per_batch)
-            excluded.update(_correlated_from(matrix, left, corr_threshold))
-        elif operation == "drop_na_columns":
-            excluded.update(missing & set(left))
-        else:
-            if left and set(left) <= low:
-                raise ConfigError(f"no feature has a variance above min_variance {min_variance:g}: all would go")
-            excluded.update(low & set(left))
+
+    def correlated_among(left: list[str]) -> list[str]:
+        return _correlated_from(_streamed_correlation(parquet, left, reference, rows_per_batch), left, corr_threshold)
+
+    excluded = _apply_operations(operations, features, low, missing, correlated_among, blocklist, min_variance)
     return [c for c in names if c in excluded]
 
 

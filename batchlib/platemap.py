@@ -95,10 +95,9 @@ def platemap_for(path: str, plate: str) -> str:
     """
     if not os.path.isfile(path):
         raise ConfigError(f"--platemap {path}: no such file")
-    header = pd.read_csv(path, sep=_separator(path), nrows=0, encoding="utf-8-sig").columns
-    if not set(BARCODE_COLUMNS) <= set(header):
-        return path
     barcodes = pd.read_csv(path, sep=_separator(path), dtype=str, encoding="utf-8-sig")
+    if not set(BARCODE_COLUMNS) <= set(barcodes.columns):
+        return path  # a plate map itself
     rows = barcodes[barcodes["Assay_Plate_Barcode"] == plate]
     if rows.empty:
         raise ConfigError(

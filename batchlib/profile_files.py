@@ -148,9 +148,8 @@ def write_parquet(table: pd.DataFrame | pa.Table, path: str) -> None:
     """Write a profile table as Parquet, dictionary-encoding only its text columns.
 
     Parquet's default tries a dictionary for every column; on measured
-    features (floats, nearly all distinct) that attempt is wasted: a
-    single-cell table of 76,800 cells x 95 columns is written in 0.1 s
-    instead of 0.74 s, and 55 MB instead of 69 MB.
+    features (floats, nearly all distinct) that attempt costs several times
+    the write and makes a larger file (numbers in BENCHMARKS.md).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq

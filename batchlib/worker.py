@@ -22,7 +22,7 @@ from .oserrors import input_error, resource_error
 from .state import BOOKKEEPING_FOLDER
 from .state.atomic import remove_path, replace, temporary_sibling
 from .state.ledger import DONE, FAILED, INVALID
-from .state.stamps import new_key_stamp, ref, stat_stamp
+from .state.stamps import file_stamp, new_key_stamp, ref, stat_stamp
 
 
 @dataclass
@@ -113,7 +113,7 @@ def _validate_inputs(job: BatchJob, item: WorkItem) -> tuple[dict[str, InvalidIn
     problems, notes = {}, []
     known_valid = job.__dict__.setdefault("_valid_inputs", {})  # path -> stat stamp when found valid
     for path in item.inputs:
-        stamp = _stamp_or_none(path)
+        stamp = file_stamp(path)
         if stamp is not None and known_valid.get(path) == stamp:
             continue
         with captured_warnings() as caught:
@@ -126,13 +126,6 @@ def _validate_inputs(job: BatchJob, item: WorkItem) -> tuple[dict[str, InvalidIn
         elif stamp is not None and not caught:
             known_valid[path] = stamp
     return problems, notes
-
-
-def _stamp_or_none(path: str) -> str | None:
-    try:
-        return stat_stamp(os.stat(path))
-    except OSError:
-        return None
 
 
 def _verdict(job: BatchJob, item: WorkItem, err: BaseException) -> FileResult:

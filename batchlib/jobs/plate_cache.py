@@ -14,7 +14,6 @@ was just made (a new process, a batch run) simply starts with empty caches.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Hashable
 
 import pandas as pd
@@ -35,14 +34,9 @@ class CellCache:
 
     def get(self, fn: Callable, paths: list[str], extra: tuple, map_calls: Callable | None) -> list:
         """``fn(path, *extra)`` for every path, from the cache where the file's stat stamp is unchanged."""
-        from ..state.stamps import stat_stamp
+        from ..state.stamps import file_stamp
 
-        stamps = {}
-        for path in paths:
-            try:
-                stamps[path] = stat_stamp(os.stat(path))
-            except OSError:
-                stamps[path] = None
+        stamps = {path: file_stamp(path) for path in paths}
         keys = {path: (fn.__name__, path, *map(_hashable, extra)) for path in paths}
         stale = [p for p in paths if stamps[p] is None or self._entries.get(keys[p], (None,))[0] != stamps[p]]
         calls = [(path, *extra) for path in stale]

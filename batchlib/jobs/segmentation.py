@@ -41,7 +41,7 @@ def fill_nonfinite(image: np.ndarray) -> np.ndarray:
 
 
 def _import_image_tools() -> None:
-    """Import the scikit-image and SciPy parts the threshold and cell segmentations use (0.1-0.2 s)."""
+    """Import the scikit-image and SciPy parts the threshold and cell segmentations use."""
     from scipy import ndimage  # noqa: F401
     from skimage.feature import peak_local_max  # noqa: F401
     from skimage.filters import gaussian, threshold_otsu  # noqa: F401

@@ -34,6 +34,20 @@ def stat_stamp(st: os.stat_result) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def file_stamp(path: str | os.PathLike) -> str | None:
+    """:func:`stat_stamp` of the file at ``path``, or None if it cannot be stat'ed (gone, no permission).
+
+    Examples
+    --------
+    >>> file_stamp("/no/such/file") is None
+    True
+    """
+    try:
+        return stat_stamp(os.stat(path))
+    except OSError:
+        return None
+
+
 def tree_stamp(folder: str | os.PathLike) -> str:
     """Stamp of a whole folder tree: changes when any file under it is added, removed or changed.
 
