@@ -36,6 +36,7 @@ from typing import Any
 
 from .base import BatchJob
 from .errors import ConfigError
+from .executors import check_executor_options
 from .job_run import JobResult
 from .log import configure, get_logger
 from .scan import match
@@ -304,7 +305,8 @@ class Watcher:
         job's run reports the problem where it belongs.
         """
         options = self.options.run_options
-        if options.get("executor") not in (None, "serial") or int(options.get("n_jobs") or 1) > 1:
+        kind = check_executor_options(options.get("executor"), options.get("n_jobs", 1), options.get("dask_scheduler"))
+        if kind != "serial":
             return
         for job, _ in self.jobs:
             try:
