@@ -212,6 +212,19 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
         help="feature whose median is the tables' score column (default: Cells_Intensity_MeanIntensity_<last channel>)",
     )
     parser.add("--crop-size", type=at_least(1), default=64, help="width and height of the single-cell crops (pixels)")
+    parser.add(
+        "--crop-format",
+        default="store",
+        choices=["store", "png"],
+        help="single-cell crops as arrays, one <image>.crops.hdf5 per image indexed by <plate>_crops.parquet "
+        "(store), or a PNG per cell and channel in <image>.crops/ (png)",
+    )
+    parser.add(
+        "--crop-compression",
+        default="none",
+        choices=["none", "gzip"],
+        help="compression of the crop store: none, or gzip (level 1: about half the size, slower to write)",
+    )
     parser.add("--qc-features", default="n_cells,score", help="well-table columns drawn as plate heatmaps")
     parser.add("--ngff-version", default="0.4", choices=["0.4", "0.5"], help="OME-Zarr version of the export")
     parser.add(
@@ -237,7 +250,7 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
 def cell_analysis_jobs(args) -> list:
     """The jobs of the workflow for parsed options ``args``."""
     from .jobs.aggregate import AggregateTables
-    from .jobs.crops import CropCells
+    from .jobs.crops import CropCells, IndexCrops
     from .jobs.export import ExportProfiles
     from .jobs.illumination import ILLUMINATION_FILE, EstimateIllumination
     from .jobs.importer import ImportImages
@@ -316,13 +329,18 @@ def cell_analysis_jobs(args) -> list:
             platemap=args.platemap,
             input_pattern=pattern,
         ),
-        "crop": lambda: CropCells(
-            names,
-            cell_key=cell_key or "nucleus_segmentation",
-            size=args.crop_size,
-            scheme=scheme,
-            input_pattern=pattern,
-        ),
+        "crop": lambda: [
+            CropCells(
+                names,
+                cell_key=cell_key or "nucleus_segmentation",
+                size=args.crop_size,
+                scheme=scheme,
+                format=args.crop_format,
+                compression=args.crop_compression,
+                input_pattern=pattern,
+            ),
+            *([IndexCrops()] if args.crop_format == "store" else []),
+        ],
         "export": lambda: ExportProfiles(
             cell_key=cell_key, scheme=scheme, platemap=args.platemap, input_pattern=pattern
         ),
@@ -359,7 +377,8 @@ def cell_analysis_jobs(args) -> list:
         if args.steps and "upload" in args.steps.split(","):
             raise ConfigError("--steps upload needs --upload-to s3://bucket/prefix")
         steps.remove("upload")  # the default step list uploads only when told where to
-    return [jobs[step]() for step in steps]
+    made = [jobs[step]() for step in steps]
+    return [job for step_jobs in made for job in (step_jobs if isinstance(step_jobs, list) else [step_jobs])]
 
 
 def raw_format(args) -> tuple[str, bool]:

@@ -1,4 +1,4 @@
-"""The ``batchlib`` command: status, explain, unlock, demo, upload, download.
+"""The ``batchlib`` command: status, explain, unlock, demo, upload, download, export-crops.
 
 Exit codes (:mod:`batchlib.exits`, which workflow scripts use too): 0 all
 done; 1 some files failed or were invalid and were not ignored; 2 bad usage
@@ -91,6 +91,14 @@ results in {results}:
   batchlib status {results}     what ran, what failed
 """)
     return code
+
+
+def _export_crops(args: argparse.Namespace) -> int:
+    from .crops import export_png
+
+    written = export_png(args.plate, args.dest, wells=args.well)
+    print(f"wrote {len(written)} crop folders (PNG) to {args.dest}")
+    return EXIT_OK
 
 
 def _transfer_options(args: argparse.Namespace):
@@ -222,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", help="local plate folder to fill")
     _add_transfer_options(p)
     p.set_defaults(func=_download)
+
+    p = sub.add_parser("export-crops", help="write a plate's crop store as PNG files (the --crop-format png layout)")
+    p.add_argument("plate", help="plate folder (with <plate>_crops.parquet)")
+    p.add_argument("dest", help="folder to write <image>.crops/ folders into")
+    p.add_argument("--well", action="append", help="only this well (A01); repeatable")
+    p.set_defaults(func=_export_crops)
 
     p = sub.add_parser("unlock", help="remove the folder lock left by a run that is gone")
     p.add_argument("folder", help="plate folder")

@@ -111,7 +111,8 @@ LAYERS = [
     ("metadata", "readers readers.records readers.harmony readers.imagexpress readers.ome_tiff platemap"),
     (
         "io",
-        "io io.backends io.containers io.h5chunks io.n5chunks io.zarrchunks io.images io.tables io.stamps io.omezarr",
+        "io io.backends io.containers io.h5chunks io.n5chunks io.zarrchunks io.images io.tables io.stamps io.omezarr "
+        "crops",
     ),
     ("state", "state.journal state.ledger state.lock state.status executors"),
     ("s3", "s3 s3.client s3.download s3.index s3.local s3.location s3.transfer s3.upload"),

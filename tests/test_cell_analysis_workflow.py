@@ -152,32 +152,26 @@ def single_cells_reader(url: str):
 
 
 def test_crops_and_qc(tmp_path):
-    import csv
-
     from PIL import Image
+
+    from batchlib.crops import open_crops
 
     raw, folder = str(tmp_path / "raw"), str(tmp_path / "P3")
     write_demo_plate(raw, wells={"A01": 1.0, "H12": 2.0}, sites=1, shape=(128, 128), n_nuclei=8)
     assert run(folder, raw, "--crop-size", "32", "--skip", "export_omezarr,export") == 0
-    crop_dirs = sorted(n for n in os.listdir(folder) if n.endswith(".crops"))
-    assert len(crop_dirs) == 2
-    first = os.path.join(folder, crop_dirs[0])
-    with open(os.path.join(first, "metadata.csv")) as f:
-        rows = list(csv.DictReader(f))
-    with open_file(os.path.join(folder, crop_dirs[0].replace(".crops", ".h5")), "r") as f:
+    crop_files = sorted(n for n in os.listdir(folder) if n.endswith(".crops.hdf5"))
+    assert len(crop_files) == 2 and not [n for n in os.listdir(folder) if n.endswith(".crops")]
+    crops = open_crops(folder, wells="A01")
+    with open_file(os.path.join(folder, crop_files[0].replace(".crops.hdf5", ".h5")), "r") as f:
         cells = f["cell_segmentation/s0"][...]
-    assert sorted(int(r["label"]) for r in rows) == sorted(set(np.unique(cells)) - {0})
-    row = rows[0]
-    assert row["plate"] == "P3" and row["well"] == "A01" and row["site"] == "0"
-    mask = np.asarray(Image.open(os.path.join(first, row["mask_file"])))
-    marker = np.asarray(Image.open(os.path.join(first, row["marker_file"])))
-    assert mask.shape == marker.shape == (32, 32) and marker.dtype == np.uint16 and mask.any()
-    touching = [r for r in rows if r["touches_border"] == "1"]
-    for r in touching:
-        assert (
-            min(int(r["bbox_min_y"]), int(r["bbox_min_x"])) == 0
-            or max(int(r["bbox_max_y"]), int(r["bbox_max_x"])) == 128
-        )
+    assert sorted(crops.table["label"]) == sorted(set(np.unique(cells)) - {0})
+    row = crops.table.iloc[0]
+    assert row["plate"] == "P3" and row["well"] == "A01" and row["site"] == 0
+    intensities, mask = crops[0]
+    assert intensities.shape == (3, 32, 32) and crops.channels[-1] == "marker" and intensities.dtype == np.uint16
+    assert mask.shape == (32, 32) and mask.any()
+    for r in crops.table[crops.table["touches_border"] == 1].itertuples():
+        assert min(r.bbox_min_y, r.bbox_min_x) == 0 or max(r.bbox_max_y, r.bbox_max_x) == 128
     qc = os.path.join(folder, "P3_qc")
     assert sorted(os.listdir(qc)) == ["heatmap_n_cells.png", "heatmap_score.png", "segmentation_montage.png"]
     montage = np.asarray(Image.open(os.path.join(qc, "segmentation_montage.png")))
@@ -368,8 +362,8 @@ def test_nuclei_only_plate_runs_every_step_on_the_nuclei(tmp_path, caplog):
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         n_nuclei = connection.execute("SELECT COUNT(*) FROM Nuclei").fetchone()[0]
     assert tables == {"Image", "Nuclei"} and n_nuclei == images["n_cells"].sum()
-    assert os.listdir(os.path.join(folder, "PN_qc")) and os.path.isdir(
-        os.path.join(folder, containers[0][:-3] + ".crops")
+    assert os.listdir(os.path.join(folder, "PN_qc")) and os.path.isfile(
+        os.path.join(folder, containers[0][:-3] + ".crops.hdf5")
     )
     labels = zarr.open_group(os.path.join(folder, "PN.ome.zarr", "C", "1", "0", "labels"), mode="r")
     assert list(labels.attrs["labels"]) == ["nucleus_segmentation"]

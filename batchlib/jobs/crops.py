@@ -1,86 +1,52 @@
-"""Single-cell crops: a PNG per cell and channel plus its mask, and a metadata CSV per image."""
+"""Single-cell crops: the crop store (arrays, one HDF5 file per image) or a PNG per cell and channel."""
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
 
-from ..base import BatchJob
+from ..base import BatchJob, PlateJob
+from ..crops import (
+    COMPRESSIONS,
+    CROP_FILE_EXT,
+    PNG_METADATA_COLUMNS,
+    cell_masks,
+    cell_windows,
+    crop_windows,
+    cut,
+    cut_windows,
+    index_table,
+    read_cells,
+    write_crop_file,
+    write_png,
+    write_png_folder,
+)
+from ..errors import ConfigError
 from ..io import open_file, read_image
-from ..measure import ObjectPixels
 from ..plate import compile_scheme, parse_image_name, plate_of
 
-METADATA_COLUMNS = [
-    "plate",
-    "well",
-    "site",
-    "label",
-    "centroid_y",
-    "centroid_x",
-    "bbox_min_y",
-    "bbox_min_x",
-    "bbox_max_y",
-    "bbox_max_x",
-    "touches_border",
-    "mask_file",
-]
+#: Crop formats: arrays in a crop file per image (:mod:`batchlib.crops`), or PNG files in a folder per image.
+CROP_FORMATS = ("store", "png")
+#: Columns of a PNG folder's metadata.csv before the per-channel file names (kept under its former name).
+METADATA_COLUMNS = PNG_METADATA_COLUMNS
 
-
-def crop_windows(centers: np.ndarray, size: int) -> np.ndarray:
-    """Top-left corners of ``size`` x ``size`` windows centred on ``centers`` (rows of y, x).
-
-    Examples
-    --------
-    >>> crop_windows(np.array([[10.4, 3.6]]), 8).tolist()
-    [[6, 0]]
-    """
-    return (np.round(centers).astype(np.int64) - size // 2).reshape(-1, 2)
-
-
-def cut(image: np.ndarray, corner: Sequence[int], size: int) -> np.ndarray:
-    """A ``size`` x ``size`` window of ``image`` at ``corner``, zero-padded outside the image.
-
-    Examples
-    --------
-    >>> cut(np.arange(9).reshape(3, 3), (-1, 1), 2).tolist()
-    [[0, 0], [1, 2]]
-    """
-    out = np.zeros((size, size), dtype=image.dtype)
-    y0, x0 = corner
-    ys, xs = max(y0, 0), max(x0, 0)
-    ye, xe = min(y0 + size, image.shape[0]), min(x0 + size, image.shape[1])
-    if ye > ys and xe > xs:
-        out[ys - y0 : ye - y0, xs - x0 : xe - x0] = image[ys:ye, xs:xe]
-    return out
-
-
-def write_png(path: str, array: np.ndarray) -> None:
-    """8- or 16-bit grayscale PNG (other dtypes are scaled into 16 bits; NaN and infinite pixels become 0)."""
-    from PIL import Image
-
-    if array.dtype == bool:
-        array = array.astype(np.uint8) * 255
-    elif array.dtype not in (np.uint8, np.uint16):
-        finite = np.isfinite(array)
-        values = array[finite]
-        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-        scaled = np.where(finite, (array - lo) / (hi - lo or 1) * 65535, 0)
-        array = np.clip(scaled, 0, 65535).astype(np.uint16)
-    Image.fromarray(array).save(path)
+__all__ = ["CROP_FORMATS", "CropCells", "IndexCrops", "METADATA_COLUMNS", "crop_windows", "cut", "write_png"]
 
 
 class CropCells(BatchJob):
-    """For each cell, a fixed-size crop centred on it of the chosen channels plus its mask, as PNG.
+    """For each cell, a fixed-size crop centred on it of the chosen channels, and its mask.
 
-    Each image gets a folder ``<image>.crops/`` with ``<label>_<channel>.png``,
-    ``<label>_mask.png`` and ``metadata.csv`` (plate, well, site, label,
-    centroid, bounding box, whether the cell touches the image border, file
-    names): the layout single-cell models are trained on. The folder is
-    written whole and renamed, so it is never half-written.
+    ``format="store"`` (the default) writes each image's crops as arrays into
+    one HDF5 file, ``<image>.crops.hdf5`` (:mod:`batchlib.crops`; read them
+    with :func:`batchlib.crops.open_crops` once :class:`IndexCrops` has
+    indexed the plate). ``format="png"`` writes a folder ``<image>.crops/``
+    with ``<label>_<channel>.png``, ``<label>_mask.png`` and ``metadata.csv``
+    (plate, well, site, label, centroid, bounding box, whether the cell
+    touches the image border, file names). Either is written whole and
+    renamed, so it is never half-written.
 
     Parameters
     ----------
@@ -90,9 +56,21 @@ class CropCells(BatchJob):
         The cell segmentation.
     size : int
         Crop width and height in pixels.
+    format : str
+        ``"store"`` or ``"png"``.
+    compression : str
+        Of the store: ``"none"`` or ``"gzip"`` (level 1: about half the size, slower to write).
     """
 
-    parameter_names: ClassVar[tuple[str, ...]] = ("channels", "cell_key", "size", "scheme", "input_keys")
+    parameter_names: ClassVar[tuple[str, ...]] = (
+        "channels",
+        "cell_key",
+        "size",
+        "scheme",
+        "input_keys",
+        "format",
+        "compression",
+    )
 
     def __init__(
         self,
@@ -100,14 +78,25 @@ class CropCells(BatchJob):
         cell_key: str = "cell_segmentation",
         size: int = 64,
         scheme: str = "batchlib",
+        format: str = "store",
+        compression: str = "none",
         input_pattern: str = "*.h5",
         identifier: str | None = None,
     ):
-        super().__init__(input_pattern=input_pattern, output_ext=".crops", identifier=identifier)
+        if format not in CROP_FORMATS:
+            raise ConfigError(f"crop format (--crop-format) must be one of {', '.join(CROP_FORMATS)}, got {format!r}")
+        if compression not in COMPRESSIONS:
+            raise ConfigError(
+                f"crop compression (--crop-compression) must be one of {', '.join(COMPRESSIONS)}, got {compression!r}"
+            )
+        output_ext = CROP_FILE_EXT if format == "store" else ".crops"
+        super().__init__(input_pattern=input_pattern, output_ext=output_ext, identifier=identifier)
         self.channels = list(channels)
         self.cell_key = cell_key
         self.size = int(size)
         self.scheme = scheme
+        self.format = format
+        self.compression = compression
         self.input_keys = (cell_key, *self.channels)
 
     def run(self, input_files, output_files, **kwargs):
@@ -117,49 +106,47 @@ class CropCells(BatchJob):
                 cells = read_image(f, self.cell_key)
                 images = {c: read_image(f, c) for c in self.channels}
             name = parse_image_name(os.path.basename(inp), regex)
-            plate = plate_of(inp)
-            os.makedirs(out)
-            pixels = ObjectPixels(cells)
-            rows, cols = np.divmod(pixels.index, cells.shape[1])
-            centers = (
-                np.stack([pixels.reduce(np.add, rows.astype(float)), pixels.reduce(np.add, cols.astype(float))], 1)
-                / pixels.counts[:, None]
-            )
-            bbox = np.stack(
-                [
-                    pixels.reduce(np.minimum, rows),
-                    pixels.reduce(np.minimum, cols),
-                    pixels.reduce(np.maximum, rows) + 1,
-                    pixels.reduce(np.maximum, cols) + 1,
-                ],
-                1,
-            )
-            corners = crop_windows(centers, self.size)
-            touches = (
-                (bbox[:, 0] == 0) | (bbox[:, 1] == 0) | (bbox[:, 2] == cells.shape[0]) | (bbox[:, 3] == cells.shape[1])
-            )
-            records = []
-            for i, label in enumerate(pixels.ids):
-                mask_file = f"{label}_mask.png"
-                write_png(os.path.join(out, mask_file), cut(cells, corners[i], self.size) == label)
-                files = {}
-                for channel, image in images.items():
-                    files[f"{channel}_file"] = f"{label}_{channel}.png"
-                    write_png(os.path.join(out, files[f"{channel}_file"]), cut(image, corners[i], self.size))
-                records.append(
-                    [
-                        plate,
-                        name.well.name,
-                        name.site,
-                        int(label),
-                        *np.round(centers[i], 3),
-                        *bbox[i].tolist(),
-                        int(touches[i]),
-                        mask_file,
-                        *files.values(),
-                    ]
-                )
-            with open(os.path.join(out, "metadata.csv"), "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(METADATA_COLUMNS + [f"{c}_file" for c in self.channels])
-                writer.writerows(records)
+            names = {"plate": plate_of(inp), "well": name.well.name, "site": int(name.site)}
+            windows = cell_windows(cells, self.size)
+            if self.format == "store":
+                write_crop_file(out, windows, images, cells, names, self.compression)
+                continue
+            table = windows.table()
+            for position, (key, value) in enumerate(names.items()):
+                table.insert(position, key, value)
+            intensities = [cut_windows(image, windows.corners, self.size) for image in images.values()]
+            stacked = np.stack(intensities, 1) if intensities else np.zeros((len(windows), 0, self.size, self.size))
+            dtypes = [image.dtype for image in images.values()]
+            write_png_folder(out, table, stacked, cell_masks(cells, windows), self.channels, dtypes)
+
+
+class IndexCrops(PlateJob):
+    """The plate's crop index ``<plate>_crops.parquet``: one row per cell of every crop file.
+
+    Columns :data:`batchlib.crops.INDEX_COLUMNS`: plate, well, site, label,
+    centroid, bounding box, ``touches_border``, ``file`` (the crop file's name)
+    and ``offset`` (the cell's row in it). A job object keeps each file's
+    rows between runs (a watcher's), so a rerun reads only new and changed
+    crop files.
+    """
+
+    def __init__(self, input_pattern: str = "*" + CROP_FILE_EXT, identifier: str | None = None):
+        super().__init__(input_pattern, "{plate}_crops.parquet", identifier=identifier)
+        self._cells: dict[str, tuple[tuple[int, int], tuple[dict, np.ndarray]]] = {}
+
+    def run(self, input_files, output_files, **kwargs):
+        from ..profile_files import write_parquet
+
+        paths = sorted(input_files)
+        cells = []
+        for path in paths:
+            st = os.stat(path)
+            stamp = (st.st_size, st.st_mtime_ns)
+            cached = self._cells.get(path)
+            if cached is None or cached[0] != stamp:
+                cached = (stamp, read_cells(path))
+                self._cells[path] = cached
+            cells.append(cached[1])
+        for gone in set(self._cells) - set(paths):
+            del self._cells[gone]
+        write_parquet(index_table(paths, cells), output_files[0])

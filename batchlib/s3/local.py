@@ -52,11 +52,13 @@ def file_kind(rel: str) -> str:
     ('omezarr', 'crops', 'plate_table')
     >>> file_kind("WellC01_PointC01_0000_Seq0.h5"), file_kind("P1_qc/cell_count.png")
     ('containers', 'qc')
+    >>> file_kind("WellC01_PointC01_0000_Seq0.crops.hdf5"), file_kind("P1_crops.parquet")
+    ('crops', 'crops')
     """
     top = rel.split("/", 1)[0]
     if top.endswith(".ome.zarr"):
         return "omezarr"
-    if top.endswith(".crops"):
+    if top.endswith((".crops", ".crops.hdf5", "_crops.parquet")):
         return "crops"
     if top.endswith("_qc"):
         return "qc"

@@ -84,7 +84,7 @@ def test_export_writes_every_cell_once_in_sqlite_and_parquet(tabled_plate):
     assert images.set_index("ImageNumber")["n_cells"].loc[counts.index].tolist() == counts.tolist()
 
 
-def test_crop_cells_writes_a_centred_crop_and_mask_per_cell(tmp_path):
+def test_crop_cells_png_writes_a_centred_crop_and_mask_per_cell(tmp_path):
     folder = tmp_path / "P1"
     folder.mkdir()
     labels = np.zeros((60, 80), np.uint32)
@@ -96,7 +96,7 @@ def test_crop_cells_writes_a_centred_crop_and_mask_per_cell(tmp_path):
     with open_file(folder / name, "a") as f:
         write_image(f, "cell_segmentation", labels, is_label=True)
         write_image(f, "nuclei", image)
-    assert run_job(CropCells(["nuclei"], size=16), folder).processed == 1
+    assert run_job(CropCells(["nuclei"], size=16, format="png"), folder).processed == 1
     crops = folder / (os.path.splitext(name)[0] + ".crops")
     metadata = pd.read_csv(crops / "metadata.csv").set_index("label")
     assert sorted(metadata.index) == [1, 2, 3]
