@@ -226,6 +226,11 @@ def cell_analysis_parser(default_config_files: list[str] | None = None):
         help="compression of the crop store: none, or gzip (level 1: about half the size, slower to write)",
     )
     parser.add("--qc-features", default="n_cells,score", help="well-table columns drawn as plate heatmaps")
+    parser.add(
+        "--omezarr",
+        action="store_true",
+        help="also write the plate as OME-Zarr (<plate>.ome.zarr, for napari); a plate that has one keeps it current",
+    )
     parser.add("--ngff-version", default="0.4", choices=["0.4", "0.5"], help="OME-Zarr version of the export")
     parser.add(
         "--upload-to",
@@ -373,12 +378,25 @@ def cell_analysis_jobs(args) -> list:
         steps.remove("illumination")  # the default step list corrects only when told to
     if "normalize" in steps and not args.platemap and not (args.steps and "normalize" in args.steps.split(",")):
         steps.remove("normalize")  # the default step list normalizes plates with a plate map
+    if "export_omezarr" in steps and not wants_omezarr(args):
+        steps.remove("export_omezarr")  # every pixel written a second time: only when asked for (or already there)
     if "upload" in steps and not args.upload_to:
         if args.steps and "upload" in args.steps.split(","):
             raise ConfigError("--steps upload needs --upload-to s3://bucket/prefix")
         steps.remove("upload")  # the default step list uploads only when told where to
     made = [jobs[step]() for step in steps]
     return [job for step_jobs in made for job in (step_jobs if isinstance(step_jobs, list) else [step_jobs])]
+
+
+def wants_omezarr(args) -> bool:
+    """Whether the OME-Zarr export runs: ``--omezarr``, named in ``--steps``, or the plate already has one.
+
+    A plate exported before stays current rather than silently going stale.
+    """
+    named = bool(args.steps) and "export_omezarr" in args.steps.split(",")
+    folder = os.path.abspath(args.folder) if args.folder else None
+    existing = bool(folder) and os.path.isdir(os.path.join(folder, f"{os.path.basename(folder)}.ome.zarr"))
+    return bool(args.omezarr) or named or existing
 
 
 def raw_format(args) -> tuple[str, bool]:

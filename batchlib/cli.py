@@ -80,6 +80,7 @@ def _demo(args: argparse.Namespace) -> int:
             str(args.n_jobs),
             "--nuclei-method",
             args.nuclei_method,
+            "--omezarr",
         ]
     )
     plate = os.path.basename(os.path.abspath(results))

@@ -22,7 +22,7 @@ def run(folder, raw, *extra):
 def test_outputs_layout_and_incremental_rerun(tmp_path):
     raw, folder = str(tmp_path / "raw"), str(tmp_path / "P7")
     write_demo_plate(raw, wells={"C01": 1.0, "C02": 2.5}, sites=2, shape=(160, 160), n_nuclei=15)
-    assert run(folder, raw) == 0
+    assert run(folder, raw, "--omezarr") == 0
     containers = sorted(n for n in os.listdir(folder) if n.endswith(".h5"))
     assert len(containers) == 4
     with open_file(os.path.join(folder, containers[0]), "r") as f:
@@ -40,7 +40,8 @@ def test_outputs_layout_and_incremental_rerun(tmp_path):
     plate = zarr.open_group(os.path.join(folder, "P7.ome.zarr"), mode="r")
     assert [w["path"] for w in plate.attrs["plate"]["wells"]] == ["C/1", "C/2"]
 
-    # New images arrive: only they are processed, and the aggregates include them.
+    # New images arrive: only they are processed, and the aggregates include them; the plate's OME-Zarr,
+    # asked for once, stays current without --omezarr.
     write_demo_plate(raw, wells={"C01": 1.0, "C02": 2.5, "D05": 1.0}, sites=2, shape=(160, 160), n_nuclei=15)
     before = {n: os.stat(os.path.join(folder, n)).st_mtime_ns for n in containers}
     assert run(folder, raw) == 0
@@ -49,6 +50,22 @@ def test_outputs_layout_and_incremental_rerun(tmp_path):
         wells = read_plate_table(f, "wells")
     assert wells["well_name"].tolist() == ["C01", "C02", "D05"]
     assert "D/5" in zarr.open_group(os.path.join(folder, "P7.ome.zarr"), mode="r")
+
+
+def test_omezarr_export_runs_only_when_asked_for_or_already_there(tmp_path):
+    from batchlib.cell_analysis import cell_analysis_jobs, cell_analysis_parser
+
+    def job_names(folder, *extra):
+        args = cell_analysis_parser().parse_args(["--folder", folder, "--nuclei-method", "threshold", *extra])
+        return [type(job).__name__ for job in cell_analysis_jobs(args)]
+
+    folder = str(tmp_path / "P9")
+    assert "OmeZarrExport" not in job_names(folder)
+    assert "OmeZarrExport" in job_names(folder, "--omezarr")
+    assert "OmeZarrExport" in job_names(folder, "--steps", "import,export_omezarr")
+    os.makedirs(os.path.join(folder, "P9.ome.zarr"))  # exported by an earlier run: kept current
+    assert "OmeZarrExport" in job_names(folder)
+    assert "OmeZarrExport" not in job_names(folder, "--skip", "export_omezarr")
 
 
 def test_steps_and_bad_options(tmp_path, capsys):
@@ -298,6 +315,7 @@ def test_workflow_on_a_harmony_export_with_scheme_auto(tmp_path, caplog):
             "--channels",
             "HOECHST 33342:nuclei,Alexa 488:cells",
             "--ignore-invalid-inputs",
+            "--omezarr",
         )
     assert code == 0
     assert "--scheme auto: harmony (Harmony index Index.xml)" in caplog.text
@@ -349,7 +367,7 @@ def test_nuclei_only_plate_runs_every_step_on_the_nuclei(tmp_path, caplog):
     raw, folder = str(tmp_path / "raw"), str(tmp_path / "PN")
     write_demo_plate(raw, wells={"C01": 1.0, "C02": 1.0}, sites=2, shape=(128, 128), n_nuclei=12)
     with caplog.at_level(logging.INFO, logger="Workflow"):
-        assert run(folder, raw, "--channels", "DAPI:nuclei") == 0
+        assert run(folder, raw, "--channels", "DAPI:nuclei", "--omezarr") == 0
     assert "nuclei only; segment_cells is left out" in caplog.text
     containers = sorted(n for n in os.listdir(folder) if n.endswith(".h5"))
     with open_file(os.path.join(folder, containers[0]), "r") as f:

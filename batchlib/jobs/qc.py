@@ -278,11 +278,34 @@ def image_label(f, path: str) -> str:
     return str(info) if info else os.path.splitext(os.path.basename(path))[0]
 
 
+#: Montage tiles are drawn from the finest pyramid level at most this many pixels a side.
+MONTAGE_TILE_SIDE = 1024
+
+
+def overview_level(group, max_side: int = MONTAGE_TILE_SIDE) -> int:
+    """The finest level (``s0``, ``s1``, ...) of a multiscale image group at most ``max_side`` pixels a side.
+
+    The coarsest level if none is that small. A 2048 x 2048 image with a factor-2 pyramid gives level 1.
+    """
+    levels = sorted(int(k[1:]) for k in group if k.startswith("s") and k[1:].isdigit())
+    for level in levels:
+        if max(group[f"s{level}"].shape[-2:]) <= max_side:
+            return level
+    return levels[-1] if levels else 0
+
+
 def image_overlay(path: str, channel: str, nuclei_key: str, cell_key: str | None) -> np.ndarray:
-    """:func:`overlay` of one container's ``channel`` and segmentations, labelled with its site (:func:`label_tile`)."""
+    """:func:`overlay` of one container's ``channel`` and segmentations, labelled with its site (:func:`label_tile`).
+
+    Drawn at the pyramid level of at most :data:`MONTAGE_TILE_SIDE` pixels a side
+    (:func:`overview_level`): a montage of camera-sized images stays a few megapixels.
+    """
     with open_file(path, "r") as f:
-        cells = read_image(f, cell_key) if cell_key else None
-        rgb = overlay(read_image(f, channel), read_image(f, nuclei_key), cells)
+        keys = [channel, nuclei_key, *([cell_key] if cell_key else [])]
+        levels = {overview_level(f[key]) for key in keys}
+        level = levels.pop() if len(levels) == 1 else 0  # pyramids that differ: full resolution, as before
+        images = [read_image(f, key, level) for key in keys]
+        rgb = overlay(images[0], images[1], images[2] if cell_key else None)
         return label_tile(rgb, image_label(f, path))
 
 

@@ -179,3 +179,24 @@ def test_a_heatmap_per_control_type_colours_only_that_types_wells(tmp_path):
     negcon = by_name["heatmap_n_cells_negcon.png"]
     assert negcon[0, 0] == 10 and negcon[1, 0] == 30 and np.isnan(negcon[0, 1]) and np.isnan(negcon[1, 1])
     assert QualityControl(control_column=None).control_heatmaps(wells, ["n_cells"], imaged, str(tmp_path), "P1") == []
+
+
+def test_a_large_image_is_drawn_from_its_pyramid_level_of_at_most_1024_pixels(tmp_path):
+    from batchlib.jobs.qc import MONTAGE_TILE_SIDE, overview_level
+
+    path = str(tmp_path / "WellC01_PointC01_0000_Seq0000.h5")
+    rng = np.random.default_rng(3)
+    nuclei = np.zeros((2100, 1800), np.uint16)
+    nuclei[100:300, 100:260] = 1
+    with open_file(path, "w") as f:
+        write_image(f, "nuclei", rng.integers(100, 4000, nuclei.shape, dtype=np.uint16))
+        write_image(f, "nucleus_segmentation", nuclei, is_label=True)
+        levels = sorted(int(k[1:]) for k in f["nuclei"] if k.startswith("s"))
+        shapes = [f[f"nuclei/s{i}"].shape for i in levels]
+        level = overview_level(f["nuclei"])
+    # The finest level within the limit: the one before is larger, this one is not.
+    assert max(shapes[level]) <= MONTAGE_TILE_SIDE < max(shapes[level - 1]) and level >= 1
+    tile = image_overlay(path, "nuclei", "nucleus_segmentation", None)
+    with open_file(path, "r") as f:
+        plain = overlay(read_image(f, "nuclei", level), read_image(f, "nucleus_segmentation", level), None)
+    np.testing.assert_array_equal(tile, label_tile(plain, "WellC01_PointC01_0000_Seq0000"))
