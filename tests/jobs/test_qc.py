@@ -200,3 +200,15 @@ def test_a_large_image_is_drawn_from_its_pyramid_level_of_at_most_1024_pixels(tm
     with open_file(path, "r") as f:
         plain = overlay(read_image(f, "nuclei", level), read_image(f, "nucleus_segmentation", level), None)
     np.testing.assert_array_equal(tile, label_tile(plain, "WellC01_PointC01_0000_Seq0000"))
+
+
+def test_inner_boundaries_equal_scikit_image():
+    from skimage.segmentation import find_boundaries
+
+    from batchlib.jobs.qc import inner_boundaries
+    from batchlib.synthetic import synthetic_site
+
+    _, nuclei, cells = synthetic_site((200, 240), n_nuclei=30, seed=4)
+    rng = np.random.default_rng(0)
+    for labels in (nuclei, cells, rng.integers(0, 4, (40, 50)), np.zeros((3, 3), int)):
+        np.testing.assert_array_equal(inner_boundaries(labels), find_boundaries(labels, mode="inner"))
