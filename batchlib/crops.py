@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import glob
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -61,6 +62,9 @@ CELL_COLUMNS = (
 INDEX_COLUMNS = ("plate", "well", "site", *CELL_COLUMNS, "file", "offset")
 #: Compressions a crop file may use (HDF5's own filters, readable by any HDF5 tool).
 COMPRESSIONS = ("gzip", "none")
+#: Held around every HDF5 call of this module: readers in several threads (dask's threaded scheduler) crashed
+#: the process in h5py's direct chunk reads without it.
+_HDF5_LOCK = threading.RLock()
 
 
 class CropStoreError(BatchlibError, ValueError):
@@ -311,26 +315,33 @@ class CropFile:
 
         self.path = path
         try:
-            self._file = h5py.File(path, "r")
+            with _HDF5_LOCK:
+                self._file = h5py.File(path, "r")
         except OSError as err:
             raise CropStoreError(f"crop file {path} cannot be read ({err}); run the crop step again") from err
-        found = self._file.attrs.get("format")
-        if found != FORMAT:
-            self._file.close()
-            raise CropStoreError(f"crop file {path} has format {found!r}, expected {FORMAT!r}; run the crop step again")
-        self.channels = [str(c) for c in self._file.attrs["channels"]]
-        self.channel_dtypes = [np.dtype(str(d)) for d in self._file.attrs["channel_dtypes"]]
-        self.size = int(self._file.attrs["size"])
-        self.names = {key: self._file.attrs[key] for key in ("plate", "well", "site") if key in self._file.attrs}
-        self._readers: dict[str, _CellReader] = {}
-        self._n = int(self._file["masks"].shape[0])
+        with _HDF5_LOCK:
+            attrs = self._file.attrs
+            found = attrs.get("format")
+            if found != FORMAT:
+                self._file.close()
+                raise CropStoreError(
+                    f"crop file {path} has format {found!r}, expected {FORMAT!r}; run the crop step again"
+                )
+            self.channels = [str(c) for c in attrs["channels"]]
+            self.channel_dtypes = [np.dtype(str(d)) for d in attrs["channel_dtypes"]]
+            self.size = int(attrs["size"])
+            self.names = {key: attrs[key] for key in ("plate", "well", "site") if key in attrs}
+            self._readers: dict[str, _CellReader] = {}
+            self._n = int(self._file["masks"].shape[0])
 
     def __len__(self) -> int:
         return self._n
 
     def table(self) -> pd.DataFrame:
         """The per-cell metadata (:data:`CELL_COLUMNS`) with plate, well and site."""
-        return index_table([self.path], [(self.names, self._file["cells"][()])]).drop(columns=["file", "offset"])
+        with _HDF5_LOCK:
+            rows = self._file["cells"][()]
+        return index_table([self.path], [(self.names, rows)]).drop(columns=["file", "offset"])
 
     def read(self, offsets: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Intensities ``(k, channels, size, size)`` and masks ``(k, size, size)`` of the cells at ``offsets``.
@@ -338,16 +349,20 @@ class CropFile:
         ``None`` reads every cell. Offsets may repeat and come in any order.
         """
         if offsets is None:
-            return self._file["intensities"][()], self._file["masks"][()]
+            with _HDF5_LOCK:
+                return self._file["intensities"][()], self._file["masks"][()]
         offsets = np.asarray(offsets, np.int64).reshape(-1)
         if len(offsets) and (offsets.min() < 0 or offsets.max() >= len(self)):
             raise CropStoreError(f"crop file {self.path} holds {len(self)} cells; offsets asked: {offsets.tolist()}")
-        if not self._readers:
-            self._readers = {name: _CellReader(self._file[name]) for name in ("intensities", "masks")}
-        return self._readers["intensities"].read(offsets), self._readers["masks"].read(offsets)
+        with _HDF5_LOCK:
+            if not self._readers:
+                self._readers = {name: _CellReader(self._file[name]) for name in ("intensities", "masks")}
+            return self._readers["intensities"].read(offsets), self._readers["masks"].read(offsets)
 
     def close(self) -> None:
-        self._file.close()
+        with _HDF5_LOCK:
+            self._readers = {}
+            self._file.close()
 
     def __enter__(self) -> CropFile:
         return self
@@ -369,7 +384,7 @@ def read_cells(path: str) -> tuple[dict, np.ndarray]:
     import h5py
 
     try:
-        with h5py.File(path, "r") as f:
+        with _HDF5_LOCK, h5py.File(path, "r") as f:
             attrs = f.attrs
             if attrs.get("format") != FORMAT:
                 raise CropStoreError(

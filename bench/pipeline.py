@@ -61,6 +61,7 @@ def main() -> int:
     parser.add_argument("--per-job", action="store_true", help="per-job seconds at n_jobs=1 on two plates (above)")
     parser.add_argument("--only", choices=["512", "2048"], help="with --per-job: only this plate")
     parser.add_argument("--keep", action="store_true", help="with --per-job: keep the plates (and print where)")
+    parser.add_argument("--n-jobs", type=int, default=1, help="with --per-job: worker processes (peak RSS per process)")
     args = parser.parse_args()
     if args.per_job:
         return per_job(args)
@@ -151,13 +152,14 @@ def per_job(args) -> int:
         raw, folder = os.path.join(work, f"raw{key}"), os.path.join(work, f"Plate{key}")
         n_images = len(write_demo_plate(raw, wells=wells, sites=sites, shape=shape, n_nuclei=n_nuclei))
         os.sync()
-        options = ["--folder", folder, "--input-folder", raw, "--n-jobs", "1", "--no-progress"]
+        options = ["--folder", folder, "--input-folder", raw, "--n-jobs", str(args.n_jobs), "--no-progress"]
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         start = time.perf_counter()
         code = subprocess.run([sys.executable, SCRIPT, *options]).returncode
         whole = time.perf_counter() - start
         assert code == 0, f"workflow failed on {title}"
-        peak_gb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 2**20  # KiB on Linux
+        # The largest of the script's processes (with --n-jobs 2: the driver or a worker), in KiB on Linux.
+        peak_gb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 2**20
         with open(os.path.join(folder, "batchlib", "CellAnalysisWorkflow.status")) as f:
             seconds = {job: entry.get("seconds") or 0.0 for job, entry in json.load(f)["jobs"].items()}
         stardist = seconds["SegmentNucleiStarDist"]

@@ -277,3 +277,30 @@ def test_bad_options_name_themselves():
         CropCells(CHANNELS, format="tiff")
     with pytest.raises(ConfigError, match="--crop-compression"):
         CropCells(CHANNELS, compression="lz4")
+
+
+def test_index_job_object_reads_only_new_and_changed_crop_files(plate, monkeypatch):
+    import batchlib.jobs.crops as crop_jobs
+
+    crop, index = store_jobs()
+    run_workflow("crops", plate, [crop, index], progress=False)
+    read = []
+    real = crop_jobs.read_cells
+    monkeypatch.setattr(crop_jobs, "read_cells", lambda path: read.append(os.path.basename(path)) or real(path))
+
+    container = sorted(n for n in os.listdir(plate) if n.endswith(".h5"))[1]
+    with open_file(os.path.join(plate, container), "a") as f:
+        labels = f["cell_segmentation/s0"][...]
+        labels[labels == labels.max()] = 0
+        write_image(f, "cell_segmentation", labels, is_label=True)
+    write_container(plate, "C05", 0, seed=11)
+    results = run_workflow("crops", plate, [crop, index], progress=False)
+    assert results["CropCells"].processed == 2 and results["IndexCrops"].processed == 1
+    assert sorted(read) == sorted(
+        [container.replace(".h5", CROP_FILE_EXT), container_name("C05", 0)[:-3] + CROP_FILE_EXT]
+    )
+    monkeypatch.setattr(crop_jobs, "read_cells", real)
+    cached = pd.read_parquet(os.path.join(plate, "P7_crops.parquet"))
+    os.remove(os.path.join(plate, "P7_crops.parquet"))
+    run_workflow("crops", plate, store_jobs(), progress=False)  # new job objects: everything read again
+    pd.testing.assert_frame_equal(cached, pd.read_parquet(os.path.join(plate, "P7_crops.parquet")))
