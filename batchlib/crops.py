@@ -60,6 +60,8 @@ CELL_COLUMNS = (
 )
 #: Columns of the plate index ``<plate>_crops.parquet``.
 INDEX_COLUMNS = ("plate", "well", "site", *CELL_COLUMNS, "file", "offset")
+#: Columns of a PNG folder's ``metadata.csv`` before the per-channel file names.
+PNG_METADATA_COLUMNS = ["plate", "well", "site", *CELL_COLUMNS, "mask_file"]
 #: Compressions a crop file may use (HDF5's own filters, readable by any HDF5 tool).
 COMPRESSIONS = ("gzip", "none")
 #: Held around every HDF5 call of this module: readers in several threads (dask's threaded scheduler) crashed
@@ -709,23 +711,6 @@ def write_png_folder(
         writer = csv.writer(f)
         writer.writerow(PNG_METADATA_COLUMNS + [f"{c}_file" for c in channels])
         writer.writerows(records)
-
-
-#: Columns of a PNG folder's ``metadata.csv`` before the per-channel file names.
-PNG_METADATA_COLUMNS = [
-    "plate",
-    "well",
-    "site",
-    "label",
-    "centroid_y",
-    "centroid_x",
-    "bbox_min_y",
-    "bbox_min_x",
-    "bbox_max_y",
-    "bbox_max_x",
-    "touches_border",
-    "mask_file",
-]
 
 
 def export_png(folder: str, dest: str, wells: str | Sequence[str] | None = None) -> list[str]:
