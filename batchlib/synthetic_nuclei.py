@@ -309,7 +309,8 @@ def nuclei_image(
     diameter: float = 20.0,
     appearance: Appearance | None = None,
     rng: np.random.Generator | int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    return_kinds: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A synthetic fluorescence image of nuclei and its ground truth labels.
 
     Parameters
@@ -324,6 +325,8 @@ def nuclei_image(
         All the knobs; None draws :func:`random_appearance` from ``rng``.
     rng : Generator or int or None
         Random generator or seed; the same seed and appearance give the same image.
+    return_kinds : bool
+        Also return each object's kind.
 
     Returns
     -------
@@ -331,6 +334,9 @@ def nuclei_image(
         ``appearance.dtype`` (uint16 by default).
     labels : numpy.ndarray of uint32
         0 background, 1..n one id per object, every id present.
+    kinds : numpy.ndarray of int64, only with ``return_kinds``
+        The kind of object ``i + 1`` at ``i``: ``NORMAL``, ``MITOTIC``, ``PAIR`` (one of an anaphase /
+        telophase pair) or ``APOPTOTIC`` (one fragment) of :mod:`batchlib.synthetic_geometry`.
 
     Examples
     --------
@@ -422,6 +428,7 @@ def nuclei_image(
         ref = np.float32(exposure * (app.background + app.brightness))
         image = ref * (np.clip(image, 0, None) / ref) ** np.float32(app.gamma)
     image = np.clip(image, 0, 1)
-    if app.dtype == "float32":
-        return image.astype(np.float32), labels
-    return np.rint(image * _DTYPE_MAX[app.dtype]).astype(app.dtype), labels
+    image = (
+        image.astype(np.float32) if app.dtype == "float32" else np.rint(image * _DTYPE_MAX[app.dtype]).astype(app.dtype)
+    )
+    return (image, labels, obj.kind[index].astype(np.int64)) if return_kinds else (image, labels)

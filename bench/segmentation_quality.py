@@ -125,6 +125,7 @@ class Row:
     key: str
     images: list[np.ndarray] = field(default_factory=list)
     labels: list[np.ndarray] = field(default_factory=list)
+    kinds: list[np.ndarray] = field(default_factory=list)  # synthetic only: the kind of each object
 
 
 def rescaled(image: np.ndarray, labels: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
@@ -248,9 +249,12 @@ def synthetic_set(diameters: tuple[int, ...], seeds: list[int]) -> list[Row]:
         side = max(MIN_SIDE, 64 * round(DIAMETERS_A_SIDE * d / 64))
         row = Row(str(d))
         for seed in seeds:
-            image, labels = nuclei_image((side, side), d, random_appearance(seed), rng=1000 * d + seed)
+            image, labels, kinds = nuclei_image(
+                (side, side), d, random_appearance(seed), rng=1000 * d + seed, return_kinds=True
+            )
             row.images.append(image)
             row.labels.append(labels)
+            row.kinds.append(kinds)
         rows.append(row)
     return rows
 
@@ -368,6 +372,66 @@ def scores(truth: list[np.ndarray], predicted: list[np.ndarray], attrs: list[tup
         "estimated_diameter": float(np.median(diameters)) if diameters else None,
         "scale": float(np.median([s for _, s in attrs])),
     }
+
+
+#: Object classes of the recall-by-kind table: (name, kind of batchlib.synthetic_geometry or None for any).
+KIND_CLASSES = (
+    ("interphase", 0),
+    ("mitotic", 1),
+    ("anaphase/telophase", 2),
+    ("apoptotic fragment", 3),
+)
+#: An object keeping less than this share of its row's median interphase area was cut by the image border.
+SLIVER = 0.25
+
+
+def recall_by_kind(rows: list[Row], predicted: list[list[np.ndarray]]) -> dict[str, dict[str, list[int]]]:
+    """Per diameter and object class, [objects, found at IoU >= 0.5]: which nuclei the recall loses.
+
+    Classes: :data:`KIND_CLASSES` for objects away from the border, plus "cut by the border" (touching it)
+    split into slivers (under :data:`SLIVER` of the median interphase area) and the rest.
+    """
+    table: dict[str, dict[str, list[int]]] = {}
+    for row, row_predicted in zip(rows, predicted):
+        counts = table.setdefault(row.key, {})
+        for truth, pred, kinds in zip(row.labels, row_predicted, row.kinds):
+            n = int(truth.max())
+            if not n:
+                continue
+            # IoU of every ground-truth object with its best prediction (IoU >= 0.5 is a unique match).
+            pairs = truth.ravel().astype(np.int64) * (int(pred.max()) + 1) + pred.ravel()
+            overlap = np.bincount(pairs, minlength=(n + 1) * (int(pred.max()) + 1)).reshape(n + 1, -1)
+            union = overlap.sum(1, keepdims=True) + overlap.sum(0, keepdims=True) - overlap
+            iou = overlap[1:, 1:] / np.maximum(union[1:, 1:], 1)
+            found = iou.max(1) >= 0.5 if iou.shape[1] else np.zeros(n, bool)
+            border = np.zeros(n + 1, bool)
+            for edge in (truth[0], truth[-1], truth[:, 0], truth[:, -1]):
+                border[edge] = True
+            area = np.bincount(truth.ravel(), minlength=n + 1)[1:]
+            normal = kinds == 0
+            median = np.median(area[normal & ~border[1:]]) if (normal & ~border[1:]).any() else np.median(area)
+            classes = {name: (kinds == kind) & ~border[1:] for name, kind in KIND_CLASSES}
+            classes["cut by the border, sliver"] = border[1:] & (area < SLIVER * median)
+            classes["cut by the border, larger"] = border[1:] & (area >= SLIVER * median)
+            for name, members in classes.items():
+                total = counts.setdefault(name, [0, 0])
+                total[0] += int(members.sum())
+                total[1] += int((members & found).sum())
+    return table
+
+
+def print_kind_table(method: str, table: dict[str, dict[str, list[int]]]) -> None:
+    """Recall per object class (rows) and diameter (columns), with the counts, for the synthetic set."""
+    diameters = list(table)
+    names = list(next(iter(table.values()))) if table else []
+    print(f"\n{method}: synthetic recall by object class (found / objects at IoU >= 0.5; off the border unless said)")
+    print("  " + f"{'class':28s}" + "".join(f"{d + ' px':>14s}" for d in diameters))
+    for name in names:
+        cells = []
+        for d in diameters:
+            n, found = table[d][name]
+            cells.append(f"{found / n:.2f} ({n:>4d})" if n else f"{'-':>11s}")
+        print("  " + f"{name:28s}" + "".join(f"{c:>14s}" for c in cells))
 
 
 def baseline_row(baseline: dict | None, method: str, name: str, key: str, row: dict) -> dict | None:
@@ -614,6 +678,8 @@ def main() -> int:
                         for i, seed in enumerate(seeds)
                     }
                     print_appearance_table(method, results[method][BY_APPEARANCE], baseline)
+                    results[method]["synthetic_by_kind"] = recall_by_kind(rows, labels)
+                    print_kind_table(method, results[method]["synthetic_by_kind"])
                 shutil.rmtree(folder, ignore_errors=True)
 
         total = time.perf_counter() - started

@@ -183,6 +183,21 @@ def test_mitotic_pairs_and_apoptotic_fragments_are_separate_objects():
     assert np.median(interior_diameters(fragments)) < 0.4 * 30
 
 
+def test_kinds_name_each_object():
+    from batchlib.synthetic_geometry import APOPTOTIC, MITOTIC, NORMAL, PAIR
+
+    mixed = replace(PLAIN, mitotic_fraction=0.2, mitotic_pair_fraction=0.1, apoptotic_fraction=0.1, n_nuclei=60)
+    image, labels, kinds = nuclei_image((512, 512), 30, mixed, rng=9, return_kinds=True)
+    again, same_labels = nuclei_image((512, 512), 30, mixed, rng=9)
+    np.testing.assert_array_equal(image, again)
+    np.testing.assert_array_equal(labels, same_labels)
+    assert len(kinds) == labels.max() and set(kinds.tolist()) == {NORMAL, MITOTIC, PAIR, APOPTOTIC}
+    area = np.bincount(labels.ravel())[1:]
+    # Fragments are the smallest objects, interphase nuclei the largest (medians).
+    assert np.median(area[kinds == APOPTOTIC]) < 0.2 * np.median(area[kinds == NORMAL])
+    assert np.median(area[kinds == MITOTIC]) < 0.6 * np.median(area[kinds == NORMAL])
+
+
 def test_shape_knobs():
     def median_prop(appearance, name):
         _, labels = nuclei_image((384, 384), 32, replace(PLAIN, density=0.15, clump_fraction=0.0, **appearance), rng=9)
