@@ -82,6 +82,22 @@ def limit_threads(threads: int) -> None:
         os.environ.setdefault(variable, str(threads))
 
 
+def job_threads() -> int:
+    """Threads a job may use for its own work in this process: the workers' cap, else every core.
+
+    A worker of a process pool gets ``cores // n_workers`` (:func:`limit_threads`), so jobs that
+    thread their per-file work do not oversubscribe the machine; the driver of a serial run may
+    use every core.
+
+    Examples
+    --------
+    >>> job_threads() >= 1
+    True
+    """
+    capped = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, int(capped)) if capped.isdigit() else max(1, os.cpu_count() or 1)
+
+
 def skip_final_collection() -> None:
     """Let this process exit without Python's last garbage collection.
 

@@ -104,6 +104,30 @@ def test_classical_pipeline_on_a_plate(raw_plate):
     assert [r.processed for r in run(folder, raw, jobs).values()] == [0, 0, 0]
 
 
+def test_cell_job_segments_a_batch_in_threads_as_one_image_at_a_time(raw_plate, monkeypatch):
+    import threading
+
+    import batchlib.jobs.segmentation as segmentation
+
+    folder, raw, _ = raw_plate
+    run(folder, raw, [ImportImages(CHANNELS), SegmentNucleiThreshold()])
+    threads = set()
+    real = segmentation.seeded_cells
+
+    def seeded_cells_noting_its_thread(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(segmentation, "seeded_cells", seeded_cells_noting_its_thread)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the cap a worker gets; the batch's images go to two threads
+    assert run_workflow("wf", folder, [SegmentCells()], progress=False)["SegmentCells"].processed == 4
+    assert len(threads) == 2 and all(name.startswith("batchlib-cells") for name in threads)
+    for name in sorted(n for n in os.listdir(folder) if n.endswith(".h5")):
+        with open_file(os.path.join(folder, name), "r") as f:
+            expected = real(read_image(f, "nucleus_segmentation"), read_image(f, "cells"))
+            np.testing.assert_array_equal(read_image(f, "cell_segmentation"), expected)
+
+
 def test_measure_job_writes_cell_tables(raw_plate):
     from batchlib.io import read_table
     from batchlib.jobs.measure import MeasureObjects
