@@ -377,7 +377,8 @@ class SegmentCells(BatchJobOnContainer):
     """Cell segmentation: seeded watershed from the nuclei on a cell channel (membrane, serum).
 
     The images of a batch are segmented in :func:`batchlib.executors.job_threads` threads (the Gaussian and
-    the watershed release the GIL: 1.8x on two cores at 2048 x 2048), their labels written in order.
+    the watershed release the GIL: 1.8x on two cores at 2048 x 2048); the containers are read and written
+    in the calling thread only (h5py's direct chunk reads crash when two threads call them).
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = ("sigma", "threshold")
@@ -406,14 +407,21 @@ class SegmentCells(BatchJobOnContainer):
     def run(self, input_files, output_files, **kwargs):
         from ..executors import job_threads
 
-        threads = min(job_threads(), len(input_files))
-        with ThreadPoolExecutor(threads, thread_name_prefix="batchlib-cells") as pool:
-            for cells, out in zip(pool.map(self._segment, input_files), output_files):
-                with open_file(out, "a") as f:
-                    write_image(f, self.output_key, cells, is_label=True, visible=False)
-
-    def _segment(self, path: str) -> np.ndarray:
         nuclei_key, cell_key = self.input_keys
-        with open_file(path, "r") as f:
-            nuclei, cell_image = read_image(f, nuclei_key), read_image(f, cell_key)
-        return seeded_cells(nuclei, cell_image, self.sigma, self.threshold)
+        threads = min(job_threads(), len(input_files))
+        pending: list = []  # (segmentation in progress, its container), at most `threads` of them
+
+        def write_oldest() -> None:
+            future, out = pending.pop(0)
+            with open_file(out, "a") as f:
+                write_image(f, self.output_key, future.result(), is_label=True, visible=False)
+
+        with ThreadPoolExecutor(threads, thread_name_prefix="batchlib-cells") as pool:
+            for inp, out in zip(input_files, output_files):
+                with open_file(inp, "r") as f:
+                    nuclei, cell_image = read_image(f, nuclei_key), read_image(f, cell_key)
+                pending.append((pool.submit(seeded_cells, nuclei, cell_image, self.sigma, self.threshold), out))
+                if len(pending) >= threads:
+                    write_oldest()
+            while pending:
+                write_oldest()

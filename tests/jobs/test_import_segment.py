@@ -106,6 +106,7 @@ def test_classical_pipeline_on_a_plate(raw_plate):
 
 def test_cell_job_segments_a_batch_in_threads_as_one_image_at_a_time(raw_plate, monkeypatch):
     import threading
+    import time
 
     import batchlib.jobs.segmentation as segmentation
 
@@ -116,12 +117,22 @@ def test_cell_job_segments_a_batch_in_threads_as_one_image_at_a_time(raw_plate, 
 
     def seeded_cells_noting_its_thread(*args, **kwargs):
         threads.add(threading.current_thread().name)
+        time.sleep(0.05)  # long enough for the next image to go to the other thread
         return real(*args, **kwargs)
 
     monkeypatch.setattr(segmentation, "seeded_cells", seeded_cells_noting_its_thread)
+    readers = set()
+    real_read = segmentation.read_image
+
+    def read_image_noting_its_thread(*args, **kwargs):
+        readers.add(threading.current_thread().name)
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(segmentation, "read_image", read_image_noting_its_thread)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the cap a worker gets; the batch's images go to two threads
     assert run_workflow("wf", folder, [SegmentCells()], progress=False)["SegmentCells"].processed == 4
     assert len(threads) == 2 and all(name.startswith("batchlib-cells") for name in threads)
+    assert readers == {threading.current_thread().name}  # containers only in the calling thread (h5py)
     for name in sorted(n for n in os.listdir(folder) if n.endswith(".h5")):
         with open_file(os.path.join(folder, name), "r") as f:
             expected = real(read_image(f, "nucleus_segmentation"), read_image(f, "cells"))
