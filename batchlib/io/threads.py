@@ -91,3 +91,41 @@ def run_all(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[
     wait(futures)
     for future in futures:
         future.result()
+
+
+def compute_in_threads(
+    items: Iterable[Any],
+    read: Callable[[Any], tuple],
+    compute: Callable[..., Any],
+    write: Callable[[Any, Any], None],
+    threads: int,
+) -> None:
+    """For each item: ``write(item, compute(*read(item)))``, the computations in ``threads`` threads.
+
+    ``read`` and ``write`` run in the calling thread, in the items' order (file I/O through h5py must stay in
+    one thread: its direct chunk reads crash when two threads call them); ``compute`` (work that releases the
+    GIL: scikit-image, scipy, large numpy operations) runs in the pool, at most ``threads`` items ahead. The
+    first error is raised, after the items before it were written.
+
+    Examples
+    --------
+    >>> out = []
+    >>> compute_in_threads([1, 2, 3], lambda x: (x,), lambda x: x * x, lambda x, y: out.append((x, y)), 2)
+    >>> out
+    [(1, 1), (2, 4), (3, 9)]
+    """
+    threads = max(1, threads)
+    pending: list[tuple[Any, Any]] = []
+    with ThreadPoolExecutor(threads, thread_name_prefix="batchlib-compute") as pool:
+        try:
+            for item in items:
+                pending.append((item, pool.submit(compute, *read(item))))
+                if len(pending) >= threads:
+                    done, future = pending.pop(0)
+                    write(done, future.result())
+            while pending:
+                done, future = pending.pop(0)
+                write(done, future.result())
+        finally:
+            for _, future in pending:
+                future.cancel()

@@ -406,22 +406,16 @@ class SegmentCells(BatchJobOnContainer):
 
     def run(self, input_files, output_files, **kwargs):
         from ..executors import job_threads
+        from ..io.threads import compute_in_threads
 
         nuclei_key, cell_key = self.input_keys
-        threads = min(job_threads(), len(input_files))
-        pending: list = []  # (segmentation in progress, its container), at most `threads` of them
 
-        def write_oldest() -> None:
-            future, out = pending.pop(0)
-            with open_file(out, "a") as f:
-                write_image(f, self.output_key, future.result(), is_label=True, visible=False)
+        def read(paths: tuple[str, str]) -> tuple:
+            with open_file(paths[0], "r") as f:
+                return read_image(f, nuclei_key), read_image(f, cell_key), self.sigma, self.threshold
 
-        with ThreadPoolExecutor(threads, thread_name_prefix="batchlib-cells") as pool:
-            for inp, out in zip(input_files, output_files):
-                with open_file(inp, "r") as f:
-                    nuclei, cell_image = read_image(f, nuclei_key), read_image(f, cell_key)
-                pending.append((pool.submit(seeded_cells, nuclei, cell_image, self.sigma, self.threshold), out))
-                if len(pending) >= threads:
-                    write_oldest()
-            while pending:
-                write_oldest()
+        def write(paths: tuple[str, str], cells: np.ndarray) -> None:
+            with open_file(paths[1], "a") as f:
+                write_image(f, self.output_key, cells, is_label=True, visible=False)
+
+        compute_in_threads(zip(input_files, output_files), read, seeded_cells, write, job_threads())

@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 
@@ -131,7 +132,7 @@ def test_cell_job_segments_a_batch_in_threads_as_one_image_at_a_time(raw_plate, 
     monkeypatch.setattr(segmentation, "read_image", read_image_noting_its_thread)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the cap a worker gets; the batch's images go to two threads
     assert run_workflow("wf", folder, [SegmentCells()], progress=False)["SegmentCells"].processed == 4
-    assert len(threads) == 2 and all(name.startswith("batchlib-cells") for name in threads)
+    assert len(threads) == 2 and all(name.startswith("batchlib-compute") for name in threads)
     assert readers == {threading.current_thread().name}  # containers only in the calling thread (h5py)
     for name in sorted(n for n in os.listdir(folder) if n.endswith(".h5")):
         with open_file(os.path.join(folder, name), "r") as f:
@@ -173,6 +174,15 @@ def test_measure_job_writes_cell_tables(raw_plate):
     np.testing.assert_array_equal(
         merged["Cells_AreaShape_Area"] - merged["Nuclei_AreaShape_Area"], merged["Cytoplasm_AreaShape_Area"].fillna(0)
     )
+    # The batch was measured in threads: every image's tables are those of its own labels and pixels.
+    for name in sorted(n for n in os.listdir(folder) if n.endswith(".h5")):
+        with open_file(os.path.join(folder, name), "r") as f:
+            expected = measure_objects(
+                read_image(f, "cell_segmentation"),
+                {"DAPI": read_image(f, "nuclei"), "GFP": read_image(f, "marker")},
+                "Cells",
+            )
+            pd.testing.assert_frame_equal(read_table(f, "cell_segmentation/default"), expected, check_dtype=False)
 
 
 @pytest.mark.parametrize(
