@@ -273,11 +273,7 @@ def write_crop_file(
 
 
 def _write_cells(f, name: str, array: np.ndarray, compression: str) -> None:
-    """A dataset with one chunk per cell; gzip chunks are compressed in the chunk threads, then written as they are.
-
-    HDF5's own filter pipeline would compress them one by one under h5py's lock;
-    the bytes written are those it would write (shuffle, then deflate).
-    """
+    """A dataset with one chunk per cell; gzip chunks compressed in the chunk threads (``write_compressed``)."""
     if not array.size:  # HDF5 chunks need a non-empty shape
         f.create_dataset(name, data=array)
         return
@@ -285,22 +281,12 @@ def _write_cells(f, name: str, array: np.ndarray, compression: str) -> None:
     if compression == "none":
         f.create_dataset(name, data=array, chunks=chunk)
         return
-    from .io.threads import chunk_pool
+    from .io.h5chunks import write_compressed
 
     dataset = f.create_dataset(
         name, shape=array.shape, dtype=array.dtype, chunks=chunk, compression="gzip", compression_opts=1, shuffle=True
     )
-    origin = (0,) * (array.ndim - 1)
-    for i, data in enumerate(chunk_pool().map(_deflate, array)):
-        dataset.id.write_direct_chunk((i, *origin), data)
-
-
-def _deflate(cell: np.ndarray) -> bytes:
-    """One chunk as HDF5's shuffle + deflate (level 1) filters store it."""
-    import zlib
-
-    shuffled = np.ascontiguousarray(cell).view(np.uint8).reshape(-1, cell.itemsize).T
-    return zlib.compress(np.ascontiguousarray(shuffled).tobytes(), 1)
+    write_compressed(dataset, array)
 
 
 class CropFile:
@@ -581,14 +567,14 @@ class _CellReader:
         if not self.direct:
             unique, inverse = np.unique(offsets, return_inverse=True)  # HDF5 wants increasing indices
             return self.dataset[unique][inverse]
-        import zlib
+        from .io.h5chunks import inflate
 
         read_chunk, flat = self.dataset.id.read_direct_chunk, out.reshape(len(offsets), -1)
         bytes_view = flat.view(np.uint8).reshape(len(offsets), -1)
         for k, i in enumerate(offsets.tolist()):
             _, data = read_chunk((i, *self.origin))
             if self.deflated:
-                data = zlib.decompress(data)
+                data = inflate(data)
             if self.shuffled:  # bytes were stored plane by plane: first bytes of all values, then second bytes
                 bytes_view[k].reshape(-1, self.dtype.itemsize)[:] = (
                     np.frombuffer(data, np.uint8).reshape(self.dtype.itemsize, -1).T

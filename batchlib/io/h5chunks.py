@@ -74,6 +74,11 @@ def write_compressed(
         dataset.id.write_direct_chunk(tuple(o + p for o, p in zip(origin, offset)), payload)
 
 
+def inflate(payload: bytes) -> bytes:
+    """The bytes of one deflated chunk as stored by HDF5's gzip filter (ISA-L where installed, else zlib)."""
+    return _zlib.decompress(payload)
+
+
 def _unshuffle(raw: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     itemsize = dtype.itemsize
     planes = np.frombuffer(raw, dtype=np.uint8).reshape(itemsize, -1)
