@@ -225,6 +225,15 @@ def cell_masks(cells: np.ndarray, windows: CellWindows) -> np.ndarray:
     return (cut_cells == windows.labels.astype(cut_cells.dtype)[:, None, None]).astype(np.uint8)
 
 
+def cell_intensities(images: dict[str, np.ndarray], windows: CellWindows) -> np.ndarray:
+    """``(n, channels, size, size)``: every channel's window of every cell, in the channels' common dtype."""
+    dtype = np.result_type(*images.values()) if images else np.dtype(np.uint16)
+    out = np.empty((len(windows), len(images), windows.size, windows.size), dtype)
+    for c, image in enumerate(images.values()):
+        out[:, c] = cut_windows(image, windows.corners, windows.size)
+    return out
+
+
 def write_crop_file(
     path: str,
     windows: CellWindows,
@@ -255,16 +264,12 @@ def write_crop_file(
 
     if compression not in COMPRESSIONS:
         raise CropStoreError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
-    size, n = windows.size, len(windows)
-    dtype = np.result_type(*images.values()) if images else np.dtype(np.uint16)
-    intensities = np.empty((n, len(images), size, size), dtype)
-    for c, image in enumerate(images.values()):
-        intensities[:, c] = cut_windows(image, windows.corners, size)
+    intensities = cell_intensities(images, windows)
     with h5py.File(path, "w") as f:
         f.attrs["format"] = FORMAT
         f.attrs["channels"] = list(images)
         f.attrs["channel_dtypes"] = [image.dtype.str for image in images.values()]
-        f.attrs["size"] = size
+        f.attrs["size"] = windows.size
         for key, value in names.items():
             f.attrs[key] = value
         _write_cells(f, "intensities", intensities, compression)
@@ -429,16 +434,19 @@ class CropSet:
         Channel order of the intensities' second axis.
     size : int
         Crop width and height.
+    dtype : numpy.dtype
+        Of the intensities (the channels' common dtype).
     """
 
     #: Crop files kept open at once (the least recently used is closed first).
     MAX_OPEN = 256
 
-    def __init__(self, folder: str, table: pd.DataFrame, channels: list[str], size: int):
+    def __init__(self, folder: str, table: pd.DataFrame, channels: list[str], size: int, dtype: np.dtype):
         self.folder = folder
         self.table = table.reset_index(drop=True)
         self.channels = channels
         self.size = size
+        self.dtype = np.dtype(dtype)
         self._open: dict[str, CropFile] = {}
 
     def __len__(self) -> int:
@@ -478,7 +486,7 @@ class CropSet:
     def read(self, positions: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Intensities and masks of the cells at ``positions`` (rows of :attr:`table`), in that order."""
         positions = np.asarray(positions, np.int64)
-        x = np.empty((len(positions), len(self.channels), self.size, self.size), self._dtype())
+        x = np.empty((len(positions), len(self.channels), self.size, self.size), self.dtype)
         m = np.empty((len(positions), self.size, self.size), np.uint8)
         rows = self.table.iloc[positions]
         for name, where in rows.groupby("file", sort=False).indices.items():
@@ -519,29 +527,25 @@ class CropSet:
         import dask.array as da
 
         xs, ms = [], []
-        for name, where in self.table.groupby("file", sort=False).indices.items():
+        by_file = self.table.groupby("file", sort=False).indices
+        for name, where in by_file.items():
             offsets = self.table["offset"].to_numpy()[where]
             part = dask.delayed(_read_file, pure=True)(os.path.join(self.folder, name), offsets)
             k = len(where)
-            xs.append(da.from_delayed(part[0], (k, len(self.channels), self.size, self.size), self._dtype()))
+            xs.append(da.from_delayed(part[0], (k, len(self.channels), self.size, self.size), self.dtype))
             ms.append(da.from_delayed(part[1], (k, self.size, self.size), np.uint8))
         if not xs:
             return (
-                da.zeros((0, len(self.channels), self.size, self.size), self._dtype()),
+                da.zeros((0, len(self.channels), self.size, self.size), self.dtype),
                 da.zeros((0, self.size, self.size), np.uint8),
             )
         # Rows of one file are contiguous when the table is in index order; restore the table's order otherwise.
-        order = np.concatenate(list(self.table.groupby("file", sort=False).indices.values()))
+        order = np.concatenate(list(by_file.values()))
         back = np.argsort(order, kind="stable")
         x, m = da.concatenate(xs), da.concatenate(ms)
         if not np.array_equal(back, np.arange(len(back))):
             x, m = x[back], m[back]
         return x, m
-
-    def _dtype(self) -> np.dtype:
-        if not len(self.table):
-            return np.dtype(np.uint16)
-        return np.result_type(*self._file(self.table["file"].iloc[0]).channel_dtypes)
 
 
 class _CellReader:
@@ -635,15 +639,13 @@ def open_crops(
             keep &= table[column].isin(wanted).to_numpy()
     if touches_border is not None:
         keep &= table["touches_border"].to_numpy().astype(bool) == bool(touches_border)
-    channels, size = [], 0
-    files = crop_files(folder)
-    if len(table):
-        with CropFile(os.path.join(folder, table["file"].iloc[0])) as first:
-            channels, size = first.channels, first.size
-    elif files:
-        with CropFile(files[0]) as first:
-            channels, size = first.channels, first.size
-    return CropSet(folder, table[keep], channels, size)
+    # Channels, size and dtype from one crop file (the folder is listed only when the index is empty).
+    first = os.path.join(folder, table["file"].iloc[0]) if len(table) else next(iter(crop_files(folder)), None)
+    channels, size, dtype = [], 0, np.dtype(np.uint16)
+    if first is not None:
+        with CropFile(first) as f:
+            channels, size, dtype = f.channels, f.size, np.result_type(*f.channel_dtypes)
+    return CropSet(folder, table[keep], channels, size, dtype)
 
 
 def png_names(label: int, channels: Sequence[str]) -> tuple[str, list[str]]:

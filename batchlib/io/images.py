@@ -282,11 +282,16 @@ def _set_attrs(group, attrs: dict) -> None:
     group.update_attrs(attrs)  # one metadata write where the backend allows
 
 
+def image_levels(group) -> list[int]:
+    """The levels of a multiscale image group (its ``s0``, ``s1``, ... datasets), ascending."""
+    return sorted(int(k[1:]) for k in group if k.startswith("s") and k[1:].isdigit())
+
+
 def read_image(f, name: str, scale: int = 0) -> np.ndarray:
     """Level ``scale`` of the multiscale image ``name`` as a numpy array."""
     key = f"{name}/s{scale}"
     if key not in f:
-        levels = [k for k in f[name] if k.startswith("s")] if name in f else []
+        levels = [f"s{level}" for level in image_levels(f[name])] if name in f else []
         raise ContainerError(
             f"{f.filename} has no image level {key!r}" + (f"; levels: {', '.join(levels)}" if levels else "")
         )

@@ -13,11 +13,11 @@ from ..crops import (
     COMPRESSIONS,
     CROP_FILE_EXT,
     PNG_METADATA_COLUMNS,
+    cell_intensities,
     cell_masks,
     cell_windows,
     crop_windows,
     cut,
-    cut_windows,
     index_table,
     read_cells,
     write_crop_file,
@@ -27,6 +27,7 @@ from ..crops import (
 from ..errors import ConfigError
 from ..io import open_file, read_image
 from ..plate import compile_scheme, parse_image_name, plate_of
+from .plate_cache import CellCache
 
 #: Crop formats: arrays in a crop file per image (:mod:`batchlib.crops`), or PNG files in a folder per image.
 CROP_FORMATS = ("store", "png")
@@ -111,13 +112,10 @@ class CropCells(BatchJob):
             if self.format == "store":
                 write_crop_file(out, windows, images, cells, names, self.compression)
                 continue
-            table = windows.table()
-            for position, (key, value) in enumerate(names.items()):
-                table.insert(position, key, value)
-            intensities = [cut_windows(image, windows.corners, self.size) for image in images.values()]
-            stacked = np.stack(intensities, 1) if intensities else np.zeros((len(windows), 0, self.size, self.size))
+            table = index_table([out], [(names, windows.table().to_records(index=False))])
             dtypes = [image.dtype for image in images.values()]
-            write_png_folder(out, table, stacked, cell_masks(cells, windows), self.channels, dtypes)
+            intensities = cell_intensities(images, windows)
+            write_png_folder(out, table, intensities, cell_masks(cells, windows), self.channels, dtypes)
 
 
 class IndexCrops(PlateJob):
@@ -132,21 +130,15 @@ class IndexCrops(PlateJob):
 
     def __init__(self, input_pattern: str = "*" + CROP_FILE_EXT, identifier: str | None = None):
         super().__init__(input_pattern, "{plate}_crops.parquet", identifier=identifier)
-        self._cells: dict[str, tuple[tuple[int, int], tuple[dict, np.ndarray]]] = {}
+        self._cache = CellCache()
 
     def run(self, input_files, output_files, **kwargs):
         from ..profile_files import write_parquet
 
         paths = sorted(input_files)
-        cells = []
-        for path in paths:
-            st = os.stat(path)
-            stamp = (st.st_size, st.st_mtime_ns)
-            cached = self._cells.get(path)
-            if cached is None or cached[0] != stamp:
-                cached = (stamp, read_cells(path))
-                self._cells[path] = cached
-            cells.append(cached[1])
-        for gone in set(self._cells) - set(paths):
-            del self._cells[gone]
-        write_parquet(index_table(paths, cells), output_files[0])
+        write_parquet(index_table(paths, self._cache.get(_crop_file_cells, paths, (), None)), output_files[0])
+
+
+def _crop_file_cells(path: str) -> tuple[dict, np.ndarray]:
+    """:func:`batchlib.crops.read_cells` under a name of its own (the cache's key)."""
+    return read_cells(path)

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from ..base import PlateJob
 from ..io import open_file, read_image, read_key_stamps
-from ..io.images import PIXEL_SIZE_ATTR
+from ..io.images import PIXEL_SIZE_ATTR, image_levels
 from ..io.omezarr import (
     FIELD_LAYOUT,
     FieldImage,
@@ -154,7 +154,7 @@ def export_field(
         return False
     with open_file(path, "r") as f:
         scale_factors = [int(v) for v in f[channels[0]].attrs["ScaleFactors"]]
-        n_levels = len([k for k in f[channels[0]] if k.startswith("s")])
+        n_levels = len(image_levels(f[channels[0]]))
         images = [(c, [read_image(f, c, i) for i in range(n_levels)], dict(f[c].attrs)) for c in channels]
         label_images = [(lab, [read_image(f, lab, i) for i in range(n_levels)]) for lab in labels]
         if pixel_size is None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..base import PlateJob
 from ..io import open_file, read_image, read_plate_table
+from ..io.images import image_levels
 from ..plate import parse_well, plate_format, plate_of, row_name
 
 if TYPE_CHECKING:
@@ -309,7 +310,7 @@ def overview_level(group, max_side: int = MONTAGE_TILE_SIDE) -> int:
 
     The coarsest level if none is that small. A 2048 x 2048 image with a factor-2 pyramid gives level 1.
     """
-    levels = sorted(int(k[1:]) for k in group if k.startswith("s") and k[1:].isdigit())
+    levels = image_levels(group)
     for level in levels:
         if max(group[f"s{level}"].shape[-2:]) <= max_side:
             return level
