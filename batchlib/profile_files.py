@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from .io.threads import thread_map
 from .profiles import well_medians
 
 if TYPE_CHECKING:
@@ -172,8 +173,9 @@ def append_profiles(
     single_cells: pd.DataFrame,
     images: pd.DataFrame,
     annotate_wells: Callable | None = None,
-) -> None:
-    """Write ``folder`` as the export ``previous`` plus the rows of new images.
+    before: pa.Table | None = None,
+) -> pa.Table:
+    """Write ``folder`` as the export ``previous`` plus the rows of new images; return its single-cell table.
 
     The new images must sort after every image of ``previous`` (their
     ``ImageNumber`` continue its numbering) and give the same columns.
@@ -188,6 +190,14 @@ def append_profiles(
         The single-cell profiles and ``Image`` table rows of the new images.
     annotate_wells : callable, optional
         As for :func:`write_tables`.
+    before : pyarrow.Table, optional
+        The single-cell table of ``previous`` if the caller kept it in memory
+        (it is then not read from ``previous``).
+
+    Returns
+    -------
+    pyarrow.Table
+        The single-cell table written (``previous``'s rows, then the new ones).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -197,14 +207,22 @@ def append_profiles(
 
     old, new = profile_paths(previous, plate), profile_paths(folder, plate)
     os.makedirs(folder)
-    for what in ("sqlite", "single_csv"):
-        shutil.copyfile(old[what], new[what])
-    append_sqlite(new["sqlite"], single_cells, images, plate)
-    write_csv(single_cells, new["single_csv"], append=True)
-    before = pq.read_table(old["single_parquet"])
-    added = pa.Table.from_pandas(single_cells, preserve_index=False).cast(before.schema)
-    single = pa.concat_tables([before, added])
-    write_parquet(single, new["single_parquet"])
+
+    def extend_sqlite() -> None:
+        shutil.copyfile(old["sqlite"], new["sqlite"])
+        append_sqlite(new["sqlite"], single_cells, images, plate)
+
+    def extend_tables() -> pa.Table:
+        shutil.copyfile(old["single_csv"], new["single_csv"])
+        write_csv(single_cells, new["single_csv"], append=True)
+        previous_cells = pq.read_table(old["single_parquet"]) if before is None else before
+        added = pa.Table.from_pandas(single_cells, preserve_index=False).cast(previous_cells.schema)
+        single = pa.concat_tables([previous_cells, added])
+        write_parquet(single, new["single_parquet"])
+        return single
+
+    # Two independent halves in two threads: copying, SQLite and Arrow release the GIL.
+    _, single = thread_map(lambda extend: extend(), [extend_sqlite, extend_tables])
     touched = sorted(set(single_cells["Metadata_Well"]))
     fresh = well_median_table(single.filter(pc.is_in(single["Metadata_Well"], pa.array(touched)))).to_pandas()
     fresh = annotate_wells(fresh) if annotate_wells else fresh
@@ -212,3 +230,4 @@ def append_profiles(
     wells = pd.concat([wells[~wells["Metadata_Well"].isin(touched)], fresh], ignore_index=True)
     wells = wells.sort_values(["Metadata_Plate", "Metadata_Well"], kind="stable").reset_index(drop=True)
     write_well_profiles(new, wells)
+    return single

@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ContainerError
-from .threads import thread_map
+from .threads import THREADS, thread_map
 
 TABLES = "tables"
 NAN = b"nan"
-#: Tables with at least this many cells are converted a column per thread.
+#: Tables with at least this many cells are converted in threads.
 _PARALLEL_CELLS = 100_000
 
 
@@ -52,16 +52,29 @@ def _numbers_to_bytes(values) -> np.ndarray:
     return np.frombuffer(padded.buffers()[2], dtype=f"S{width}", count=len(padded), offset=padded.offset * width)
 
 
-def _format_plain_numbers(table: pd.DataFrame) -> dict[int, np.ndarray]:
-    """Column index -> bytes, for the columns of numpy number dtypes, formatted a dtype at a time."""
+def _format_plain_numbers(table: pd.DataFrame, parallel: bool = False) -> dict[int, np.ndarray]:
+    """Column index -> bytes, for the columns of numpy number dtypes.
+
+    Columns of one dtype are formatted together, in one Arrow call per block of
+    columns (the cost of a call is per column, not per value: a table of few
+    rows formatted a column at a time costs twice as much). With ``parallel``
+    the columns are split into one block per thread.
+    """
     by_dtype: dict[np.dtype, list[int]] = {}
     for j, dtype in enumerate(table.dtypes):
         if isinstance(dtype, np.dtype) and dtype.kind in "iuf":
             by_dtype.setdefault(dtype, []).append(j)
-    formatted = {}
+    blocks = []
     for indices in by_dtype.values():
+        n_blocks = min(THREADS, len(indices)) if parallel else 1
+        blocks += [list(block) for block in np.array_split(indices, n_blocks)]
+
+    def format_block(indices: list[int]) -> np.ndarray:
         block = table.iloc[:, indices].to_numpy().T.reshape(-1)  # column after column
-        text = _numbers_to_bytes(block).reshape(len(indices), len(table))
+        return _numbers_to_bytes(block).reshape(len(indices), len(table))
+
+    formatted = {}
+    for indices, text in zip(blocks, thread_map(format_block, blocks, parallel=parallel)):
         formatted.update({j: text[i] for i, j in enumerate(indices)})
     return formatted
 
@@ -209,8 +222,7 @@ def write_table(
         raise ContainerError(f"table {name!r}: {len(visible)} visible flags for {len(columns)} columns")
 
     parallel = table.size >= _PARALLEL_CELLS
-    # A small table's plain numbers are formatted in one call per dtype: the cost of a call is per column.
-    together = {} if parallel else _format_plain_numbers(table)
+    together = _format_plain_numbers(table, parallel)
     column_bytes = thread_map(  # Arrow formats numbers without the GIL
         lambda j: together[j] if j in together else _column_to_bytes(table.iloc[:, j]),
         range(len(columns)),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pandas as pd
@@ -29,6 +29,8 @@ from .plate_cache import CellCache
 logger = logging.getLogger("Workflow.ExportProfiles")
 
 APPEND, REWRITE = "append", "rewrite"
+#: The largest single-cell table a job object keeps in memory between runs (bytes); a larger one is read again.
+KEEP_IN_MEMORY = 256 << 20
 
 
 def single_cell_profiles(cells: pd.DataFrame, plate: str, image_numbers: dict[str, int]) -> pd.DataFrame:
@@ -67,6 +69,8 @@ class Exported:
     files: dict[str, str]  #: stat stamp of each of its files, as written
     images: dict[str, str | None]  #: stat stamp of each image's container, in ImageNumber order
     columns: tuple  #: names and types of the single-cell and Image table columns
+    #: the single-cell table as written (a pyarrow.Table), kept in memory for the next append; None if too large
+    single_cells: object = field(default=None, compare=False, repr=False)
 
 
 def folder_stamps(folder: str) -> dict[str, str]:
@@ -214,7 +218,8 @@ class ExportProfiles(PlateMapOption, PlateJob):
         logger.debug("%s %s: %s", action, folder, why)
         self._last_action = action
         if action == APPEND:
-            append_profiles(folder, out, plate, new_cells, images[is_new], annotate_wells)
+            before = previous.single_cells if previous is not None else None
+            single = append_profiles(folder, out, plate, new_cells, images[is_new], annotate_wells, before)
             columns = column_types(new_cells, images)
         else:
             single = new_cells if is_new.all() else profiles_of(frames)
@@ -224,7 +229,21 @@ class ExportProfiles(PlateMapOption, PlateJob):
             halves = [(write_sqlite, os.path.join(out, f"{plate}.sqlite"), single, images, plate)]
             halves.append((write_tables, out, plate, single, annotate_wells))
             self.map_parallel(_call, halves)
-        self._exported = Exported(folder, folder_stamps(out), stamps, columns)
+        self._exported = Exported(folder, folder_stamps(out), stamps, columns, kept_in_memory(single))
+
+
+def kept_in_memory(single_cells) -> object:
+    """``single_cells`` as the Arrow table written to Parquet, if it fits :data:`KEEP_IN_MEMORY`; else None.
+
+    A watcher's next append then skips reading the previous single-cell Parquet file.
+    """
+    import pyarrow as pa
+
+    if isinstance(single_cells, pd.DataFrame):
+        if single_cells.memory_usage(index=False).sum() > KEEP_IN_MEMORY:
+            return None
+        single_cells = pa.Table.from_pandas(single_cells, preserve_index=False)
+    return single_cells if single_cells.nbytes <= KEEP_IN_MEMORY else None
 
 
 def annotate_well_profiles(wells: pd.DataFrame, platemap: pd.DataFrame) -> pd.DataFrame:

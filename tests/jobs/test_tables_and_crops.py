@@ -229,6 +229,40 @@ def test_a_watchers_export_equals_a_fresh_export(tabled_plate, tmp_path, scenari
             pd.testing.assert_frame_equal(got[name], want[name], obj=name)
 
 
+@pytest.mark.parametrize("keep", [True, False], ids=["table kept in memory", "table read again"])
+def test_appends_in_a_row_equal_a_fresh_export(tabled_plate, tmp_path, monkeypatch, keep):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from batchlib.jobs import export
+
+    if not keep:
+        monkeypatch.setattr(export, "KEEP_IN_MEMORY", 0)
+    folder, _ = tabled_plate
+    job = ExportProfiles()
+    run_job(job, folder)
+    rng = np.random.default_rng(12)
+    for well in ("C03", "C04"):
+        add_container(folder, well, 0, 4, rng)
+        run_job(job, folder)
+        assert job._last_action == "append"
+        kept = job._exported.single_cells
+        if keep:  # what the next append starts from is what the file holds
+            assert kept.equals(pq.read_table(folder / "P1_profiles" / "P1_single_cell.parquet"))
+        else:
+            assert kept is None
+    fresh = tmp_path / "fresh" / "P1"
+    shutil.copytree(folder, fresh, ignore=shutil.ignore_patterns("batchlib", "P1_profiles"))
+    run_job(ExportProfiles(), fresh)
+    got, want = profile_tables(folder / "P1_profiles"), profile_tables(fresh / "P1_profiles")
+    for name in want:
+        if isinstance(want[name], bytes):
+            assert got[name] == want[name], name
+        else:
+            pd.testing.assert_frame_equal(got[name], want[name], obj=name)
+
+
 def test_a_watchers_export_starts_over_when_its_folder_was_touched(tabled_plate):
     folder, _ = tabled_plate
     job = ExportProfiles()
