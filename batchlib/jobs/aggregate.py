@@ -17,7 +17,7 @@ from ..nucleus_size import DIAMETER_ATTR, SCALE_ATTR
 from ..plate import compile_scheme, parse_image_name, site_name
 from ..platemap import PlateMapOption, annotate
 from .importer import NONFINITE_ATTR
-from .plate_cache import CellCache, GroupRows
+from .plate_cache import CellCache, GroupRows, plate_cell_cache
 
 
 def image_table(
@@ -371,7 +371,7 @@ class AggregateTables(PlateMapOption, PlateJob):
     ):
         self._raw_metadata = raw_metadata
         self._plate = None  # the raw folder's plate metadata, read in the driver (layout)
-        self._cache = CellCache()  # containers read by earlier runs of this job object (a watcher's)
+        self._cache: CellCache | None = None  # the plate's cells as read: plate_cell_cache
         self._image_rows = GroupRows()  # each image's statistics, kept between those runs
         self._well_rows = GroupRows()  # each well's medians, kept between those runs
         self._schemas: dict = {}  # each cached frame's columns and types (numeric_features)
@@ -407,11 +407,12 @@ class AggregateTables(PlateMapOption, PlateJob):
         return parameters
 
     def __getstate__(self) -> dict:  # never ship what was read or computed to a worker
-        fresh = {"_cache": CellCache(), "_image_rows": GroupRows(), "_well_rows": GroupRows(), "_schemas": {}}
+        fresh = {"_cache": None, "_image_rows": GroupRows(), "_well_rows": GroupRows(), "_schemas": {}}
         return {**vars(self), **fresh}
 
     def run(self, input_files, output_files, **kwargs):
         paths = sorted(input_files)
+        self._cache = plate_cell_cache(os.path.dirname(output_files[0]))  # shared with the other plate jobs
         frames, names = read_image_cells(paths, self.table_keys, self.scheme, self.map_parallel, self._cache)
         stamps = [self._cache.stamps[p] for p in paths]
         if self.focus_channel:

@@ -24,7 +24,7 @@ from ..platemap import PlateMapOption, annotate
 from ..profile_files import append_profiles, write_sqlite, write_tables
 from ..state.stamps import stat_stamp
 from .aggregate import cell_table_keys, concat_cells, read_image_cells
-from .plate_cache import CellCache
+from .plate_cache import CellCache, plate_cell_cache
 
 logger = logging.getLogger("Workflow.ExportProfiles")
 
@@ -166,7 +166,7 @@ class ExportProfiles(PlateMapOption, PlateJob):
         input_pattern: str = "*.h5",
         identifier: str | None = None,
     ):
-        self._cache = CellCache()  # containers read by earlier runs of this job object (a watcher's)
+        self._cache: CellCache | None = None  # the plate's cells as read: plate_cell_cache
         self._exported: Exported | None = None  # what its last run wrote
         self._last_action: str | None = None  # APPEND or REWRITE, for tests and benchmarks
         self.table_keys = cell_table_keys(cell_key, nuclei_key)
@@ -188,13 +188,14 @@ class ExportProfiles(PlateMapOption, PlateJob):
         return {**super().parameters(), **self.platemap_parameters()}
 
     def __getstate__(self) -> dict:
-        return {**vars(self), "_cache": CellCache(), "_exported": None}
+        return {**vars(self), "_cache": None, "_exported": None}
 
     def run(self, input_files, output_files, **kwargs):
         out = output_files[0]
         plate = plate_of(out)
         folder = os.path.join(os.path.dirname(out), self.output_name.format(plate=plate))
         paths = sorted(input_files)
+        self._cache = plate_cell_cache(os.path.dirname(output_files[0]))  # shared with the other plate jobs
         frames, names = read_image_cells(paths, self.table_keys, self.scheme, self.map_parallel, self._cache)
         stamps = dict(zip(names["image_name"].tolist(), (self._cache.stamps[p] for p in paths)))
         images = image_rows(names, frames, plate)

@@ -10,10 +10,16 @@ in one process, with the same job objects. Two caches live in those objects:
 
 Both give what computing everything from scratch gives; a job object that
 was just made (a new process, a batch run) simply starts with empty caches.
+The plate jobs of one process that read the same plate's cell tables
+(aggregate, export) share one :class:`CellCache` (:func:`plate_cell_cache`):
+each container is read once for both.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from collections.abc import Callable, Hashable
 
 import pandas as pd
@@ -49,6 +55,31 @@ class CellCache:
             del self._entries[key]  # containers gone from the plate
         self.stamps = stamps
         return [self._entries[keys[path]][1] for path in paths]
+
+
+_SHARED: weakref.WeakValueDictionary[str, CellCache] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def plate_cell_cache(folder: str) -> CellCache:
+    """The :class:`CellCache` of plate folder ``folder``, shared by the job objects of this process that hold it.
+
+    It lives as long as one of them holds it (a watcher's job objects, or
+    the jobs of one workflow run); then it is freed. Jobs using it run one
+    after another (a process runs one job at a time).
+
+    Examples
+    --------
+    >>> a = plate_cell_cache("/plates/P1")
+    >>> a is plate_cell_cache("/plates/P1/"), a is plate_cell_cache("/plates/P2")
+    (True, False)
+    """
+    key = os.path.realpath(folder)
+    with _SHARED_LOCK:
+        cache = _SHARED.get(key)
+        if cache is None:
+            cache = _SHARED[key] = CellCache()
+        return cache
 
 
 def _hashable(value):

@@ -115,6 +115,27 @@ def test_crop_cells_png_writes_a_centred_crop_and_mask_per_cell(tmp_path):
     assert (15 - y0, 13 - x0) == (8, 8)
 
 
+def test_aggregate_and_export_of_one_plate_read_each_container_once(tabled_plate, tmp_path):
+    import shutil
+
+    folder, _ = tabled_plate
+    other = tmp_path / "other" / "P1"
+    shutil.copytree(folder, other, ignore=shutil.ignore_patterns("batchlib"))
+    aggregate, export = AggregateTables(min_cells=2, focus_channel=None), ExportProfiles()
+    run_job(aggregate, folder)
+    run_job(export, folder)
+    assert aggregate._cache is export._cache and export._cache.reads == 4
+    alone = ExportProfiles()  # another plate: a cache of its own, and the same export as with the shared one
+    run_job(alone, other)
+    assert alone._cache is not export._cache and alone._cache.reads == 4
+    got, want = profile_tables(folder / "P1_profiles"), profile_tables(other / "P1_profiles")
+    for name in want:
+        if isinstance(want[name], bytes):
+            assert got[name] == want[name], name
+        else:
+            pd.testing.assert_frame_equal(got[name], want[name], obj=name)
+
+
 def test_a_job_object_run_again_reads_only_new_and_changed_containers_with_equal_results(tabled_plate, tmp_path):
     import shutil
 
