@@ -283,31 +283,39 @@ def read_table(f, name: str) -> pd.DataFrame:
 
     parallel = cells.size >= _PARALLEL_CELLS
     # A small table's plain numbers are parsed in one call per dtype: the cost of a call is per column.
-    together = {} if parallel else _parse_plain_numbers(cells, dtypes)
+    blocks = [] if parallel else _parse_plain_numbers(cells, dtypes)
+    in_blocks = {j for indices, _ in blocks for j in indices}
+    rest = [j for j in range(len(columns)) if j not in in_blocks]
 
     def parse(j: int) -> pd.Series:
-        if j in together:
-            return pd.Series(together[j])
         raw = cells[:, j]
         return _column_from_bytes(raw, dtypes[j]) if dtypes[j] else _guess_column(raw)
 
-    parsed = thread_map(parse, range(len(columns)), parallel=parallel)
-    # The columns' arrays, not Series: no index alignment (half the time of a small table).
-    return pd.DataFrame({column: series.array for column, series in zip(columns, parsed)}, columns=columns)
+    parsed = thread_map(parse, rest, parallel=parallel)
+    # Each dtype's numbers become one block of the frame (not a column at a time: a third of the time of a
+    # small table); the other columns go in as arrays, not Series (no index alignment).
+    pieces = [pd.DataFrame(values.T, columns=[columns[j] for j in indices]) for indices, values in blocks]
+    if rest or not pieces:
+        pieces.append(
+            pd.DataFrame(
+                {columns[j]: series.array for j, series in zip(rest, parsed)}, columns=[columns[j] for j in rest]
+            )
+        )
+    frame = pieces[0] if len(pieces) == 1 else pd.concat(pieces, axis=1)
+    return frame if list(frame.columns) == columns else frame[columns]
 
 
-def _parse_plain_numbers(cells: np.ndarray, dtypes: list[str | None]) -> dict[int, np.ndarray]:
-    """Column index -> values, for the columns of numpy number dtypes, parsed a dtype at a time."""
+def _parse_plain_numbers(cells: np.ndarray, dtypes: list[str | None]) -> list[tuple[list[int], np.ndarray]]:
+    """The columns of numpy number dtypes parsed a dtype at a time: (column indices, values (columns, rows)) each."""
     by_dtype: dict[str, list[int]] = {}
     for j, dtype in enumerate(dtypes):
         if dtype and dtype.startswith(("int", "uint", "float")):
             by_dtype.setdefault(dtype, []).append(j)
-    values = {}
+    blocks = []
     for dtype, indices in by_dtype.items():
         block = np.ascontiguousarray(cells[:, indices].T).reshape(-1)  # column after column
-        parsed = _parse_numbers(block, dtype).to_numpy().reshape(len(indices), len(cells))
-        values.update({j: parsed[i] for i, j in enumerate(indices)})
-    return values
+        blocks.append((indices, _parse_numbers(block, dtype).to_numpy().reshape(len(indices), len(cells))))
+    return blocks
 
 
 def _encode(value) -> bytes:
