@@ -578,7 +578,7 @@ class _CellReader:
         for k, i in enumerate(offsets.tolist()):
             _, data = read_chunk((i, *self.origin))
             if self.deflated:
-                data = inflate(data)
+                data = inflate(data, bytes_view.shape[1])
             if self.shuffled:  # bytes were stored plane by plane: first bytes of all values, then second bytes
                 bytes_view[k].reshape(-1, self.dtype.itemsize)[:] = (
                     np.frombuffer(data, np.uint8).reshape(self.dtype.itemsize, -1).T

@@ -18,11 +18,12 @@ import numpy as np
 from .threads import thread_map
 
 try:  # ISA-L writes standard zlib streams, much faster; both release the GIL
+    from isal import igzip_lib
     from isal import isal_zlib as _zlib
 
     _MAX_LEVEL = 3
 except ImportError:  # pragma: no cover - isal is a dependency, zlib the fallback
-    _zlib, _MAX_LEVEL = zlib, 9
+    igzip_lib, _zlib, _MAX_LEVEL = None, zlib, 9
 
 
 def _shuffle(chunk: np.ndarray) -> bytes:
@@ -74,9 +75,21 @@ def write_compressed(
         dataset.id.write_direct_chunk(tuple(o + p for o, p in zip(origin, offset)), payload)
 
 
-def inflate(payload: bytes) -> bytes:
-    """The bytes of one deflated chunk as stored by HDF5's gzip filter (ISA-L where installed, else zlib)."""
-    return _zlib.decompress(payload)
+def inflate(payload: bytes, size: int | None = None) -> bytes:
+    """The bytes of one deflated chunk as stored by HDF5's gzip filter (ISA-L where installed, else zlib).
+
+    ``size``, the length of the inflated bytes if known, spares growing the
+    output buffer (a third of ISA-L's time on a 512 KiB chunk). The zlib
+    checksum is verified either way.
+
+    Examples
+    --------
+    >>> inflate(zlib.compress(b"batchlib" * 100), 800) == b"batchlib" * 100
+    True
+    """
+    if igzip_lib is not None:
+        return igzip_lib.decompress(payload, flag=igzip_lib.DECOMP_ZLIB, bufsize=size or igzip_lib.DEF_BUF_SIZE)
+    return zlib.decompress(payload, 15, size or zlib.DEF_BUF_SIZE)
 
 
 def _unshuffle(raw: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
@@ -104,13 +117,14 @@ def read_compressed(dataset, threads: int | None = None) -> np.ndarray:
     out = np.empty(dataset.shape, dtype=dtype)
     origins = list(_chunk_origins(dataset.shape, chunks))
     raw_chunks = [dataset.id.read_direct_chunk(origin) for origin in origins]
+    chunk_bytes = int(np.prod(chunks)) * dtype.itemsize
 
     def decompress(item):
         origin, (mask, payload) = item
         if mask:  # a chunk stored without its filters
             block = np.frombuffer(payload, dtype=dtype).reshape(chunks)
         else:
-            raw = _zlib.decompress(payload)
+            raw = inflate(payload, chunk_bytes)
             block = _unshuffle(raw, dtype, chunks) if shuffle else np.frombuffer(raw, dtype=dtype).reshape(chunks)
         region = tuple(slice(o, min(o + c, n)) for o, c, n in zip(origin, chunks, dataset.shape))
         out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
