@@ -2,7 +2,7 @@
 
 from .backends import CONTAINER_EXTENSIONS, is_container
 from .containers import Group, open_file
-from .images import has_image, image_attrs, read_image, set_image_info, write_image
+from .images import has_image, image_attrs, read_image, read_image_later, set_image_info, write_image
 from .stamps import read_key_stamps, write_key_stamps
 from .tables import has_table, plate_table_path, read_plate_table, read_table, write_plate_table, write_table
 
@@ -15,6 +15,7 @@ __all__ = [
     "write_key_stamps",
     "write_image",
     "read_image",
+    "read_image_later",
     "has_image",
     "image_attrs",
     "set_image_info",

@@ -9,6 +9,7 @@ create datasets with compression; :data:`BACKENDS` maps file extensions
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,14 @@ class Backend:
         """All of ``dataset`` as a numpy array."""
         return dataset[...]
 
+    def read_later(self, dataset: Any) -> Callable[[], np.ndarray]:
+        """Read what must be read from the file now; return a function giving the array (in any thread).
+
+        By default everything is read now; HDF5 leaves the decompressing to the function.
+        """
+        data = self.read(dataset)
+        return lambda: data
+
     def close(self, handle: Any) -> None:
         close = getattr(handle, "close", None)
         if close is not None:
@@ -117,6 +126,11 @@ class H5Backend(Backend):
         from .h5chunks import read_compressed
 
         return read_compressed(dataset)
+
+    def read_later(self, dataset: Any) -> Callable[[], np.ndarray]:
+        from .h5chunks import read_compressed_later
+
+        return read_compressed_later(dataset)
 
 
 class N5Backend(Backend):

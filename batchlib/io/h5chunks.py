@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -108,26 +109,41 @@ def read_compressed(dataset, threads: int | None = None) -> np.ndarray:
     The inverse of :func:`write_compressed`, for any dataset written with
     (shuffle +) gzip; other datasets are read the usual way.
     """
+    return read_compressed_later(dataset, threads)()
+
+
+def read_compressed_later(dataset, threads: int | None = None) -> Callable[[], np.ndarray]:
+    """Read the stored chunks of ``dataset`` now; return a function that decompresses them.
+
+    The function touches no HDF5 object, so it may run in any thread, after
+    the file was closed (h5py must be called from one thread; decompressing
+    releases the GIL). A dataset without (shuffle +) gzip is read whole now.
+    """
     chunks = dataset.chunks
     filters = dataset.compression, dataset.scaleoffset, dataset.fletcher32
     if chunks is None or filters != ("gzip", None, False) or dataset.size == 0:
-        return dataset[...]
-    dtype = dataset.dtype
+        data = dataset[...]
+        return lambda: data
+    dtype, shape = dataset.dtype, dataset.shape
     shuffle = bool(dataset.shuffle)
-    out = np.empty(dataset.shape, dtype=dtype)
-    origins = list(_chunk_origins(dataset.shape, chunks))
+    origins = list(_chunk_origins(shape, chunks))
     raw_chunks = [dataset.id.read_direct_chunk(origin) for origin in origins]
     chunk_bytes = int(np.prod(chunks)) * dtype.itemsize
 
-    def decompress(item):
-        origin, (mask, payload) = item
-        if mask:  # a chunk stored without its filters
-            block = np.frombuffer(payload, dtype=dtype).reshape(chunks)
-        else:
-            raw = inflate(payload, chunk_bytes)
-            block = _unshuffle(raw, dtype, chunks) if shuffle else np.frombuffer(raw, dtype=dtype).reshape(chunks)
-        region = tuple(slice(o, min(o + c, n)) for o, c, n in zip(origin, chunks, dataset.shape))
-        out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
+    def decompressed() -> np.ndarray:
+        out = np.empty(shape, dtype=dtype)
 
-    thread_map(decompress, list(zip(origins, raw_chunks)), threads)
-    return out
+        def decompress(item):
+            origin, (mask, payload) = item
+            if mask:  # a chunk stored without its filters
+                block = np.frombuffer(payload, dtype=dtype).reshape(chunks)
+            else:
+                raw = inflate(payload, chunk_bytes)
+                block = _unshuffle(raw, dtype, chunks) if shuffle else np.frombuffer(raw, dtype=dtype).reshape(chunks)
+            region = tuple(slice(o, min(o + c, n)) for o, c, n in zip(origin, chunks, shape))
+            out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
+
+        thread_map(decompress, list(zip(origins, raw_chunks)), threads)
+        return out
+
+    return decompressed

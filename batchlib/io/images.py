@@ -14,7 +14,7 @@ every n-th pixel, so label ids survive.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -296,6 +296,18 @@ def read_image(f, name: str, scale: int = 0) -> np.ndarray:
             f"{f.filename} has no image level {key!r}" + (f"; levels: {', '.join(levels)}" if levels else "")
         )
     return f.backend.read(f[key])
+
+
+def read_image_later(f, name: str, scale: int = 0) -> Callable[[], np.ndarray]:
+    """:func:`read_image`, split: the file is read now, the returned function decompresses (in any thread).
+
+    For a job that reads in one thread (h5py must) and computes in others:
+    the decompressing goes with the computing. The function needs no open file.
+    """
+    key = f"{name}/s{scale}"
+    if key not in f:
+        read_image(f, name, scale)  # raises the error naming the levels there are
+    return f.backend.read_later(f[key])
 
 
 def has_image(f, name: str) -> bool:

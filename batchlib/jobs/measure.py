@@ -10,7 +10,7 @@ import numpy as np
 
 from ..base import BatchJobOnContainer
 from ..errors import OutputError
-from ..io import open_file, read_image, write_table
+from ..io import open_file, read_image_later, write_table
 from ..io.tables import table_key
 from ..measure import measure_objects
 
@@ -89,11 +89,10 @@ class MeasureObjects(BatchJobOnContainer):
             parameters["illumination_field"] = self._field[1]
         return parameters
 
-    def _corrected(self, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The images divided by the plate's illumination field, channel by channel (as measured)."""
+    def _fields(self) -> dict[str, np.ndarray] | None:
+        """The plate's illumination field of each channel that has one (read once per process); None: no correction."""
         if self._field is None:
-            return images
-        from ..illumination import apply_flat_field
+            return None
         from .illumination import field_key, read_fields
 
         path, field_id = self._field
@@ -108,7 +107,14 @@ class MeasureObjects(BatchJobOnContainer):
                 present = [key for key in self.channels if field_key(key) in f]
             return read_fields(path, present)
 
-        fields = self.worker_resource(f"illumination-{field_id}", load)
+        return self.worker_resource(f"illumination-{field_id}", load)
+
+    def _corrected(self, images: dict[str, np.ndarray], fields: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        """The images divided by the plate's illumination field, channel by channel (as measured)."""
+        if fields is None:
+            return images
+        from ..illumination import apply_flat_field
+
         names = {name: key for key, name in self.channels.items()}
         return {
             name: apply_flat_field(image, fields[names[name]]) if names[name] in fields else image
@@ -122,18 +128,23 @@ class MeasureObjects(BatchJobOnContainer):
         from ..io.threads import compute_in_threads
 
         def read(paths: tuple[str, str]) -> tuple:
+            # Only the stored bytes are read here; they are decompressed in the computing thread.
             with open_file(paths[0], "r") as f:
-                images = {name: read_image(f, key) for key, name in self.channels.items()}
-                nuclei = read_image(f, self.nuclei_key)
-                cells = read_image(f, self.cell_key) if self.cell_key else None
-            return nuclei, cells, self._corrected(images)  # the illumination fields are read here too
+                images = {name: read_image_later(f, key) for key, name in self.channels.items()}
+                nuclei = read_image_later(f, self.nuclei_key)
+                cells = read_image_later(f, self.cell_key) if self.cell_key else None
+            return nuclei, cells, images, self._fields()  # the illumination fields are read here too
+
+        def measure(nuclei, cells, images: dict, fields: dict | None) -> dict:
+            images = self._corrected({name: image() for name, image in images.items()}, fields)
+            return self._measure(nuclei(), cells() if cells else None, images)
 
         def write(paths: tuple[str, str], tables: dict) -> None:
             with open_file(paths[1], "a") as f:
                 for name, table in tables.items():
                     write_table(f, name, table)
 
-        compute_in_threads(zip(input_files, output_files), read, self._measure, write, job_threads())
+        compute_in_threads(zip(input_files, output_files), read, measure, write, job_threads())
 
     def _measure(self, nuclei: np.ndarray, cells: np.ndarray | None, images: dict) -> dict:
         """The tables of one image: nuclei, and with cells also cells and cytoplasm (cell minus nucleus)."""

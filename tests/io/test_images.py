@@ -5,7 +5,7 @@ import pytest
 from skimage.transform import downscale_local_mean
 
 from batchlib.errors import ContainerError
-from batchlib.io import has_image, image_attrs, open_file, read_image, set_image_info, write_image
+from batchlib.io import has_image, image_attrs, open_file, read_image, read_image_later, set_image_info, write_image
 from batchlib.io.images import VERSION_ATTR, block_mean
 
 VIEWER_ATTRS = {"Color", "Visible", "Skip", "Alpha", "ScaleFactors", "ContrastLimits"}
@@ -31,6 +31,24 @@ def test_intensity_round_trip(container, dtype):
             assert s.dtype == image.dtype
             assert s.shape == (-(-520 // factor), -(-300 // factor))
         assert f.attrs[VERSION_ATTR]
+
+
+def test_read_later_gives_the_image_after_the_file_is_closed_in_another_thread(container):
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 60000, (700, 530)).astype(np.uint16)  # several chunks, edge chunks included
+    with open_file(container, "a") as f:
+        write_image(f, "raw", image, chunks=(256, 256))
+    with open_file(container, "r") as f:
+        levels = [read_image_later(f, "raw", level) for level in (0, 1)]
+        with pytest.raises(ContainerError, match="s7"):
+            read_image_later(f, "raw", 7)
+        expected = [read_image(f, "raw", level) for level in (0, 1)]
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda later: later(), levels))
+    np.testing.assert_array_equal(got[0], image)
+    np.testing.assert_array_equal(got[1], expected[1])
 
 
 def test_contrast_limits_equal_numpy_percentiles():
