@@ -260,20 +260,39 @@ def write_crop_file(
         ``"none"`` or ``"gzip"`` (HDF5's deflate at level 1 after its byte
         shuffle: about half the size, readable by any HDF5 tool).
     """
+    intensities, masks = cell_intensities(images, windows), cell_masks(cells, windows)
+    dtypes = {channel: image.dtype for channel, image in images.items()}
+    write_crop_arrays(path, windows, intensities, masks, dtypes, names, compression)
+
+
+def write_crop_arrays(
+    path: str,
+    windows: CellWindows,
+    intensities: np.ndarray,
+    masks: np.ndarray,
+    dtypes: dict[str, np.dtype],
+    names: dict[str, object],
+    compression: str = "none",
+) -> None:
+    """Write crops already cut (:func:`cell_intensities`, :func:`cell_masks`) to the HDF5 file ``path``.
+
+    The writing half of :func:`write_crop_file`, for a job that cuts in other
+    threads than the one calling h5py. ``dtypes`` maps each channel, in the
+    order of ``intensities``' second axis, to its image's dtype.
+    """
     import h5py
 
     if compression not in COMPRESSIONS:
         raise CropStoreError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
-    intensities = cell_intensities(images, windows)
     with h5py.File(path, "w") as f:
         f.attrs["format"] = FORMAT
-        f.attrs["channels"] = list(images)
-        f.attrs["channel_dtypes"] = [image.dtype.str for image in images.values()]
+        f.attrs["channels"] = list(dtypes)
+        f.attrs["channel_dtypes"] = [np.dtype(dtype).str for dtype in dtypes.values()]
         f.attrs["size"] = windows.size
         for key, value in names.items():
             f.attrs[key] = value
         _write_cells(f, "intensities", intensities, compression)
-        _write_cells(f, "masks", cell_masks(cells, windows), compression)
+        _write_cells(f, "masks", masks, compression)
         f.create_dataset("cells", data=windows.table().to_records(index=False))
 
 

@@ -20,12 +20,12 @@ from ..crops import (
     cut,
     index_table,
     read_cells,
-    write_crop_file,
+    write_crop_arrays,
     write_png,
     write_png_folder,
 )
 from ..errors import ConfigError
-from ..io import open_file, read_image
+from ..io import open_file, read_image_later
 from ..plate import compile_scheme, parse_image_name, plate_of
 from .plate_cache import CellCache
 
@@ -101,21 +101,34 @@ class CropCells(BatchJob):
         self.input_keys = (cell_key, *self.channels)
 
     def run(self, input_files, output_files, **kwargs):
+        # Containers are read and crop files written here; decompressing and cutting run in threads.
+        from ..executors import job_threads
+        from ..io.threads import compute_in_threads
+
         regex = compile_scheme(self.scheme)
-        for inp, out in zip(input_files, output_files):
-            with open_file(inp, "r") as f:
-                cells = read_image(f, self.cell_key)
-                images = {c: read_image(f, c) for c in self.channels}
+
+        def read(paths: tuple[str, str]) -> tuple:
+            with open_file(paths[0], "r") as f:
+                return read_image_later(f, self.cell_key), {c: read_image_later(f, c) for c in self.channels}
+
+        def cut(cells, images: dict) -> tuple:
+            cells, images = cells(), {channel: image() for channel, image in images.items()}
+            windows = cell_windows(cells, self.size)
+            dtypes = {channel: image.dtype for channel, image in images.items()}
+            return windows, cell_intensities(images, windows), cell_masks(cells, windows), dtypes
+
+        def write(paths: tuple[str, str], crops: tuple) -> None:
+            inp, out = paths
+            windows, intensities, masks, dtypes = crops
             name = parse_image_name(os.path.basename(inp), regex)
             names = {"plate": plate_of(inp), "well": name.well.name, "site": int(name.site)}
-            windows = cell_windows(cells, self.size)
             if self.format == "store":
-                write_crop_file(out, windows, images, cells, names, self.compression)
-                continue
+                write_crop_arrays(out, windows, intensities, masks, dtypes, names, self.compression)
+                return
             table = index_table([out], [(names, windows.table().to_records(index=False))])
-            dtypes = [image.dtype for image in images.values()]
-            intensities = cell_intensities(images, windows)
-            write_png_folder(out, table, intensities, cell_masks(cells, windows), self.channels, dtypes)
+            write_png_folder(out, table, intensities, masks, self.channels, list(dtypes.values()))
+
+        compute_in_threads(zip(input_files, output_files), read, cut, write, job_threads())
 
 
 class IndexCrops(PlateJob):

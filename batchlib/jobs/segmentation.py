@@ -12,7 +12,7 @@ import numpy as np
 
 from ..base import BatchJobOnContainer
 from ..errors import ConfigError, InvalidInputError
-from ..io import open_file, read_image, write_image
+from ..io import open_file, read_image, read_image_later, write_image
 from ..io.images import PIXEL_SIZE_ATTR, finite_pixels
 from ..nucleus_size import DIAMETER_ATTR, SCALE_ATTR, estimate_diameter, rescale_factor
 from .stardist_model import (
@@ -410,12 +410,15 @@ class SegmentCells(BatchJobOnContainer):
 
         nuclei_key, cell_key = self.input_keys
 
-        def read(paths: tuple[str, str]) -> tuple:
+        def read(paths: tuple[str, str]) -> tuple:  # the stored bytes; decompressed in the computing thread
             with open_file(paths[0], "r") as f:
-                return read_image(f, nuclei_key), read_image(f, cell_key), self.sigma, self.threshold
+                return read_image_later(f, nuclei_key), read_image_later(f, cell_key)
+
+        def segment(nuclei, cells) -> np.ndarray:
+            return seeded_cells(nuclei(), cells(), self.sigma, self.threshold)
 
         def write(paths: tuple[str, str], cells: np.ndarray) -> None:
             with open_file(paths[1], "a") as f:
                 write_image(f, self.output_key, cells, is_label=True, visible=False)
 
-        compute_in_threads(zip(input_files, output_files), read, seeded_cells, write, job_threads())
+        compute_in_threads(zip(input_files, output_files), read, segment, write, job_threads())

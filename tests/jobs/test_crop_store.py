@@ -229,13 +229,13 @@ from batchlib import run_workflow
 from batchlib.jobs.crops import CropCells, IndexCrops
 
 delay = float(sys.argv[2])
-write = crops.write_crop_file
+write = crops.write_crop_arrays
 
 def slow_write(*args, **kwargs):
     time.sleep(delay)
     write(*args, **kwargs)
 
-crops.write_crop_file = slow_write
+crops.write_crop_arrays = slow_write
 run_workflow("crops", sys.argv[1], [CropCells({channels!r}, size={size}), IndexCrops()], progress=False)
 """
 

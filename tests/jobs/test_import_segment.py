@@ -123,13 +123,13 @@ def test_cell_job_segments_a_batch_in_threads_as_one_image_at_a_time(raw_plate, 
 
     monkeypatch.setattr(segmentation, "seeded_cells", seeded_cells_noting_its_thread)
     readers = set()
-    real_read = segmentation.read_image
+    real_read = segmentation.read_image_later
 
     def read_image_noting_its_thread(*args, **kwargs):
         readers.add(threading.current_thread().name)
         return real_read(*args, **kwargs)
 
-    monkeypatch.setattr(segmentation, "read_image", read_image_noting_its_thread)
+    monkeypatch.setattr(segmentation, "read_image_later", read_image_noting_its_thread)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the cap a worker gets; the batch's images go to two threads
     assert run_workflow("wf", folder, [SegmentCells()], progress=False)["SegmentCells"].processed == 4
     assert len(threads) == 2 and all(name.startswith("batchlib-compute") for name in threads)
