@@ -98,7 +98,11 @@ def shape_features(labels: np.ndarray, pixels: ObjectPixels | None = None, solid
        label_id  AreaShape_Area  AreaShape_Center_Y  AreaShape_Perimeter
     0         7             6.0                 1.5                  6.0
     """
-    pixels = pixels or ObjectPixels(labels)
+    return pd.DataFrame(_shape_columns(labels, pixels or ObjectPixels(labels), solidity))
+
+
+def _shape_columns(labels: np.ndarray, pixels: ObjectPixels, solidity: bool) -> dict[str, np.ndarray]:
+    """:func:`shape_features` as a dict of columns."""
     border = border_mask(labels, pixels) if _wraparound_safe(labels) else None
     rows, cols = np.divmod(pixels.index, labels.shape[1])
     n = pixels.counts.astype(np.float64)
@@ -126,7 +130,7 @@ def shape_features(labels: np.ndarray, pixels: ObjectPixels | None = None, solid
     }
     if solidity:
         table["AreaShape_Solidity"] = n / convex_areas(pixels, labels.shape[1], border)
-    return pd.DataFrame(table)
+    return table
 
 
 def _central_moments(pixels: ObjectPixels, rows: np.ndarray, cols: np.ndarray, sum_r: np.ndarray, sum_c: np.ndarray):
@@ -316,6 +320,11 @@ def intensity_features(pixels: ObjectPixels, image: np.ndarray, channel: str) ->
     >>> intensity_features(ObjectPixels(labels), image, "GFP")["Intensity_MedianIntensity_GFP"].tolist()
     [2.0, 15.0]
     """
+    return pd.DataFrame(_intensity_columns(pixels, image, channel))
+
+
+def _intensity_columns(pixels: ObjectPixels, image: np.ndarray, channel: str) -> dict[str, np.ndarray]:
+    """:func:`intensity_features` as a dict of columns."""
     values = image.ravel()[pixels.index]
     as_float = values.astype(np.float64)
     n = pixels.counts.astype(np.float64)
@@ -342,18 +351,23 @@ def intensity_features(pixels: ObjectPixels, image: np.ndarray, channel: str) ->
         "LowerQuartileIntensity": quantile(0.25),
         "UpperQuartileIntensity": quantile(0.75),
     }
-    return pd.DataFrame({f"Intensity_{name}_{channel}": values for name, values in features.items()})
+    return {f"Intensity_{name}_{channel}": values for name, values in features.items()}
 
 
-def _finite_intensity_features(labels: np.ndarray, pixels: ObjectPixels, image: np.ndarray, channel: str):
-    """:func:`intensity_features` over the finite pixels only; NaN for an object with none."""
+def _finite_intensity_columns(labels: np.ndarray, pixels: ObjectPixels, image: np.ndarray, channel: str) -> dict:
+    """:func:`intensity_features` over the finite pixels only (a dict of columns); NaN for an object with none."""
     if image.dtype.kind != "f" or np.isfinite(image).all():
-        return intensity_features(pixels, image, channel)
+        return _intensity_columns(pixels, image, channel)
     finite_pixels = ObjectPixels(np.where(np.isfinite(image), labels, 0))
-    table = intensity_features(finite_pixels, image, channel)
+    columns = _intensity_columns(finite_pixels, image, channel)
     # Objects measured (finite pixels) -> their rows; objects without a finite pixel -> NaN.
-    table.index = finite_pixels.ids
-    return table.reindex(pixels.ids).reset_index(drop=True)
+    position = np.minimum(np.searchsorted(finite_pixels.ids, pixels.ids), max(len(finite_pixels.ids) - 1, 0))
+    measured = finite_pixels.ids[position] == pixels.ids if len(finite_pixels.ids) else np.zeros(len(pixels.ids), bool)
+    out = {}
+    for name, values in columns.items():
+        out[name] = np.full(len(pixels.ids), np.nan)
+        out[name][measured] = values[position[measured]]
+    return out
 
 
 def measure_objects(
@@ -381,8 +395,12 @@ def measure_objects(
     ``<compartment>_Intensity_*_<channel>`` columns.
     """
     pixels = ObjectPixels(labels)
-    parts = [shape_features(labels, pixels, solidity)]
-    parts += [_finite_intensity_features(labels, pixels, image, channel) for channel, image in images.items()]
-    table = pd.concat(parts, axis=1)
-    table.columns = ["label_id"] + [f"{compartment}_{c}" for c in table.columns[1:]]
+    columns = _shape_columns(labels, pixels, solidity)
+    label_id = columns.pop("label_id")
+    for channel, image in images.items():
+        columns.update(_finite_intensity_columns(labels, pixels, image, channel))
+    # Every feature is a float: one 2D block makes the frame (a column at a time took a third of the time).
+    values = np.column_stack([np.asarray(v, dtype=np.float64) for v in columns.values()])
+    table = pd.DataFrame(values, columns=[f"{compartment}_{name}" for name in columns])
+    table.insert(0, "label_id", label_id)
     return table

@@ -90,6 +90,9 @@ def test_edge_cases():
     np.testing.assert_allclose(ours["Nuclei_Intensity_MeanIntensity_X"], props["intensity_mean"])
     empty = measure_objects(np.zeros((4, 4), np.uint32), {"X": np.ones((4, 4))}, "Cells")
     assert len(empty) == 0 and "Cells_AreaShape_Area" in empty.columns
+    # An image without objects gives the columns and types of one with objects (the plate's tables concatenate).
+    some = measure_objects(labels[:4, :4], {"X": np.ones((4, 4))}, "Cells")
+    assert empty.dtypes.to_dict() == some.dtypes.to_dict()
 
 
 def test_convex_hull_areas_equal_scikit_image_on_irregular_shapes():
