@@ -128,12 +128,7 @@ def test_aggregate_and_export_of_one_plate_read_each_container_once(tabled_plate
     alone = ExportProfiles()  # another plate: a cache of its own, and the same export as with the shared one
     run_job(alone, other)
     assert alone._cache is not export._cache and alone._cache.reads == 4
-    got, want = profile_tables(folder / "P1_profiles"), profile_tables(other / "P1_profiles")
-    for name in want:
-        if isinstance(want[name], bytes):
-            assert got[name] == want[name], name
-        else:
-            pd.testing.assert_frame_equal(got[name], want[name], obj=name)
+    assert_same_export(folder / "P1_profiles", other / "P1_profiles")
 
 
 def test_a_job_object_run_again_reads_only_new_and_changed_containers_with_equal_results(tabled_plate, tmp_path):
@@ -214,6 +209,17 @@ def profile_tables(folder) -> dict[str, pd.DataFrame]:
     return tables
 
 
+def assert_same_export(got_folder, want_folder) -> None:
+    """The two export folders hold the same files and tables (CSV files byte for byte)."""
+    got, want = profile_tables(got_folder), profile_tables(want_folder)
+    assert got.keys() == want.keys()
+    for name in want:
+        if isinstance(want[name], bytes):
+            assert got[name] == want[name], name
+        else:
+            pd.testing.assert_frame_equal(got[name], want[name], obj=name)
+
+
 SCENARIOS = {  # what happens to the plate between two runs of one job object, and what the export does then
     "a new well after the others": ("append", lambda folder, rng: add_container(folder, "C03", 0, 4, rng)),
     "a new site of the last well": ("append", lambda folder, rng: add_container(folder, "B02", 2, 3, rng)),
@@ -241,13 +247,7 @@ def test_a_watchers_export_equals_a_fresh_export(tabled_plate, tmp_path, scenari
     fresh = tmp_path / "fresh" / "P1"
     shutil.copytree(folder, fresh, ignore=shutil.ignore_patterns("batchlib", "P1_profiles"))
     run_job(ExportProfiles(), fresh)
-    got, want = profile_tables(folder / "P1_profiles"), profile_tables(fresh / "P1_profiles")
-    assert got.keys() == want.keys()
-    for name in want:
-        if isinstance(want[name], bytes):
-            assert got[name] == want[name], name
-        else:
-            pd.testing.assert_frame_equal(got[name], want[name], obj=name)
+    assert_same_export(folder / "P1_profiles", fresh / "P1_profiles")
 
 
 @pytest.mark.parametrize("keep", [True, False], ids=["table kept in memory", "table read again"])
@@ -276,12 +276,7 @@ def test_appends_in_a_row_equal_a_fresh_export(tabled_plate, tmp_path, monkeypat
     fresh = tmp_path / "fresh" / "P1"
     shutil.copytree(folder, fresh, ignore=shutil.ignore_patterns("batchlib", "P1_profiles"))
     run_job(ExportProfiles(), fresh)
-    got, want = profile_tables(folder / "P1_profiles"), profile_tables(fresh / "P1_profiles")
-    for name in want:
-        if isinstance(want[name], bytes):
-            assert got[name] == want[name], name
-        else:
-            pd.testing.assert_frame_equal(got[name], want[name], obj=name)
+    assert_same_export(folder / "P1_profiles", fresh / "P1_profiles")
 
 
 def test_a_watchers_export_starts_over_when_its_folder_was_touched(tabled_plate):
