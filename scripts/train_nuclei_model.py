@@ -179,6 +179,7 @@ def f1_at(model, images, labels, iou: float = 0.5) -> dict:
 
 
 def main() -> int:
+    global TARGET_DIAMETER  # --diameter sets the size every function here rescales to
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--steps", type=int, default=100, help="steps per epoch")
@@ -188,7 +189,13 @@ def main() -> int:
     parser.add_argument(
         "--hard-share", type=float, default=0.0, help="share of synthetic images rich in mitoses and fragments"
     )
+    parser.add_argument(
+        "--diameter", type=float, default=TARGET_DIAMETER, help="nucleus diameter (px) the model works at"
+    )
+    parser.add_argument("--filter-base", type=int, default=16, help="filters of the U-Net's first level")
+    parser.add_argument("--patch", type=int, default=128, help="training patch side (px)")
     args = parser.parse_args()
+    TARGET_DIAMETER = args.diameter
 
     from stardist.models import Config2D, StarDist2D
 
@@ -212,11 +219,11 @@ def main() -> int:
         grid=(2, 2),
         n_channel_in=1,
         unet_n_depth=3,
-        unet_n_filter_base=16,
+        unet_n_filter_base=args.filter_base,
         # The default 128-channel layer after the U-Net took a third of the prediction time
         # (512 x 512: 44 -> 33 ms on 2 threads, 75 -> 52 ms on 1) for no gain in F1 here.
         net_conv_after_unet=32,
-        train_patch_size=(128, 128),
+        train_patch_size=(args.patch, args.patch),
         train_batch_size=8,
         train_epochs=args.epochs,
         train_steps_per_epoch=args.steps,
