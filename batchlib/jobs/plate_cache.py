@@ -50,9 +50,9 @@ class CellCache:
         self.reads += len(stale)
         for path, value in zip(stale, values):
             self._entries[keys[path]] = (stamps[path], value)
-        wanted = set(keys.values())
-        for key in [k for k in self._entries if k[0] == fn.__name__ and k not in wanted]:
-            del self._entries[key]  # containers gone from the plate
+        wanted, kind = set(keys.values()), (fn.__name__, *map(_hashable, extra))
+        for key in [k for k in self._entries if (k[0], *k[2:]) == kind and k not in wanted]:
+            del self._entries[key]  # containers gone from the plate (entries read with other arguments stay)
         self.stamps = stamps
         return [self._entries[keys[path]][1] for path in paths]
 

@@ -131,6 +131,15 @@ def test_aggregate_and_export_of_one_plate_read_each_container_once(tabled_plate
     assert_same_export(folder / "P1_profiles", other / "P1_profiles")
 
 
+def test_jobs_reading_other_tables_of_one_plate_keep_each_others_cached_cells(tabled_plate):
+    folder, _ = tabled_plate
+    aggregate, nuclei_only = AggregateTables(min_cells=2, focus_channel=None), ExportProfiles(cell_key=None)
+    for _ in range(2):  # a watcher's runs with nothing new: nothing read again
+        run_job(aggregate, folder, force_recompute=True)
+        run_job(nuclei_only, folder, force_recompute=True)
+    assert aggregate._cache is nuclei_only._cache and aggregate._cache.reads == 4 + 4
+
+
 def test_a_job_object_run_again_reads_only_new_and_changed_containers_with_equal_results(tabled_plate, tmp_path):
     import shutil
 
