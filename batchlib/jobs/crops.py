@@ -111,7 +111,7 @@ class CropCells(BatchJob):
             with open_file(paths[0], "r") as f:
                 return read_image_later(f, self.cell_key), {c: read_image_later(f, c) for c in self.channels}
 
-        def cut(cells, images: dict) -> tuple:
+        def cut_crops(cells, images: dict) -> tuple:
             cells, images = cells(), {channel: image() for channel, image in images.items()}
             windows = cell_windows(cells, self.size)
             dtypes = {channel: image.dtype for channel, image in images.items()}
@@ -128,7 +128,7 @@ class CropCells(BatchJob):
             table = index_table([out], [(names, windows.table().to_records(index=False))])
             write_png_folder(out, table, intensities, masks, self.channels, list(dtypes.values()))
 
-        compute_in_threads(zip(input_files, output_files), read, cut, write, job_threads())
+        compute_in_threads(zip(input_files, output_files), read, cut_crops, write, job_threads())
 
 
 class IndexCrops(PlateJob):

@@ -304,3 +304,14 @@ def test_index_job_object_reads_only_new_and_changed_crop_files(plate, monkeypat
     os.remove(os.path.join(plate, "P7_crops.parquet"))
     run_workflow("crops", plate, store_jobs(), progress=False)  # new job objects: everything read again
     pd.testing.assert_frame_equal(cached, pd.read_parquet(os.path.join(plate, "P7_crops.parquet")))
+
+
+def test_the_workflow_options_offer_what_the_crop_job_accepts():
+    # The parser keeps its choices literal (building it must not import pandas); they must not drift apart.
+    from batchlib.cell_analysis import cell_analysis_parser
+    from batchlib.crops import COMPRESSIONS
+    from batchlib.jobs.crops import CROP_FORMATS
+
+    choices = {action.dest: set(action.choices or ()) for action in cell_analysis_parser()._actions}
+    assert choices["crop_format"] == set(CROP_FORMATS)
+    assert choices["crop_compression"] == set(COMPRESSIONS)
