@@ -1,18 +1,17 @@
 """The files of a plate's profiles: SQLite backend, single-cell and per-well tables (CSV, Parquet).
 
-Each is written whole (:func:`write_profiles`) or, when a plate only gained
-images that sort after its others, extended from the previous export
-(:func:`append_profiles`): rows appended to copies of the SQLite file and the
-single-cell CSV, the single-cell Parquet rewritten from the previous one plus
-the new rows, and the well medians computed again only for the wells that
-gained cells. Both give the same tables.
+Each is written whole (:func:`write_sqlite`, :func:`write_tables`) or, when a
+plate only gained images that sort after its others, extended in place
+(:func:`append_profiles`): rows appended to the SQLite file (one transaction)
+and to the single-cell CSV, the single-cell Parquet rewritten from the
+previous table plus the new rows, and the well medians computed again only
+for the wells that gained cells. Both give the same tables.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ import pandas as pd
 
 from .io.threads import thread_map
 from .profiles import well_medians
+from .state.atomic import atomic_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -166,8 +166,11 @@ def write_well_profiles(paths: dict[str, str], wells: pd.DataFrame) -> None:
     write_parquet(wells, paths["wells_parquet"])
 
 
+#: A file in an export folder while :func:`append_profiles` extends it (removed when done).
+APPENDING = ".batchlib-appending"
+
+
 def append_profiles(
-    previous: str,
     folder: str,
     plate: str,
     single_cells: pd.DataFrame,
@@ -175,29 +178,34 @@ def append_profiles(
     annotate_wells: Callable | None = None,
     before: pa.Table | None = None,
 ) -> pa.Table:
-    """Write ``folder`` as the export ``previous`` plus the rows of new images; return its single-cell table.
+    """Extend the export ``folder`` with the rows of new images, in place; return its single-cell table.
 
-    The new images must sort after every image of ``previous`` (their
-    ``ImageNumber`` continue its numbering) and give the same columns.
+    The new images must sort after every image of the export (their
+    ``ImageNumber`` continue its numbering) and give the same columns. The
+    cost follows the new rows, not the plate: the SQLite tables get them in
+    one transaction (a reader sees all of them or none), the single-cell CSV
+    at its end; the single-cell Parquet and the well profiles (the touched
+    wells' medians computed again) are written to temporary files renamed
+    over the old ones. While this runs the folder holds :data:`APPENDING`;
+    an export that still holds it was cut short and must be written whole.
 
     Parameters
     ----------
-    previous : str
-        The previous export folder (read, never changed).
     folder : str
-        The new export folder (created).
+        The export folder (a previous :func:`write_sqlite` and
+        :func:`write_tables`, or appends to them).
     single_cells, images : DataFrame
         The single-cell profiles and ``Image`` table rows of the new images.
     annotate_wells : callable, optional
         As for :func:`write_tables`.
     before : pyarrow.Table, optional
-        The single-cell table of ``previous`` if the caller kept it in memory
-        (it is then not read from ``previous``).
+        The single-cell table of the export if the caller kept it in memory
+        (it is then not read from the folder).
 
     Returns
     -------
     pyarrow.Table
-        The single-cell table written (``previous``'s rows, then the new ones).
+        The single-cell table now in the folder (the previous rows, then the new ones).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -205,29 +213,33 @@ def append_profiles(
 
     from .profiles import well_median_table
 
-    old, new = profile_paths(previous, plate), profile_paths(folder, plate)
-    os.makedirs(folder)
+    paths = profile_paths(folder, plate)
+    marker = os.path.join(folder, APPENDING)
+    with open(marker, "w"):
+        pass
 
     def extend_sqlite() -> None:
-        shutil.copyfile(old["sqlite"], new["sqlite"])
-        append_sqlite(new["sqlite"], single_cells, images, plate)
+        append_sqlite(paths["sqlite"], single_cells, images, plate)
 
     def extend_tables() -> pa.Table:
-        shutil.copyfile(old["single_csv"], new["single_csv"])
-        write_csv(single_cells, new["single_csv"], append=True)
-        previous_cells = pq.read_table(old["single_parquet"]) if before is None else before
+        write_csv(single_cells, paths["single_csv"], append=True)
+        previous_cells = pq.read_table(paths["single_parquet"]) if before is None else before
         added = pa.Table.from_pandas(single_cells, preserve_index=False).cast(previous_cells.schema)
         single = pa.concat_tables([previous_cells, added])
-        write_parquet(single, new["single_parquet"])
+        with atomic_path(paths["single_parquet"]) as tmp:
+            write_parquet(single, str(tmp))
         return single
 
-    # Two independent halves in two threads: copying, SQLite and Arrow release the GIL.
+    # Two independent halves in two threads: SQLite and Arrow release the GIL.
     _, single = thread_map(lambda extend: extend(), [extend_sqlite, extend_tables])
     touched = sorted(set(single_cells["Metadata_Well"]))
     fresh = well_median_table(single.filter(pc.is_in(single["Metadata_Well"], pa.array(touched)))).to_pandas()
     fresh = annotate_wells(fresh) if annotate_wells else fresh
-    wells = pd.read_parquet(old["wells_parquet"])
+    wells = pd.read_parquet(paths["wells_parquet"])
     wells = pd.concat([wells[~wells["Metadata_Well"].isin(touched)], fresh], ignore_index=True)
     wells = wells.sort_values(["Metadata_Plate", "Metadata_Well"], kind="stable").reset_index(drop=True)
-    write_well_profiles(new, wells)
+    for what, write in (("wells_csv", write_csv), ("wells_parquet", write_parquet)):
+        with atomic_path(paths[what]) as tmp:
+            write(wells, str(tmp))
+    os.remove(marker)
     return single

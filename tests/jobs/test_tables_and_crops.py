@@ -298,3 +298,51 @@ def test_a_watchers_export_starts_over_when_its_folder_was_touched(tabled_plate)
     run_job(job, folder)
     assert job._last_action == "rewrite"
     assert b"not a row" not in (folder / "P1_profiles" / "P1_single_cell.csv").read_bytes()
+
+
+def test_an_append_extends_the_export_in_place(tabled_plate):
+    """The SQLite file and the single-cell CSV get the new rows where they are (no copy of the plate's rows)."""
+    folder, _ = tabled_plate
+    job = ExportProfiles()
+    run_job(job, folder)
+    export = folder / "P1_profiles"
+    inodes = {name: os.stat(export / name).st_ino for name in ("P1.sqlite", "P1_single_cell.csv")}
+    csv_before = (export / "P1_single_cell.csv").read_bytes()
+    add_container(folder, "C03", 0, 4, np.random.default_rng(13))
+    run_job(job, folder)
+    assert job._last_action == "append"
+    assert {name: os.stat(export / name).st_ino for name in inodes} == inodes
+    csv_after = (export / "P1_single_cell.csv").read_bytes()
+    assert csv_after.startswith(csv_before) and csv_after.count(b"\n") == csv_before.count(b"\n") + 4
+    assert not (export / ".batchlib-appending").exists()
+
+
+def test_an_append_cut_short_is_written_whole_by_the_next_run(tabled_plate, tmp_path, monkeypatch):
+    import shutil
+
+    from batchlib import profile_files
+    from batchlib.errors import ResourceError
+
+    folder, _ = tabled_plate
+    job = ExportProfiles()
+    run_job(job, folder)
+    add_container(folder, "C03", 0, 4, np.random.default_rng(14))
+    real_write_parquet = profile_files.write_parquet
+
+    def fail_on_the_wells(table, path):  # the SQLite and CSV rows are appended by then
+        if "well_profiles" in str(path):
+            raise OSError(28, "No space left on device")
+        real_write_parquet(table, path)
+
+    monkeypatch.setattr(profile_files, "write_parquet", fail_on_the_wells)
+    with pytest.raises(ResourceError, match="no space left"):
+        run_job(job, folder)
+    assert (folder / "P1_profiles" / ".batchlib-appending").exists()
+    monkeypatch.setattr(profile_files, "write_parquet", real_write_parquet)
+    assert run_job(job, folder).processed == 1
+    assert job._last_action == "rewrite"
+    fresh = tmp_path / "fresh" / "P1"
+    shutil.copytree(folder, fresh, ignore=shutil.ignore_patterns("batchlib", "P1_profiles"))
+    run_job(ExportProfiles(), fresh)
+    assert_same_export(folder / "P1_profiles", fresh / "P1_profiles")
+    assert not (folder / "P1_profiles" / ".batchlib-appending").exists()
