@@ -1,17 +1,19 @@
 """The files of a plate's profiles: SQLite backend, single-cell and per-well tables (CSV, Parquet).
 
 Each is written whole (:func:`write_sqlite`, :func:`write_tables`) or, when a
-plate only gained images that sort after its others, extended in place
-(:func:`append_profiles`): rows appended to the SQLite file (one transaction)
-and to the single-cell CSV, the single-cell Parquet rewritten from the
-previous table plus the new rows, and the well medians computed again only
-for the wells that gained cells. Both give the same tables.
+plate only gained images that sort after its others, extended from the
+previous export (:func:`append_profiles`): rows appended to the SQLite file
+(hard-linked into the new folder, one transaction) and to a copy of the
+single-cell CSV, the single-cell Parquet rewritten from the previous table
+plus the new rows, and the well medians computed again only for the wells
+that gained cells. Both give the same tables.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -20,7 +22,6 @@ import pandas as pd
 
 from .io.threads import thread_map
 from .profiles import well_medians
-from .state.atomic import atomic_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -101,12 +102,31 @@ def write_sqlite(path: str, single_cells: pd.DataFrame, images: pd.DataFrame, pl
     connection.close()
 
 
+class _OneTransaction(sqlite3.Connection):
+    """A connection whose ``commit`` waits for :meth:`commit_all` (pandas commits after each ``to_sql``)."""
+
+    def commit(self) -> None:
+        pass
+
+    def commit_all(self) -> None:
+        super().commit()
+
+
 def append_sqlite(path: str, single_cells: pd.DataFrame, images: pd.DataFrame, plate: str) -> None:
-    """Add the rows of new images to the tables of the SQLite backend at ``path`` (one transaction)."""
-    with sqlite3.connect(path) as connection:
+    """Add the rows of new images to the tables of the SQLite backend at ``path``, in one transaction.
+
+    A reader (or the file after a crash) sees every table with the new rows or none with them.
+    """
+    connection = sqlite3.connect(path, factory=_OneTransaction)
+    try:
         for name, table in sqlite_tables(single_cells, images, plate).items():
             table.to_sql(name, connection, index=False, if_exists="append")
-    connection.close()
+        connection.commit_all()
+    except BaseException:
+        connection.rollback()
+        raise
+    finally:
+        connection.close()
 
 
 def write_csv(table: pd.DataFrame, path: str, append: bool = False) -> None:
@@ -166,11 +186,13 @@ def write_well_profiles(paths: dict[str, str], wells: pd.DataFrame) -> None:
     write_parquet(wells, paths["wells_parquet"])
 
 
-#: A file in an export folder while :func:`append_profiles` extends it (removed when done).
+#: A file in the previous export folder while :func:`append_profiles` extends it (its SQLite file then may hold
+#: rows the other files lack until the new folder replaces it); an export holding it is written whole.
 APPENDING = ".batchlib-appending"
 
 
 def append_profiles(
+    previous: str,
     folder: str,
     plate: str,
     single_cells: pd.DataFrame,
@@ -178,34 +200,38 @@ def append_profiles(
     annotate_wells: Callable | None = None,
     before: pa.Table | None = None,
 ) -> pa.Table:
-    """Extend the export ``folder`` with the rows of new images, in place; return its single-cell table.
+    """Write ``folder`` as the export ``previous`` plus the rows of new images; return its single-cell table.
 
-    The new images must sort after every image of the export (their
+    The new images must sort after every image of ``previous`` (their
     ``ImageNumber`` continue its numbering) and give the same columns. The
-    cost follows the new rows, not the plate: the SQLite tables get them in
-    one transaction (a reader sees all of them or none), the single-cell CSV
-    at its end; the single-cell Parquet and the well profiles (the touched
-    wells' medians computed again) are written to temporary files renamed
-    over the old ones. While this runs the folder holds :data:`APPENDING`;
-    an export that still holds it was cut short and must be written whole.
+    caller renames ``folder`` over ``previous`` afterwards.
+
+    The SQLite file is not copied: ``folder`` gets a hard link to it (a copy
+    where the file system has none), and the rows go into it in one
+    transaction through ``previous`` (so its rollback journal stays beside
+    the file a crash leaves in place). The single-cell CSV is a copy with the
+    rows appended; the single-cell Parquet and the well profiles (only the
+    touched wells' medians computed again) are written new. ``previous``
+    holds :data:`APPENDING` from before the transaction on.
 
     Parameters
     ----------
+    previous : str
+        The previous export folder (only its SQLite file changes, gaining the rows).
     folder : str
-        The export folder (a previous :func:`write_sqlite` and
-        :func:`write_tables`, or appends to them).
+        The new export folder (created).
     single_cells, images : DataFrame
         The single-cell profiles and ``Image`` table rows of the new images.
     annotate_wells : callable, optional
         As for :func:`write_tables`.
     before : pyarrow.Table, optional
-        The single-cell table of the export if the caller kept it in memory
-        (it is then not read from the folder).
+        The single-cell table of ``previous`` if the caller kept it in memory
+        (it is then not read from ``previous``).
 
     Returns
     -------
     pyarrow.Table
-        The single-cell table now in the folder (the previous rows, then the new ones).
+        The single-cell table written (``previous``'s rows, then the new ones).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -213,33 +239,36 @@ def append_profiles(
 
     from .profiles import well_median_table
 
-    paths = profile_paths(folder, plate)
-    marker = os.path.join(folder, APPENDING)
-    with open(marker, "w"):
+    old, new = profile_paths(previous, plate), profile_paths(folder, plate)
+    os.makedirs(folder)
+    with open(os.path.join(previous, APPENDING), "w"):
         pass
 
     def extend_sqlite() -> None:
-        append_sqlite(paths["sqlite"], single_cells, images, plate)
+        try:
+            os.link(old["sqlite"], new["sqlite"])
+        except OSError:  # no hard links here: a copy, extended on its own
+            shutil.copyfile(old["sqlite"], new["sqlite"])
+            append_sqlite(new["sqlite"], single_cells, images, plate)
+            return
+        append_sqlite(old["sqlite"], single_cells, images, plate)
 
     def extend_tables() -> pa.Table:
-        write_csv(single_cells, paths["single_csv"], append=True)
-        previous_cells = pq.read_table(paths["single_parquet"]) if before is None else before
+        shutil.copyfile(old["single_csv"], new["single_csv"])
+        write_csv(single_cells, new["single_csv"], append=True)
+        previous_cells = pq.read_table(old["single_parquet"]) if before is None else before
         added = pa.Table.from_pandas(single_cells, preserve_index=False).cast(previous_cells.schema)
         single = pa.concat_tables([previous_cells, added])
-        with atomic_path(paths["single_parquet"]) as tmp:
-            write_parquet(single, str(tmp))
+        write_parquet(single, new["single_parquet"])
         return single
 
-    # Two independent halves in two threads: SQLite and Arrow release the GIL.
+    # Two independent halves in two threads: copying, SQLite and Arrow release the GIL.
     _, single = thread_map(lambda extend: extend(), [extend_sqlite, extend_tables])
     touched = sorted(set(single_cells["Metadata_Well"]))
     fresh = well_median_table(single.filter(pc.is_in(single["Metadata_Well"], pa.array(touched)))).to_pandas()
     fresh = annotate_wells(fresh) if annotate_wells else fresh
-    wells = pd.read_parquet(paths["wells_parquet"])
+    wells = pd.read_parquet(old["wells_parquet"])
     wells = pd.concat([wells[~wells["Metadata_Well"].isin(touched)], fresh], ignore_index=True)
     wells = wells.sort_values(["Metadata_Plate", "Metadata_Well"], kind="stable").reset_index(drop=True)
-    for what, write in (("wells_csv", write_csv), ("wells_parquet", write_parquet)):
-        with atomic_path(paths[what]) as tmp:
-            write(wells, str(tmp))
-    os.remove(marker)
+    write_well_profiles(new, wells)
     return single

@@ -22,7 +22,6 @@ from ..base import PlateJob
 from ..plate import plate_of
 from ..platemap import PlateMapOption, annotate
 from ..profile_files import APPENDING, append_profiles, write_sqlite, write_tables
-from ..state.atomic import atomic_path
 from ..state.stamps import stat_stamp
 from .aggregate import cell_table_keys, concat_cells, read_image_cells
 from .plate_cache import CellCache, plate_cell_cache
@@ -146,13 +145,15 @@ def export_action(
 class ExportProfiles(PlateMapOption, PlateJob):
     """Write ``<plate>_profiles/``: SQLite backend, single-cell and well profiles (CSV, Parquet).
 
-    The folder is written whole to a temporary name and renamed. A job
-    object run again (a watcher's) extends its previous export in place when
-    the plate only gained images that sort after the others (acquisition
-    order; :func:`batchlib.profile_files.append_profiles`): the new rows are
-    appended and only the wells that gained cells get their medians computed
-    again, so the cost follows the new images, not the plate. Otherwise, or
-    when an append was cut short, it writes everything.
+    The folder is written to a temporary name and renamed, so readers never
+    see a half-written export. A job object run again (a watcher's) extends
+    its previous export when the plate only gained images that sort after
+    the others (acquisition order;
+    :func:`batchlib.profile_files.append_profiles`): the new folder is the
+    previous one's files plus the new rows (the SQLite file extended where it
+    is, not copied), and only the wells that gained cells get their medians
+    computed again. Otherwise, or when an append was cut short, it writes
+    everything.
 
     With ``platemap`` (the plate's plate map, or a batch's
     barcode_platemap.csv; :mod:`batchlib.platemap`) its columns
@@ -162,7 +163,6 @@ class ExportProfiles(PlateMapOption, PlateJob):
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = ("table_keys", "scheme", "platemap")
-    atomic_outputs = False  # written whole through a temporary name, or extended in place
 
     def __init__(
         self,
@@ -198,8 +198,9 @@ class ExportProfiles(PlateMapOption, PlateJob):
         return {**vars(self), "_cache": None, "_exported": None}
 
     def run(self, input_files, output_files, **kwargs):
-        folder = output_files[0]
-        plate = plate_of(folder)
+        out = output_files[0]
+        plate = plate_of(out)
+        folder = os.path.join(os.path.dirname(out), self.output_name.format(plate=plate))
         paths = sorted(input_files)
         self._cache = plate_cell_cache(os.path.dirname(output_files[0]))  # shared with the other plate jobs
         frames, names = read_image_cells(paths, self.table_keys, self.scheme, self.map_parallel, self._cache)
@@ -226,18 +227,17 @@ class ExportProfiles(PlateMapOption, PlateJob):
         self._last_action = action
         if action == APPEND:
             before = previous.single_cells if previous is not None else None
-            single = append_profiles(folder, plate, new_cells, images[is_new], annotate_wells, before)
+            single = append_profiles(folder, out, plate, new_cells, images[is_new], annotate_wells, before)
             columns = column_types(new_cells, images)
         else:
             single = new_cells if is_new.all() else profiles_of(frames)
             columns = column_types(single, images)
-            with atomic_path(folder) as out:
-                os.makedirs(out)
-                # Two independent halves: with n_jobs > 1 two workers write them at the same time.
-                halves = [(write_sqlite, os.path.join(out, f"{plate}.sqlite"), single, images, plate)]
-                halves.append((write_tables, str(out), plate, single, annotate_wells))
-                self.map_parallel(_call, halves)
-        self._exported = Exported(folder, folder_stamps(folder), stamps, columns, kept_in_memory(single))
+            os.makedirs(out)
+            # Two independent halves: with n_jobs > 1 two workers write them at the same time.
+            halves = [(write_sqlite, os.path.join(out, f"{plate}.sqlite"), single, images, plate)]
+            halves.append((write_tables, out, plate, single, annotate_wells))
+            self.map_parallel(_call, halves)
+        self._exported = Exported(folder, folder_stamps(out), stamps, columns, kept_in_memory(single))
 
 
 def kept_in_memory(single_cells) -> object:

@@ -300,8 +300,8 @@ def test_a_watchers_export_starts_over_when_its_folder_was_touched(tabled_plate)
     assert b"not a row" not in (folder / "P1_profiles" / "P1_single_cell.csv").read_bytes()
 
 
-def test_an_append_extends_the_export_in_place(tabled_plate):
-    """The SQLite file and the single-cell CSV get the new rows where they are (no copy of the plate's rows)."""
+def test_an_append_extends_the_sqlite_file_in_place_and_renames_the_others(tabled_plate):
+    """The SQLite file gets the new rows where it is (one transaction, no copy); the CSV is a new file."""
     folder, _ = tabled_plate
     job = ExportProfiles()
     run_job(job, folder)
@@ -311,7 +311,8 @@ def test_an_append_extends_the_export_in_place(tabled_plate):
     add_container(folder, "C03", 0, 4, np.random.default_rng(13))
     run_job(job, folder)
     assert job._last_action == "append"
-    assert {name: os.stat(export / name).st_ino for name in inodes} == inodes
+    assert os.stat(export / "P1.sqlite").st_ino == inodes["P1.sqlite"]
+    assert os.stat(export / "P1_single_cell.csv").st_ino != inodes["P1_single_cell.csv"]  # renamed into place
     csv_after = (export / "P1_single_cell.csv").read_bytes()
     assert csv_after.startswith(csv_before) and csv_after.count(b"\n") == csv_before.count(b"\n") + 4
     assert not (export / ".batchlib-appending").exists()
@@ -346,3 +347,29 @@ def test_an_append_cut_short_is_written_whole_by_the_next_run(tabled_plate, tmp_
     run_job(ExportProfiles(), fresh)
     assert_same_export(folder / "P1_profiles", fresh / "P1_profiles")
     assert not (folder / "P1_profiles" / ".batchlib-appending").exists()
+
+
+def test_an_append_without_hard_links_copies_the_sqlite_file(tabled_plate, tmp_path, monkeypatch):
+    import shutil
+
+    folder, _ = tabled_plate
+    job = ExportProfiles()
+    run_job(job, folder)
+    sqlite_inode = os.stat(folder / "P1_profiles" / "P1.sqlite").st_ino
+
+    real_link = os.link
+
+    def no_hard_links_for_exports(source, target, **kwargs):  # the folder lock still links its claim
+        if str(source).endswith(".sqlite"):
+            raise OSError(1, "Operation not permitted")
+        return real_link(source, target, **kwargs)
+
+    monkeypatch.setattr(os, "link", no_hard_links_for_exports)
+    add_container(folder, "C03", 0, 4, np.random.default_rng(15))
+    run_job(job, folder)
+    assert job._last_action == "append"
+    assert os.stat(folder / "P1_profiles" / "P1.sqlite").st_ino != sqlite_inode
+    fresh = tmp_path / "fresh" / "P1"
+    shutil.copytree(folder, fresh, ignore=shutil.ignore_patterns("batchlib", "P1_profiles"))
+    run_job(ExportProfiles(), fresh)
+    assert_same_export(folder / "P1_profiles", fresh / "P1_profiles")
