@@ -253,17 +253,19 @@ def append_profiles(
             return
         append_sqlite(old["sqlite"], single_cells, images, plate)
 
-    def extend_tables() -> pa.Table:
+    def extend_csv() -> None:
         shutil.copyfile(old["single_csv"], new["single_csv"])
         write_csv(single_cells, new["single_csv"], append=True)
+
+    def extend_parquet() -> pa.Table:
         previous_cells = pq.read_table(old["single_parquet"]) if before is None else before
         added = pa.Table.from_pandas(single_cells, preserve_index=False).cast(previous_cells.schema)
         single = pa.concat_tables([previous_cells, added])
         write_parquet(single, new["single_parquet"])
         return single
 
-    # Two independent halves in two threads: copying, SQLite and Arrow release the GIL.
-    _, single = thread_map(lambda extend: extend(), [extend_sqlite, extend_tables])
+    # Three independent parts in three threads: copying, SQLite and Arrow release the GIL.
+    _, _, single = thread_map(lambda extend: extend(), [extend_sqlite, extend_csv, extend_parquet], threads=3)
     touched = sorted(set(single_cells["Metadata_Well"]))
     fresh = well_median_table(single.filter(pc.is_in(single["Metadata_Well"], pa.array(touched)))).to_pandas()
     fresh = annotate_wells(fresh) if annotate_wells else fresh

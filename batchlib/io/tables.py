@@ -222,12 +222,10 @@ def write_table(
         raise ContainerError(f"table {name!r}: {len(visible)} visible flags for {len(columns)} columns")
 
     parallel = table.size >= _PARALLEL_CELLS
-    together = _format_plain_numbers(table, parallel)
-    column_bytes = thread_map(  # Arrow formats numbers without the GIL
-        lambda j: together[j] if j in together else _column_to_bytes(table.iloc[:, j]),
-        range(len(columns)),
-        parallel=parallel,
-    )
+    formatted = _format_plain_numbers(table, parallel)  # Arrow formats numbers without the GIL
+    others = [j for j in range(len(columns)) if j not in formatted]  # text, bools, nullable numbers, ...
+    formatted.update(zip(others, thread_map(lambda j: _column_to_bytes(table.iloc[:, j]), others, parallel=parallel)))
+    column_bytes = [formatted[j] for j in range(len(columns))]
     names = np.array([c.encode("utf-8") for c in columns], dtype=bytes) if columns else np.array([], "S1")
     key = table_key(name)
     if key in f:

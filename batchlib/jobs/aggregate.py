@@ -258,6 +258,33 @@ IMAGE_ATTRIBUTES = {
 }
 
 
+def join_on_labels(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """The first table with the columns of the others added by ``label_id`` (a left join, in its row order).
+
+    The cell, nucleus and cytoplasm tables of an image usually list the same
+    labels in the same order: then the columns are put side by side, which
+    gives what ``merge(on="label_id", how="left")`` gives at half the cost.
+
+    Examples
+    --------
+    >>> cells = pd.DataFrame({"label_id": [1, 2], "Cells_Area": [5, 6]})
+    >>> nuclei = pd.DataFrame({"label_id": [2, 1], "Nuclei_Area": [3, 2]})
+    >>> join_on_labels([cells, nuclei]).to_dict("list")
+    {'label_id': [1, 2], 'Cells_Area': [5, 6], 'Nuclei_Area': [2, 3]}
+    """
+    labels = tables[0]["label_id"].to_numpy()
+    aligned = len(labels) < 2 or bool(np.all(labels[1:] > labels[:-1]))  # unique, increasing
+    aligned = aligned and all(np.array_equal(labels, other["label_id"].to_numpy()) for other in tables[1:])
+    names = [name for t in tables for name in t.columns if name != "label_id"]
+    aligned = aligned and len(set(names)) == len(names)  # merge would add suffixes to a shared name
+    if aligned and all(isinstance(t.index, pd.RangeIndex) and t.index.start == 0 for t in tables):
+        return pd.concat([tables[0], *(other.drop(columns="label_id") for other in tables[1:])], axis=1)
+    table = tables[0]
+    for other in tables[1:]:
+        table = table.merge(other, on="label_id", how="left")
+    return table
+
+
 def image_cells(path: str, table_keys: list[str], scheme: str) -> tuple[pd.DataFrame, tuple]:
     """One image's cells (cell, nucleus and cytoplasm features joined; nuclei only) and its (image, site, well) names.
 
@@ -270,9 +297,7 @@ def image_cells(path: str, table_keys: list[str], scheme: str) -> tuple[pd.DataF
     with open_file(path, "r") as f:
         tables = [read_table(f, key.removeprefix("tables/")) for key in table_keys]
         attributes = tuple(type(missing)(f.attrs.get(key, missing)) for key, missing in IMAGE_ATTRIBUTES.values())
-    table = tables[0]
-    for other in tables[1:]:
-        table = table.merge(other, on="label_id", how="left")
+    table = join_on_labels(tables)
     table.insert(0, "image_name", image_name)
     table.insert(1, "well_name", parsed.well.name)
     return table, (image_name, parsed.site_name, parsed.well.name, *attributes)
