@@ -373,3 +373,52 @@ def test_an_append_without_hard_links_copies_the_sqlite_file(tabled_plate, tmp_p
     shutil.copytree(folder, fresh, ignore=shutil.ignore_patterns("batchlib", "P1_profiles"))
     run_job(ExportProfiles(), fresh)
     assert_same_export(folder / "P1_profiles", fresh / "P1_profiles")
+
+
+KILLED_DURING_AN_APPEND = """
+import os, shutil, signal, sys
+from batchlib import profile_files, run_job
+from batchlib.jobs.export import ExportProfiles
+
+folder, new_container = sys.argv[1], sys.argv[2]
+job = ExportProfiles()
+run_job(job, folder)
+shutil.move(new_container, folder)
+
+def killed(*args):  # the SQLite rows are committed, the new folder is written but for its well profiles
+    os.kill(os.getpid(), signal.SIGKILL)
+
+profile_files.write_well_profiles = killed
+run_job(job, folder)
+"""
+
+
+def test_an_export_killed_during_an_append_is_written_whole_by_the_next_run(tabled_plate, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    folder, _ = tabled_plate
+    side = tmp_path / "side"
+    side.mkdir()
+    add_container(side, "C03", 0, 4, np.random.default_rng(16))
+    new_container = side / container_name("C03", 0)
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_DURING_AN_APPEND, str(folder), str(new_container)],
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == -9, done.stderr.decode()
+    export = folder / "P1_profiles"
+    assert (export / ".batchlib-appending").exists()
+    with sqlite3.connect(export / "P1.sqlite") as connection:  # the kill came after the SQLite commit
+        assert connection.execute("SELECT COUNT(*) FROM Image").fetchone()[0] == len(SITES) + 1
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".batchlib-tmp-")]  # the new folder, cut short
+
+    assert run_job(ExportProfiles(), folder).processed == 1
+    assert not (export / ".batchlib-appending").exists()
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".batchlib-tmp-")]
+    fresh = tmp_path / "fresh" / "P1"
+    shutil.copytree(folder, fresh, ignore=shutil.ignore_patterns("batchlib", "P1_profiles"))
+    run_job(ExportProfiles(), fresh)
+    assert_same_export(export, fresh / "P1_profiles")
