@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -182,8 +183,60 @@ def table_key(name: str) -> str:
     return f"{TABLES}/{name}"
 
 
+@dataclass(frozen=True)
+class EncodedTable:
+    """A table as :func:`write_table` stores it, made by :func:`encode_table`.
+
+    Encoding (formatting every value as text) is the costly part of writing
+    a table and needs no container: a job can encode in its computing
+    threads and only write in the thread that holds the container.
+    """
+
+    columns: tuple[str, ...]  #: column names
+    cells: tuple[np.ndarray, ...]  #: per column, the values as UTF-8 bytes (``S`` dtype)
+    visible: tuple[bool, ...]  #: per column
+    dtypes: tuple[str, ...]  #: per column, the pandas dtype :func:`read_table` restores
+    n_rows: int
+
+
+def encode_table(table: pd.DataFrame, visible: Sequence[bool] | None = None, name: str = "") -> EncodedTable:
+    """The bytes :func:`write_table` stores for ``table`` (see there); ``name`` only for error messages.
+
+    Examples
+    --------
+    >>> encoded = encode_table(pd.DataFrame({"label_id": [1, 2], "area": [10.5, float("nan")]}))
+    >>> encoded.cells[1].tolist(), encoded.dtypes
+    ([b'10.5', b'nan'], ('int64', 'float64'))
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise ContainerError(f"write_table({name!r}) expects a pandas DataFrame, got {type(table).__name__}")
+    columns = [str(c) for c in table.columns]
+    if len(set(columns)) != len(columns):
+        raise ContainerError(f"table {name!r} has duplicate column names")
+    if visible is None:
+        visible = [True] * len(columns)
+    if len(visible) != len(columns):
+        raise ContainerError(f"table {name!r}: {len(visible)} visible flags for {len(columns)} columns")
+    parallel = table.size >= _PARALLEL_CELLS
+    formatted = _format_plain_numbers(table, parallel)  # Arrow formats numbers without the GIL
+    others = [j for j in range(len(columns)) if j not in formatted]  # text, bools, nullable numbers, ...
+    formatted.update(zip(others, thread_map(lambda j: _column_to_bytes(table.iloc[:, j]), others, parallel=parallel)))
+    dtype_names: dict = {}  # str() of a numpy dtype is slow: once per dtype, not per column
+    return EncodedTable(
+        columns=tuple(columns),
+        cells=tuple(formatted[j] for j in range(len(columns))),
+        visible=tuple(bool(v) for v in visible),
+        dtypes=tuple(dtype_names[t] if t in dtype_names else dtype_names.setdefault(t, str(t)) for t in table.dtypes),
+        n_rows=len(table),
+    )
+
+
 def write_table(
-    f, name: str, table: pd.DataFrame, visible: Sequence[bool] | None = None, chunk_rows: int | None = None
+    f,
+    name: str,
+    table: pd.DataFrame | EncodedTable,
+    visible: Sequence[bool] | None = None,
+    chunk_rows: int | None = None,
 ) -> None:
     """Write a DataFrame as table ``/tables/<name>`` (replacing one of that name).
 
@@ -193,10 +246,11 @@ def write_table(
         An open container.
     name : str
         Table name, may be nested (``"cell_segmentation/default"``).
-    table : DataFrame
+    table : DataFrame or EncodedTable
         The values; the index is not stored (reset it first to keep it).
+        Or the table already encoded (:func:`encode_table`).
     visible : list of bool, optional
-        Per column; default all visible.
+        Per column; default all visible (for an encoded table: given to :func:`encode_table`).
     chunk_rows : int, optional
         Rows per chunk on disk; default about 1 MiB per chunk.
 
@@ -211,34 +265,26 @@ def write_table(
     ...     read_table(f, "cells/default").equals(df)
     True
     """
-    if not isinstance(table, pd.DataFrame):
-        raise ContainerError(f"write_table({name!r}) expects a pandas DataFrame, got {type(table).__name__}")
-    columns = [str(c) for c in table.columns]
-    if len(set(columns)) != len(columns):
-        raise ContainerError(f"table {name!r} has duplicate column names")
-    if visible is None:
-        visible = [True] * len(columns)
-    if len(visible) != len(columns):
-        raise ContainerError(f"table {name!r}: {len(visible)} visible flags for {len(columns)} columns")
-
-    parallel = table.size >= _PARALLEL_CELLS
-    formatted = _format_plain_numbers(table, parallel)  # Arrow formats numbers without the GIL
-    others = [j for j in range(len(columns)) if j not in formatted]  # text, bools, nullable numbers, ...
-    formatted.update(zip(others, thread_map(lambda j: _column_to_bytes(table.iloc[:, j]), others, parallel=parallel)))
-    column_bytes = [formatted[j] for j in range(len(columns))]
+    if isinstance(table, EncodedTable):
+        if visible is not None:
+            raise ContainerError(f"table {name!r} is encoded already: give visible to encode_table")
+        encoded = table
+    else:
+        encoded = encode_table(table, visible, name)
+    columns = encoded.columns
     names = np.array([c.encode("utf-8") for c in columns], dtype=bytes) if columns else np.array([], "S1")
     key = table_key(name)
     if key in f:
         del f[key]
     group = f.create_group(key)
     as_uint8 = _no_string_type(group)
-    _write_cells(group, column_bytes, len(table), as_uint8, chunk_rows)
+    _write_cells(group, list(encoded.cells), encoded.n_rows, as_uint8, chunk_rows)
     if as_uint8:
         names = _bytes_to_uint8(names) if len(names) else np.zeros((1, 1), np.uint8)
     group.create_dataset("columns", data=names)
-    group.create_dataset("visible", data=np.array([bool(v) for v in visible], dtype=np.uint8))
-    group.attrs["dtypes"] = json.dumps([str(t) for t in table.dtypes])
-    group.attrs["n_rows"] = len(table)
+    group.create_dataset("visible", data=np.array(encoded.visible, dtype=np.uint8))
+    group.attrs["dtypes"] = json.dumps(list(encoded.dtypes))
+    group.attrs["n_rows"] = encoded.n_rows
     group.attrs["string_layout"] = "uint8-fixed" if as_uint8 else "bytes-fixed"
 
 

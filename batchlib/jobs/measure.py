@@ -10,7 +10,7 @@ import numpy as np
 
 from ..base import BatchJobOnContainer
 from ..errors import OutputError
-from ..io import open_file, read_image_later, write_table
+from ..io import encode_table, open_file, read_image_later, write_table
 from ..io.tables import table_key
 from ..measure import measure_objects
 
@@ -122,7 +122,7 @@ class MeasureObjects(BatchJobOnContainer):
         }
 
     def run(self, input_files, output_files, **kwargs):
-        # Containers are read and written here, the measuring of a batch's images runs in threads
+        # Containers are read and written here; measuring a batch's images and encoding their tables run in threads
         # (compute_in_threads: numpy's sorts and reductions over the pixels release the GIL).
         from ..executors import job_threads
         from ..io.threads import compute_in_threads
@@ -137,7 +137,8 @@ class MeasureObjects(BatchJobOnContainer):
 
         def measure(nuclei, cells, images: dict, fields: dict | None) -> dict:
             images = self._corrected({name: image() for name, image in images.items()}, fields)
-            return self._measure(nuclei(), cells() if cells else None, images)
+            tables = self._measure(nuclei(), cells() if cells else None, images)
+            return {name: encode_table(table, name=name) for name, table in tables.items()}  # text made here too
 
         def write(paths: tuple[str, str], tables: dict) -> None:
             with open_file(paths[1], "a") as f:

@@ -5,8 +5,16 @@ import pandas as pd
 import pytest
 
 from batchlib.errors import ContainerError
-from batchlib.io import open_file, plate_table_path, read_plate_table, read_table, write_plate_table, write_table
-from batchlib.io.tables import table_visible
+from batchlib.io import (
+    encode_table,
+    open_file,
+    plate_table_path,
+    read_plate_table,
+    read_table,
+    write_plate_table,
+    write_table,
+)
+from batchlib.io.tables import table_key, table_visible
 
 
 def awkward_table() -> pd.DataFrame:
@@ -76,6 +84,29 @@ def test_layout_is_what_the_viewer_reads(tmp_path):
         assert group["cells"][1, 1] == b"4" and group["cells"][0, 0] == b"1"
     with open_file(path, "r") as f:
         assert table_visible(f, "cell_segmentation/nuclei") == [False, True]
+
+
+def test_an_encoded_table_is_stored_as_the_table_itself(container):
+    """encode_table (made in another thread) then write_table stores what write_table of the DataFrame stores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    table = awkward_table()
+    visible = [c != "label_id" for c in table.columns]
+    with ThreadPoolExecutor(1) as pool:
+        encoded = pool.submit(encode_table, table, visible).result()
+    with open_file(container, "a") as f:
+        write_table(f, "direct", table, visible=visible)
+        write_table(f, "encoded", encoded)
+        for part in ("cells", "columns", "visible"):
+            np.testing.assert_array_equal(
+                f[f"{table_key('encoded')}/{part}"][...], f[f"{table_key('direct')}/{part}"][...]
+            )
+        for attribute in ("dtypes", "n_rows", "string_layout"):
+            assert f[table_key("encoded")].attrs[attribute] == f[table_key("direct")].attrs[attribute]
+        pd.testing.assert_frame_equal(read_table(f, "encoded"), table)
+        assert table_visible(f, "encoded") == visible
+        with pytest.raises(ContainerError, match="encoded already"):
+            write_table(f, "again", encoded, visible=visible)
 
 
 def test_empty_and_replaced_tables(container):
