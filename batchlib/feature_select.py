@@ -28,6 +28,7 @@ import pandas as pd
 
 from .errors import ConfigError
 from .normalize import FEATURE_PREFIXES, reference_rows
+from .parquet_parts import ParquetTable
 
 OPERATIONS = ("variance_threshold", "drop_na_columns", "correlation_threshold", "blocklist")
 CORRELATION_METHODS = ("pearson", "spearman", "kendall")
@@ -208,10 +209,9 @@ def select_features_parquet(
     threshold, or two features tie exactly in their sums of correlations
     (duplicated features). Pearson only.
     """
-    import pyarrow.parquet as pq
 
     _check_settings(operations, min_variance, na_cutoff, corr_threshold)
-    parquet = pq.ParquetFile(path)
+    parquet = ParquetTable(path)  # a file or a folder of parts
     names = parquet.schema_arrow.names
     features = features if features is not None else [c for c in names if c.startswith(FEATURE_PREFIXES)]
     metadata = parquet.read(columns=[c for c in names if c not in set(features)]).to_pandas()

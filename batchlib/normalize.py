@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError
+from .parquet_parts import ParquetTable
 
 METHODS = ("standardize", "robustize", "mad_robustize")
 FEATURE_PREFIXES = ("Nuclei_", "Cells_", "Cytoplasm_")
@@ -142,7 +143,7 @@ def normalize_parquet(
     columns_per_pass: int = 32,
     rows_per_batch: int = 16384,
 ) -> None:
-    """:func:`normalize_profiles` from one Parquet file to another, in bounded memory.
+    """:func:`normalize_profiles` from a Parquet file (or folder of parts) to a Parquet file, in bounded memory.
 
     The statistics are computed a few feature columns at a time (pass 1),
     then the rows are normalized and written a batch at a time (pass 2): the
@@ -156,7 +157,7 @@ def normalize_parquet(
 
     if method not in METHODS:
         raise ConfigError(f"normalization method must be one of {', '.join(METHODS)}; got {method!r}")
-    parquet = pq.ParquetFile(source)
+    parquet = ParquetTable(source)  # a file or a folder of parts
     names = parquet.schema_arrow.names
     features = features if features is not None else [c for c in names if c.startswith(FEATURE_PREFIXES)]
     chosen = set(features)

@@ -4,9 +4,9 @@ Each is written whole (:func:`write_sqlite`, :func:`write_tables`) or, when a
 plate only gained images that sort after its others, extended from the
 previous export (:func:`append_profiles`): rows appended to the SQLite file
 (hard-linked into the new folder, one transaction) and to a copy of the
-single-cell CSV, the single-cell Parquet rewritten from the previous table
-plus the new rows, and the well medians computed again only for the wells
-that gained cells. Both give the same tables.
+single-cell CSV, a new part in the single-cell Parquet folder, and the well
+medians computed again only for the wells that gained cells. Both give the
+same tables.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .io.threads import thread_map
+from .parquet_parts import PART, part_names, parts_to_merge
 from .profiles import well_medians
 
 if TYPE_CHECKING:
@@ -156,11 +157,13 @@ def write_csv(table: pd.DataFrame, path: str, append: bool = False) -> None:
 def write_tables(folder: str, plate: str, single_cells: pd.DataFrame, annotate_wells: Callable | None = None) -> None:
     """Single-cell and per-well (median) profiles as CSV and Parquet in ``folder``.
 
+    The single-cell Parquet is a folder holding one part (:mod:`batchlib.parquet_parts`).
     ``annotate_wells(wells)`` adds columns to the well profiles (the plate map's).
     """
     paths = profile_paths(folder, plate)
     write_csv(single_cells, paths["single_csv"])
-    write_parquet(single_cells, paths["single_parquet"])
+    os.makedirs(paths["single_parquet"])  # a folder of parts (batchlib.parquet_parts): appends add parts
+    write_parquet(single_cells, os.path.join(paths["single_parquet"], PART.format(0)))
     wells = well_medians(paths["single_parquet"])
     write_well_profiles(paths, annotate_wells(wells) if annotate_wells else wells)
 
@@ -197,22 +200,29 @@ def append_profiles(
     plate: str,
     single_cells: pd.DataFrame,
     images: pd.DataFrame,
+    touched_cells: pd.DataFrame,
     annotate_wells: Callable | None = None,
-    before: pa.Table | None = None,
-) -> pa.Table:
-    """Write ``folder`` as the export ``previous`` plus the rows of new images; return its single-cell table.
+) -> None:
+    """Write ``folder`` as the export ``previous`` plus the rows of new images.
 
     The new images must sort after every image of ``previous`` (their
     ``ImageNumber`` continue its numbering) and give the same columns. The
-    caller renames ``folder`` over ``previous`` afterwards.
+    caller renames ``folder`` over ``previous`` afterwards. What is written
+    follows the new rows, not the plate, but for the CSV copy:
 
-    The SQLite file is not copied: ``folder`` gets a hard link to it (a copy
-    where the file system has none), and the rows go into it in one
-    transaction through ``previous`` (so its rollback journal stays beside
-    the file a crash leaves in place). The single-cell CSV is a copy with the
-    rows appended; the single-cell Parquet and the well profiles (only the
-    touched wells' medians computed again) are written new. ``previous``
-    holds :data:`APPENDING` from before the transaction on.
+    - the SQLite file is not copied: ``folder`` gets a hard link to it (a
+      copy where the file system has none), and the rows go into it in one
+      transaction through ``previous`` (so its rollback journal stays beside
+      the file a crash leaves in place);
+    - the single-cell CSV is a copy with the rows appended;
+    - the single-cell Parquet folder gets hard links to the previous parts
+      and the new rows as a new part, merged with the newest parts where
+      :func:`~batchlib.parquet_parts.parts_to_merge` says;
+    - the well profiles get the medians of the wells that gained cells
+      computed again, from ``touched_cells`` (every single-cell row of those
+      wells, old and new).
+
+    ``previous`` holds :data:`APPENDING` from before the SQLite transaction on.
 
     Parameters
     ----------
@@ -222,19 +232,12 @@ def append_profiles(
         The new export folder (created).
     single_cells, images : DataFrame
         The single-cell profiles and ``Image`` table rows of the new images.
+    touched_cells : DataFrame
+        The single-cell profiles of the wells the new images are in.
     annotate_wells : callable, optional
         As for :func:`write_tables`.
-    before : pyarrow.Table, optional
-        The single-cell table of ``previous`` if the caller kept it in memory
-        (it is then not read from ``previous``).
-
-    Returns
-    -------
-    pyarrow.Table
-        The single-cell table written (``previous``'s rows, then the new ones).
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from .profiles import well_median_table
@@ -245,11 +248,8 @@ def append_profiles(
         pass
 
     def extend_sqlite() -> None:
-        try:
-            os.link(old["sqlite"], new["sqlite"])
-        except OSError:  # no hard links here: a copy, extended on its own
-            shutil.copyfile(old["sqlite"], new["sqlite"])
-            append_sqlite(new["sqlite"], single_cells, images, plate)
+        if not _link_or_copy(old["sqlite"], new["sqlite"]):
+            append_sqlite(new["sqlite"], single_cells, images, plate)  # a copy: extended on its own
             return
         append_sqlite(old["sqlite"], single_cells, images, plate)
 
@@ -257,20 +257,36 @@ def append_profiles(
         shutil.copyfile(old["single_csv"], new["single_csv"])
         write_csv(single_cells, new["single_csv"], append=True)
 
-    def extend_parquet() -> pa.Table:
-        previous_cells = pq.read_table(old["single_parquet"]) if before is None else before
-        added = pa.Table.from_pandas(single_cells, preserve_index=False).cast(previous_cells.schema)
-        single = pa.concat_tables([previous_cells, added])
-        write_parquet(single, new["single_parquet"])
-        return single
+    def extend_parquet() -> None:
+        source, target = old["single_parquet"], new["single_parquet"]
+        names = part_names(source)
+        schema = pq.read_schema(os.path.join(source, names[0]))
+        added = pa.Table.from_pandas(single_cells, preserve_index=False).cast(schema)
+        rows = [pq.read_metadata(os.path.join(source, name)).num_rows for name in names]
+        merged = parts_to_merge([*rows, added.num_rows]) - 1  # previous parts merged with the new rows
+        kept = names[: len(names) - merged]
+        os.makedirs(target)
+        for name in kept:
+            _link_or_copy(os.path.join(source, name), os.path.join(target, name))
+        part = pa.concat_tables([*(pq.read_table(os.path.join(source, n)) for n in names[len(kept) :]), added])
+        write_parquet(part, os.path.join(target, PART.format(len(kept))))
 
     # Three independent parts in three threads: copying, SQLite and Arrow release the GIL.
-    _, _, single = thread_map(lambda extend: extend(), [extend_sqlite, extend_csv, extend_parquet], threads=3)
+    thread_map(lambda extend: extend(), [extend_sqlite, extend_csv, extend_parquet], threads=3)
     touched = sorted(set(single_cells["Metadata_Well"]))
-    fresh = well_median_table(single.filter(pc.is_in(single["Metadata_Well"], pa.array(touched)))).to_pandas()
+    fresh = well_median_table(pa.Table.from_pandas(touched_cells, preserve_index=False)).to_pandas()
     fresh = annotate_wells(fresh) if annotate_wells else fresh
     wells = pd.read_parquet(old["wells_parquet"])
     wells = pd.concat([wells[~wells["Metadata_Well"].isin(touched)], fresh], ignore_index=True)
     wells = wells.sort_values(["Metadata_Plate", "Metadata_Well"], kind="stable").reset_index(drop=True)
     write_well_profiles(new, wells)
-    return single
+
+
+def _link_or_copy(source: str, target: str) -> bool:
+    """Hard-link ``source`` as ``target`` (True), or copy it where the file system has no hard links (False)."""
+    try:
+        os.link(source, target)
+        return True
+    except OSError:
+        shutil.copyfile(source, target)
+        return False

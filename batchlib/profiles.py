@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .parquet_parts import ParquetTable
+
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
@@ -134,7 +136,8 @@ def well_median_table(
     Parameters
     ----------
     path : str or pyarrow.Table
-        Parquet file with one row per cell (or such a table in memory).
+        Parquet file (or folder of parts, :mod:`batchlib.parquet_parts`) with
+        one row per cell (or such a table in memory).
     strata : sequence of str
         Columns that define a group (a well).
     features : list of str, optional
@@ -151,9 +154,8 @@ def well_median_table(
     pyarrow.Table: the strata columns, then the medians (float64), groups sorted.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(path) if isinstance(path, str) else _InMemory(path)
+    parquet = ParquetTable(path) if isinstance(path, str) else _InMemory(path)
     names = parquet.schema_arrow.names
     features = features if features is not None else [c for c in names if c.startswith(FEATURE_PREFIXES)]
     codes, values = group_codes(parquet.read(columns=list(strata)), strata)

@@ -104,6 +104,7 @@ LAYERS = [
     (
         "leaves",
         "_version errors log params capture progress oserrors config measure nucleus_size profiles profile_files "
+        "parquet_parts "
         "normalize feature_select consensus illumination "
         "synthetic synthetic_geometry synthetic_nuclei state state.atomic state.stamps io.threads",
     ),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import pandas as pd
@@ -29,8 +29,6 @@ from .plate_cache import CellCache, plate_cell_cache
 logger = logging.getLogger("Workflow.ExportProfiles")
 
 APPEND, REWRITE = "append", "rewrite"
-#: The largest single-cell table a job object keeps in memory between runs (bytes); a larger one is read again.
-KEEP_IN_MEMORY = 256 << 20
 
 
 def single_cell_profiles(cells: pd.DataFrame, plate: str, image_numbers: dict[str, int]) -> pd.DataFrame:
@@ -69,15 +67,19 @@ class Exported:
     files: dict[str, str]  #: stat stamp of each of its files, as written
     images: dict[str, str | None]  #: stat stamp of each image's container, in ImageNumber order
     columns: tuple  #: names and types of the single-cell and Image table columns
-    #: the single-cell table as written (a pyarrow.Table), kept in memory for the next append; None if too large
-    single_cells: object = field(default=None, compare=False, repr=False)
 
 
 def folder_stamps(folder: str) -> dict[str, str]:
-    """Stat stamp of every file in ``folder`` (empty if it does not exist)."""
+    """Stat stamp of every file in ``folder`` and in its sub-folders (``name/file``); empty if it does not exist."""
     if not os.path.isdir(folder):
         return {}
-    return {entry.name: stat_stamp(entry.stat()) for entry in os.scandir(folder) if entry.is_file()}
+    stamps = {}
+    for entry in os.scandir(folder):
+        if entry.is_dir():
+            stamps.update({f"{entry.name}/{name}": stamp for name, stamp in folder_stamps(entry.path).items()})
+        elif entry.is_file():
+            stamps[entry.name] = stat_stamp(entry.stat())
+    return stamps
 
 
 def column_types(*tables: pd.DataFrame) -> tuple:
@@ -226,8 +228,9 @@ class ExportProfiles(PlateMapOption, PlateJob):
         logger.debug("%s %s: %s", action, folder, why)
         self._last_action = action
         if action == APPEND:
-            before = previous.single_cells if previous is not None else None
-            single = append_profiles(folder, out, plate, new_cells, images[is_new], annotate_wells, before)
+            touched = set(new_cells["Metadata_Well"])
+            touched_cells = profiles_of([f for f, well in zip(frames, names["well_name"]) if well in touched])
+            append_profiles(folder, out, plate, new_cells, images[is_new], touched_cells, annotate_wells)
             columns = column_types(new_cells, images)
         else:
             single = new_cells if is_new.all() else profiles_of(frames)
@@ -237,21 +240,7 @@ class ExportProfiles(PlateMapOption, PlateJob):
             halves = [(write_sqlite, os.path.join(out, f"{plate}.sqlite"), single, images, plate)]
             halves.append((write_tables, out, plate, single, annotate_wells))
             self.map_parallel(_call, halves)
-        self._exported = Exported(folder, folder_stamps(out), stamps, columns, kept_in_memory(single))
-
-
-def kept_in_memory(single_cells) -> object:
-    """``single_cells`` as the Arrow table written to Parquet, if it fits :data:`KEEP_IN_MEMORY`; else None.
-
-    A watcher's next append then skips reading the previous single-cell Parquet file.
-    """
-    import pyarrow as pa
-
-    if isinstance(single_cells, pd.DataFrame):
-        if single_cells.memory_usage(index=False).sum() > KEEP_IN_MEMORY:
-            return None
-        single_cells = pa.Table.from_pandas(single_cells, preserve_index=False)
-    return single_cells if single_cells.nbytes <= KEEP_IN_MEMORY else None
+        self._exported = Exported(folder, folder_stamps(out), stamps, columns)
 
 
 def annotate_well_profiles(wells: pd.DataFrame, platemap: pd.DataFrame) -> pd.DataFrame:

@@ -259,33 +259,32 @@ def test_a_watchers_export_equals_a_fresh_export(tabled_plate, tmp_path, scenari
     assert_same_export(folder / "P1_profiles", fresh / "P1_profiles")
 
 
-@pytest.mark.parametrize("keep", [True, False], ids=["table kept in memory", "table read again"])
-def test_appends_in_a_row_equal_a_fresh_export(tabled_plate, tmp_path, monkeypatch, keep):
+def test_appends_in_a_row_add_parquet_parts_and_equal_a_fresh_export(tabled_plate, tmp_path):
     import shutil
 
     import pyarrow.parquet as pq
 
-    from batchlib.jobs import export
+    from batchlib.parquet_parts import part_names
 
-    if not keep:
-        monkeypatch.setattr(export, "KEEP_IN_MEMORY", 0)
     folder, _ = tabled_plate
     job = ExportProfiles()
     run_job(job, folder)
+    parts = folder / "P1_profiles" / "P1_single_cell.parquet"
+    first_part = os.stat(parts / "part-00000.parquet").st_ino
+    # Rows per part after each one-cell well, by hand: the newest parts merge while the one before is no larger.
+    expected = [[12, 1], [12, 2], [12, 2, 1], [12, 4], [12, 4, 1]]
     rng = np.random.default_rng(12)
-    for well in ("C03", "C04"):
-        add_container(folder, well, 0, 4, rng)
+    for well, rows in zip(("C03", "C04", "C05", "C06", "C07"), expected):
+        add_container(folder, well, 0, 1, rng)
         run_job(job, folder)
         assert job._last_action == "append"
-        kept = job._exported.single_cells
-        if keep:  # what the next append starts from is what the file holds
-            assert kept.equals(pq.read_table(folder / "P1_profiles" / "P1_single_cell.parquet"))
-        else:
-            assert kept is None
+        assert [pq.read_metadata(parts / name).num_rows for name in part_names(parts)] == rows
+    assert os.stat(parts / "part-00000.parquet").st_ino == first_part  # never rewritten: hard-linked along
     fresh = tmp_path / "fresh" / "P1"
     shutil.copytree(folder, fresh, ignore=shutil.ignore_patterns("batchlib", "P1_profiles"))
     run_job(ExportProfiles(), fresh)
     assert_same_export(folder / "P1_profiles", fresh / "P1_profiles")
+    assert part_names(fresh / "P1_profiles" / "P1_single_cell.parquet") == ["part-00000.parquet"]
 
 
 def test_a_watchers_export_starts_over_when_its_folder_was_touched(tabled_plate):
