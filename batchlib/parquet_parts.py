@@ -60,11 +60,12 @@ class ParquetTable:
     def __init__(self, path: str):
         import pyarrow.parquet as pq
 
-        files = [os.path.join(path, name) for name in part_names(path)] if os.path.isdir(path) else [path]
-        self.files = [pq.ParquetFile(file) for file in files]
-        self.schema_arrow = self.files[0].schema_arrow if self.files else None
-        if self.schema_arrow is None:
+        #: the files, in row order (one for a plain file)
+        self.paths = [os.path.join(path, name) for name in part_names(path)] if os.path.isdir(path) else [path]
+        if not self.paths:
             raise FileNotFoundError(f"{path}: a folder without parts (part-00000.parquet, ...)")
+        self.files = [pq.ParquetFile(file) for file in self.paths]
+        self.schema_arrow = self.files[0].schema_arrow
 
     @property
     def num_rows(self) -> int:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .io.threads import thread_map
-from .parquet_parts import PART, part_names, parts_to_merge
+from .parquet_parts import PART, ParquetTable, parts_to_merge
 from .profiles import well_medians
 
 if TYPE_CHECKING:
@@ -238,7 +238,6 @@ def append_profiles(
         As for :func:`write_tables`.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from .profiles import well_median_table
 
@@ -248,28 +247,23 @@ def append_profiles(
         pass
 
     def extend_sqlite() -> None:
-        if not _link_or_copy(old["sqlite"], new["sqlite"]):
-            append_sqlite(new["sqlite"], single_cells, images, plate)  # a copy: extended on its own
-            return
-        append_sqlite(old["sqlite"], single_cells, images, plate)
+        linked = _link_or_copy(old["sqlite"], new["sqlite"])  # a copy is extended on its own
+        append_sqlite(old["sqlite"] if linked else new["sqlite"], single_cells, images, plate)
 
     def extend_csv() -> None:
         shutil.copyfile(old["single_csv"], new["single_csv"])
         write_csv(single_cells, new["single_csv"], append=True)
 
     def extend_parquet() -> None:
-        source, target = old["single_parquet"], new["single_parquet"]
-        names = part_names(source)
-        schema = pq.read_schema(os.path.join(source, names[0]))
-        added = pa.Table.from_pandas(single_cells, preserve_index=False).cast(schema)
-        rows = [pq.read_metadata(os.path.join(source, name)).num_rows for name in names]
-        merged = parts_to_merge([*rows, added.num_rows]) - 1  # previous parts merged with the new rows
-        kept = names[: len(names) - merged]
+        parts, target = ParquetTable(old["single_parquet"]), new["single_parquet"]
+        added = pa.Table.from_pandas(single_cells, preserve_index=False).cast(parts.schema_arrow)
+        rows = [file.metadata.num_rows for file in parts.files]
+        kept = len(rows) - (parts_to_merge([*rows, added.num_rows]) - 1)  # the others merge with the new rows
         os.makedirs(target)
-        for name in kept:
-            _link_or_copy(os.path.join(source, name), os.path.join(target, name))
-        part = pa.concat_tables([*(pq.read_table(os.path.join(source, n)) for n in names[len(kept) :]), added])
-        write_parquet(part, os.path.join(target, PART.format(len(kept))))
+        for path in parts.paths[:kept]:
+            _link_or_copy(path, os.path.join(target, os.path.basename(path)))
+        part = pa.concat_tables([*(file.read() for file in parts.files[kept:]), added])
+        write_parquet(part, os.path.join(target, PART.format(kept)))
 
     # Three independent parts in three threads: copying, SQLite and Arrow release the GIL.
     thread_map(lambda extend: extend(), [extend_sqlite, extend_csv, extend_parquet], threads=3)

@@ -36,6 +36,20 @@ def test_a_folder_of_parts_reads_as_the_file(table_and_parts):
     assert len(part_names(folder)) == 3 and ParquetTable(str(folder)).read().equals(table)
 
 
+def test_the_readers_the_readme_names_take_the_folder_by_its_path(table_and_parts):
+    """pyarrow, pycytominer's load_profiles and DuckDB read a folder of parts as the table, rows in order."""
+    import duckdb
+    from pycytominer.cyto_utils.load import load_profiles
+
+    table, _, folder = table_and_parts
+    assert pq.read_table(folder).equals(table)
+    pd.testing.assert_frame_equal(load_profiles(str(folder)), table.to_pandas())
+    with duckdb.connect() as connection:
+        from_duckdb = connection.execute(f"SELECT * FROM '{folder}'").fetchnumpy()
+    np.testing.assert_array_equal(from_duckdb["f"], table.column("f").to_numpy())
+    assert list(from_duckdb["Metadata_Well"]) == table.column("Metadata_Well").to_pylist()
+
+
 def test_an_empty_folder_is_an_error_naming_it(tmp_path):
     (tmp_path / "empty.parquet").mkdir()
     with pytest.raises(FileNotFoundError, match="empty.parquet"):

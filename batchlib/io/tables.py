@@ -221,12 +221,12 @@ def encode_table(table: pd.DataFrame, visible: Sequence[bool] | None = None, nam
     formatted = _format_plain_numbers(table, parallel)  # Arrow formats numbers without the GIL
     others = [j for j in range(len(columns)) if j not in formatted]  # text, bools, nullable numbers, ...
     formatted.update(zip(others, thread_map(lambda j: _column_to_bytes(table.iloc[:, j]), others, parallel=parallel)))
-    dtype_names: dict = {}  # str() of a numpy dtype is slow: once per dtype, not per column
+    dtype_names = {dtype: str(dtype) for dtype in set(table.dtypes)}  # str() of a dtype is slow: once per dtype
     return EncodedTable(
         columns=tuple(columns),
         cells=tuple(formatted[j] for j in range(len(columns))),
         visible=tuple(bool(v) for v in visible),
-        dtypes=tuple(dtype_names[t] if t in dtype_names else dtype_names.setdefault(t, str(t)) for t in table.dtypes),
+        dtypes=tuple(dtype_names[dtype] for dtype in table.dtypes),
         n_rows=len(table),
     )
 
