@@ -12,7 +12,11 @@ watcher runs import, threshold segmentation, cells, measure and aggregate
 (``plate_interval`` 0); for each image the time from the end of its write to
 its row in the image table is measured (the table is looked at every 20 ms;
 the microscope starts once the watcher watches), against ``settle`` + 2 x
-the per-image time of a batch run of the same jobs on the same images.
+the per-image processing time at that rate: the same jobs (job objects kept
+alive, as in the watcher) run over the same images arriving one at a time,
+median of the runs. Printed beside it, and judged too, the stricter reading:
+``settle`` + 2 x the per-image time of a batch run over all the images at
+once, where the plate-level job's fixed cost is shared by all of them.
 
 Run:  python bench/watch.py [--files 100000] [--idle 30]
       python bench/watch.py --latency [--images 24] [--every 2]
@@ -147,7 +151,8 @@ def bench_latency(n_images: int, every: float, size: int, settle: float, work: s
             f.write(blob)
     start = time.perf_counter()
     run_workflow("Batch", batch, latency_jobs(raw_batch), progress=False)
-    per_image = (time.perf_counter() - start) / n_images
+    per_image_batch = (time.perf_counter() - start) / n_images
+    per_image = one_at_a_time(names, data, work)
     raw, folder = os.path.join(work, "raw_live"), os.path.join(work, "live")
     os.makedirs(raw)
     bench = os.path.dirname(os.path.abspath(__file__))
@@ -182,15 +187,38 @@ def bench_latency(n_images: int, every: float, size: int, settle: float, work: s
     finally:
         watcher.wait(120)
     latencies = sorted(seen[n] - written[n] for n in seen)
-    target = settle + 2 * per_image
+    target, strict = settle + 2 * per_image, settle + 2 * per_image_batch
     worst = latencies[-1] if latencies else float("inf")
     in_order = [round(seen[n] - written[n], 2) for n in names if n in seen]
     print(f"latencies in the order written (s): {in_order}")
     print(
         f"latency, {n_images} images of {size}x{size} every {every:g} s, settle {settle:g} s: "
-        f"median {latencies[len(latencies) // 2]:.2f} s, worst {worst:.2f} s; per-image time of a batch run "
-        f"{per_image:.2f} s; target settle + 2 x that = {target:.2f} s: {'PASS' if worst <= target else 'FAIL'}"
+        f"median {latencies[len(latencies) // 2]:.2f} s, worst {worst:.2f} s; per-image time one at a time "
+        f"{per_image:.3f} s; target settle + 2 x that = {target:.2f} s: {'PASS' if worst <= target else 'FAIL'}"
     )
+    print(
+        f"stricter: per-image time of a batch run {per_image_batch:.3f} s; settle + 2 x that = {strict:.2f} s: "
+        f"{'PASS' if worst <= strict else 'FAIL'}"
+    )
+
+
+def one_at_a_time(names: list[str], data: list[bytes], work: str) -> float:
+    """Median seconds of a workflow run over one new image, images added one by one (as a watcher runs)."""
+    import statistics
+
+    raw, folder = os.path.join(work, "raw_single"), os.path.join(work, "single")
+    os.makedirs(raw)
+    jobs = latency_jobs(raw)
+    for job in jobs:
+        job.warm_up()
+    runs = []
+    for name, blob in zip(names, data):
+        with open(os.path.join(raw, name + ".tiff"), "wb") as f:
+            f.write(blob)
+        start = time.perf_counter()
+        run_workflow("Single", folder, jobs, progress=False, ignore_invalid_inputs=True, ignore_failed_outputs=True)
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
 
 
 def main() -> int:
