@@ -24,7 +24,7 @@ import tifffile
 
 from batchlib.cell_analysis import cell_analysis_main
 from batchlib.demo import raw_file_name, write_demo_plate
-from batchlib.io import open_file, read_plate_table
+from batchlib.io import open_file, read_image, read_plate_table
 from batchlib.synthetic import synthetic_site
 
 SHAPE = (96, 96)
@@ -296,6 +296,32 @@ def test_valid_but_unusual_files_go_through(plate):
         images = read_plate_table(f, "images").set_index("image_name")
     assert images.loc[os.path.splitext(unusual)[0], "n_cells"] > 0
     assert images.loc[os.path.splitext(empty)[0], ["n_cells", "too_few_cells"]].tolist() == [0, 1]
+
+
+def test_channels_as_samples_of_each_pixel_are_imported_as_channels(plate):
+    """A TIFF written (y, x, channels), as RGB-style files are: the same container as from (channels, y, x)."""
+    folder, raw = plate
+    data = stack(seed=11)
+    last, first = raw_file_name("C03", 0, 100), raw_file_name("C03", 1, 101)
+    tifffile.imwrite(os.path.join(raw, last), np.moveaxis(data, 0, -1))  # tifffile: photometric RGB, axes YXS
+    write_tiff(os.path.join(raw, first), data)
+    with tifffile.TiffFile(os.path.join(raw, last)) as tif:
+        assert tif.series[0].axes == "YXS"  # what the test is about
+    assert run(folder, raw) == 0
+    for name in (last, first):
+        with open_file(os.path.join(folder, name.replace(".tiff", ".h5")), "r") as f:
+            imported = [read_image(f, key) for key in ("nuclei", "cells", "marker")]
+        np.testing.assert_array_equal(np.stack(imported), data)
+
+
+def test_a_file_with_hundreds_of_planes_is_named_in_a_short_message(plate):
+    folder, raw = plate
+    name = raw_file_name("C03", 0, 100)
+    write_tiff(os.path.join(raw, name), np.zeros((300, 8, 8), np.uint16))
+    assert run(folder, raw) == 1
+    message = job_status(folder, "ImportImages")["invalid"][name]
+    assert "channel0,channel1,channel2,channel3,channel4,...,channel299 (300 in all)" in message, message
+    assert len(message) < 400, message
 
 
 def test_unreadable_file_is_invalid_until_its_permissions_are_fixed(plate):

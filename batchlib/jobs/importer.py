@@ -16,7 +16,16 @@ from ..io.images import PIXEL_SIZE_ATTR
 from ..oserrors import input_error, resource_error
 from ..plate import ImageName, compile_scheme, parse_image_name, parse_well
 from ..readers import METADATA_FORMATS, PlateMetadata, read_plate_metadata
-from .raw_files import GIB, describe_size, plate_reference, raw_channel_names, reference_key, tiff_header
+from .raw_files import (
+    GIB,
+    describe_size,
+    list_names,
+    plate_reference,
+    raw_channel_names,
+    read_tiff,
+    reference_key,
+    tiff_header,
+)
 
 #: Root attribute of a container: how many pixels of its imported channels are NaN or infinite.
 NONFINITE_ATTR = "batchlib_nonfinite_pixels"
@@ -317,8 +326,8 @@ class ImportImages(BatchJobOnContainer):
             found.append(f"dtype {facts['dtype']}")
             wanted.append(f"dtype {dtype}")
         if channels is not None and tuple(sorted(facts.get("channels", ()))) != channels:
-            found.append(f"channels {','.join(facts['channels'])}")
-            wanted.append(f"channels {','.join(example.get('channels', channels))}")
+            found.append(f"channels {list_names(facts['channels'])}")
+            wanted.append(f"channels {list_names(example.get('channels', channels))}")
         if self._declared_reference() is not None:
             return f"{name} has {', '.join(found)}, but the plate's images are declared to have {', '.join(wanted)}"
         return (
@@ -350,19 +359,17 @@ class ImportImages(BatchJobOnContainer):
         raw_names = raw_channel_names(name, self._regex, shape[0])
         missing = [raw for raw in self.channels if raw not in raw_names]
         if missing and not self.group_by:
-            return f"{name} has channels {', '.join(raw_names)}; missing {', '.join(missing)}"
+            return f"{name} has channels {list_names(raw_names)}; missing {', '.join(missing)}"
         return None
 
     # ---------------------------------------------------------------- work
     def _read(self, path: str) -> np.ndarray:
         """The pixels of a raw file as (channels, y, x); raw-file trouble is an InvalidInputError."""
-        import tifffile
-
         shape, dtype = tiff_header(path)
         if not self._size_ok(shape, dtype):  # the file changed since it was validated
             raise InvalidInputError(f"{os.path.basename(path)} claims {describe_size(shape, dtype)}", recheck=True)
         try:
-            image = tifffile.imread(path)
+            image = read_tiff(path)
         except OSError as err:
             if resource_error(err) is not None:
                 raise

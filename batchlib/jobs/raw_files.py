@@ -42,8 +42,10 @@ def tiff_header(path: str, first_page: bool = False) -> tuple[tuple[int, int, in
 
     With ``first_page``, of the first page only, ``(1, y, x)``: one plane of
     a file whose planes the plate metadata places (OME-TIFF ``TiffData``).
-    Raises :class:`InvalidInputError` for a file that is not a readable TIFF
-    or not a 2D / 3D image (a 2D page).
+    A file with its channels as samples of each pixel (``y, x, samples``:
+    RGB or interleaved channels) reports them first, as :func:`read_tiff`
+    returns them. Raises :class:`InvalidInputError` for a file that is not a
+    readable TIFF or not a 2D / 3D image (a 2D page).
     """
     import tifffile
 
@@ -52,18 +54,60 @@ def tiff_header(path: str, first_page: bool = False) -> tuple[tuple[int, int, in
         with tifffile.TiffFile(path) as tif:
             image = tif.pages[0] if first_page else tif.series[0]
             shape, dtype = tuple(int(n) for n in image.shape), str(image.dtype)
+            axes = "" if first_page else image.axes
     except OSError as err:
         if resource_error(err) is not None:
             raise
         raise input_error(err, path) from err
     except Exception as err:
         raise InvalidInputError(f"{name} is not a readable TIFF: {type(err).__name__}: {err}") from err
+    if len(shape) == 3 and samples_last(axes):
+        shape = (shape[2], shape[0], shape[1])
     if len(shape) == 2:
         shape = (1, *shape)
     if len(shape) != 3 or (first_page and shape[0] != 1):
         wanted = "one grey plane per page" if first_page else "a (channels, y, x) or (y, x) image"
         raise InvalidInputError(f"{name}: expected {wanted}, found shape {shape}")
     return shape, dtype
+
+
+def samples_last(axes: str) -> bool:
+    """Whether tifffile's axes of a 3D series put the channels last, as samples of each pixel.
+
+    Examples
+    --------
+    >>> samples_last("YXS"), samples_last("CYX"), samples_last("QYX")
+    (True, False, False)
+    """
+    return len(axes) == 3 and axes[-1] == "S"
+
+
+def read_tiff(path: str) -> np.ndarray:
+    """The pixels of a TIFF's first series, channels first (as :func:`tiff_header` describes them).
+
+    Errors are tifffile's and the operating system's; the importer turns them into words.
+    """
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        image = series.asarray()
+        if image.ndim == 3 and samples_last(series.axes):
+            image = np.moveaxis(image, -1, 0)
+    return image
+
+
+def list_names(names: Sequence[str], most: int = 6) -> str:
+    """Names joined by commas, the middle of a long list left out.
+
+    Examples
+    --------
+    >>> list_names(["a", "b"]), list_names([f"c{i}" for i in range(100)])
+    ('a,b', 'c0,c1,c2,c3,c4,...,c99 (100 in all)')
+    """
+    if len(names) <= most:
+        return ",".join(names)
+    return ",".join([*names[: most - 1], "...", names[-1]]) + f" ({len(names)} in all)"
 
 
 def describe_size(shape: Sequence[int], dtype: str) -> str:
