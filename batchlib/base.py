@@ -78,6 +78,10 @@ class BatchJob:
 
     ``version``
         Bump it when the job's code changes its output: every file reruns.
+    ``facts_version``
+        Bump it when :meth:`input_facts` reads a header differently: the
+        facts the ledger keeps from before are read again (nothing reruns
+        for it).
     ``batch_size``
         Files per call of :meth:`run` (at most; see
         :func:`batchlib.executors.batch_size_for`).
@@ -100,6 +104,7 @@ class BatchJob:
     """
 
     version: ClassVar[str] = "1"
+    facts_version: ClassVar[str] = "1"
     parameter_names: ClassVar[tuple[str, ...]] = ("output_ext",)
     batch_size: ClassVar[int] = 1
     atomic_outputs: ClassVar[bool] = True

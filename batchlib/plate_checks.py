@@ -31,8 +31,8 @@ def gather_facts(
 ) -> dict[str, dict]:
     """:meth:`~batchlib.base.BatchJob.input_facts` of every input of ``job``, by name.
 
-    Facts the ledger kept for a file whose stamp has not changed are reused;
-    others are read now and stored in the ledger. A file whose facts cannot
+    Facts the ledger kept for a file whose stamp has not changed (nor the
+    job's ``facts_version``) are reused; others are read now and stored in the ledger. A file whose facts cannot
     be read gets none (its own validation will say why).
     """
     known = ledger.input_facts(job.name)
@@ -41,6 +41,8 @@ def gather_facts(
         path = os.path.join(layout.input_folder, name)
         key = ledger_name(path, plate_folder)
         stamp = scan.stamp(path)
+        if stamp is not None:  # facts read by a former way of reading headers are read again
+            stamp = f"{stamp} facts-v{job.facts_version}"
         cached = known.get(key)
         if stamp is not None and cached is not None and cached[0] == stamp:
             facts[name] = cached[1]

@@ -59,3 +59,21 @@ def test_facts_are_read_once_per_file_version_and_kept_in_the_ledger(tmp_path):
     assert facts["a.txt"] == {"size": 1} and facts["b.txt"] == {"size": 4} and facts["c.txt"] == {"size": 3}
     assert sorted(job._reads) == ["b.txt", "c.txt"]  # broken.txt's empty facts are kept too
     ledger.close()
+
+
+def test_a_new_facts_version_reads_every_header_again(tmp_path):
+    raw, plate = tmp_path / "raw", tmp_path / "P1"
+    raw.mkdir()
+    plate.mkdir()
+    (raw / "a.txt").write_text("1")
+    job = Sizes()
+    with Ledger(plate / "batchlib") as ledger:
+        facts_of(job, raw, plate, ledger)
+    job._reads.clear()
+    with Ledger(plate / "batchlib") as ledger:
+        facts_of(job, raw, plate, ledger)
+    assert job._reads == []  # kept
+    object.__setattr__(job, "facts_version", "2")  # reads headers another way (a class attribute in real jobs)
+    with Ledger(plate / "batchlib") as ledger:
+        assert facts_of(job, raw, plate, ledger) == {"a.txt": {"size": 1}}
+    assert job._reads == ["a.txt"]

@@ -103,6 +103,7 @@ class ImportImages(BatchJobOnContainer):
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = ("channels", "scheme", "group_by", "colors")
+    facts_version: ClassVar[str] = "2"  # 2: channels stored as samples of each pixel (YXS) count as channels
 
     def __init__(
         self,
