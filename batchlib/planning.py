@@ -59,6 +59,17 @@ class Plan:
 
 
 RUN, SKIP, STILL_INVALID = "run", "skip", "still_invalid"
+#: The reason of a task that validates again a file recorded invalid for a reason outside it.
+CHECKING_AGAIN = "checking again"
+
+
+def is_recheck(task: Task) -> bool:
+    """Whether ``task`` only checks again an unchanged file recorded invalid (``record.recheck``).
+
+    Such a file most likely stays invalid: reports count it as invalid, not
+    as pending, and do not expect its output.
+    """
+    return task.reason.startswith(CHECKING_AGAIN + ":")
 
 
 def decide(
@@ -124,7 +135,7 @@ def decide(
     if record.state == FAILED:
         return RUN, f"failed before: {record.error}"
     if record.state == INVALID and record.recheck:
-        return RUN, f"checking again: {record.error}"
+        return RUN, f"{CHECKING_AGAIN}: {record.error}"
     if record.state == INVALID:
         return STILL_INVALID, f"invalid: {record.error}"
     problem = output_problem()
@@ -268,6 +279,8 @@ def plan_chain(
         if pending and not layout.group_by:
             _add_pending(plan, layout, pending)
         for task in plan.tasks:
+            if is_recheck(task):  # refused again, most likely: no output to wait for
+                continue
             for output in task.outputs:
                 pending.setdefault(output, layout.name)
         plans[layout.name] = plan
@@ -381,6 +394,7 @@ __all__ = [
     "decide",
     "plan_job",
     "plan_chain",
+    "is_recheck",
     "describe_input_change",
     "RUN",
     "SKIP",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .layout import JobLayout
-from .planning import Plan, plan_chain
+from .planning import Plan, is_recheck, plan_chain
 from .scan import FolderScan
 from .state import BOOKKEEPING_FOLDER
 from .state.ledger import DONE, FAILED, Ledger
@@ -56,11 +56,12 @@ def job_counts(ledger: Ledger, name: str, plan: Plan, bookkeeping: str | None = 
     """
     records = ledger.records(name)
     failed = sum(1 for t in plan.tasks if t.name in records and records[t.name].state == FAILED)
+    rechecked = sum(1 for t in plan.tasks if is_recheck(t))  # refused on every run: invalid, not pending
     counts = {
         "done": len(plan.up_to_date),
         "failed": failed,
-        "invalid": len(plan.still_invalid),
-        "pending": len(plan.tasks) - failed,
+        "invalid": len(plan.still_invalid) + rechecked,
+        "pending": len(plan.tasks) - failed - rechecked,
     }
     if not records:
         state = NOT_RUN

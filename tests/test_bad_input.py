@@ -25,6 +25,7 @@ import tifffile
 from batchlib.cell_analysis import cell_analysis_main
 from batchlib.demo import raw_file_name, write_demo_plate
 from batchlib.io import open_file, read_image, read_plate_table
+from batchlib.report import explain, folder_status
 from batchlib.synthetic import synthetic_site
 
 SHAPE = (96, 96)
@@ -322,6 +323,24 @@ def test_a_file_with_hundreds_of_planes_is_named_in_a_short_message(plate):
     message = job_status(folder, "ImportImages")["invalid"][name]
     assert "channel0,channel1,channel2,channel3,channel4,...,channel299 (300 in all)" in message, message
     assert len(message) < 400, message
+
+
+def test_status_counts_a_file_refused_by_the_plate_as_invalid_not_pending(plate):
+    """Refused because of the rest of the plate (checked again on every run): invalid in `batchlib status`."""
+    folder, raw = plate
+    name = raw_file_name("C03", 0, 100)
+    write_tiff(os.path.join(raw, name), stack()[:2])  # two channels where the plate has three
+    assert run(folder, raw, "--ignore-invalid-inputs") == 0
+    jobs = folder_status(folder)["jobs"]
+    assert {k: jobs["ImportImages"][k] for k in ("done", "invalid", "pending")} == {
+        "done": 4,
+        "invalid": 1,
+        "pending": 0,
+    }
+    assert all(jobs[j]["pending"] == 0 for j in PER_IMAGE_JOBS[1:] + PLATE_JOBS)  # nothing waits for its output
+    assert "checking again" in explain(folder, "ImportImages", None)  # what a run would do with it
+    os.remove(os.path.join(raw, name))
+    assert folder_status(folder)["jobs"]["ImportImages"]["invalid"] == 0
 
 
 def test_unreadable_file_is_invalid_until_its_permissions_are_fixed(plate):
