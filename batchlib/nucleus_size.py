@@ -35,6 +35,8 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
+from .saturation import tame_saturation
+
 #: Side of the largest array one octave is computed on (a central crop of the block-averaged image).
 WORKING_SIZE = 128
 #: An image whose 1st..99.8th percentile range is under this many times its pixel noise holds no nuclei.
@@ -137,10 +139,11 @@ def _nuclei(blobs: np.ndarray) -> np.ndarray:
 def _normalized(image: np.ndarray) -> np.ndarray | None:
     """The central :data:`MAX_REGION` pixels a side of the image, as float32 scaled to its 1st..99.8th percentile.
 
-    None if the region is flat. NaN and infinite pixels become the 1st percentile (background).
+    A saturated plateau is lowered first (:func:`~batchlib.saturation.tame_saturation`). None if the
+    region is flat. NaN and infinite pixels become the 1st percentile (background).
     """
     region, _, _ = _central(np.asarray(image), MAX_REGION)
-    x = region.astype(np.float32)
+    x = tame_saturation(region).astype(np.float32)  # saturated debris must not set the scale
     finite = np.isfinite(x)
     all_finite = bool(finite.all())
     values = x if all_finite else x[finite]

@@ -23,7 +23,8 @@ Training data, made or shipped offline:
   IoU 0.5. StarDist's own labelled test image is never used: it is the
   held-out image of another microscope in ``bench/segmentation_quality.py``.
 
-Images are normalized to the 1st / 99.8th percentile, as the segment job does.
+Images are normalized to the 1st / 99.8th percentile, as the segment job does
+(:func:`batchlib.jobs.stardist_model.normalize`: a saturated plateau lowered first).
 The model (config, thresholds, best weights, ``batchlib.json``) and
 ``training_report.json`` with the held-out scores are written to
 ``<out>/nuclei_stardist``.
@@ -128,9 +129,10 @@ def synthetic_pairs(n: int, seed: int, hard_share: float = 0.0) -> list[tuple[np
 
 
 def normalize(image: np.ndarray) -> np.ndarray:
-    from csbdeep.utils import normalize as csb_normalize
+    """As the segment job normalizes (percentiles 1 / 99.8, a saturated plateau lowered first)."""
+    from batchlib.jobs.stardist_model import normalize as job_normalize
 
-    return csb_normalize(image.astype(np.float32), 1, 99.8, axis=(0, 1))
+    return job_normalize(image.astype(np.float32))
 
 
 AUGMENT_RNG = np.random.default_rng(1)

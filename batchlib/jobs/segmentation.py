@@ -15,6 +15,7 @@ from ..errors import ConfigError, InvalidInputError
 from ..io import open_file, read_image, read_image_later, write_image
 from ..io.images import PIXEL_SIZE_ATTR, finite_pixels
 from ..nucleus_size import DIAMETER_ATTR, SCALE_ATTR, estimate_diameter, rescale_factor
+from ..saturation import tame_saturation
 from .stardist_model import (
     MODEL_INFO,
     SHIPPED_MODEL,
@@ -128,6 +129,7 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = ("model", "prob_thresh", "nms_thresh", "tile_size")
+    version = "2"  # 2: a saturated plateau is lowered before intensities are scaled (debris)
 
     batch_size = 16
 
@@ -248,7 +250,8 @@ def threshold_nuclei(image: np.ndarray, sigma: float = 1.5, min_size: int = 20, 
     from skimage.filters import gaussian, threshold_otsu
     from skimage.segmentation import watershed
 
-    smooth = gaussian(fill_nonfinite(image).astype(np.float32), sigma=sigma, preserve_range=True)
+    # Saturated debris would take Otsu's threshold for itself: its plateau is lowered first.
+    smooth = gaussian(tame_saturation(fill_nonfinite(image)).astype(np.float32), sigma=sigma, preserve_range=True)
     if smooth.max() == smooth.min():
         return np.zeros(image.shape, np.uint32)
     mask = _remove_small(smooth > threshold_otsu(smooth), min_size)
@@ -303,6 +306,7 @@ class SegmentNucleiThreshold(BatchJobOnContainer):
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = ("sigma", "min_size", "min_distance", "nucleus_diameter")
+    version = "2"  # 2: a saturated plateau is lowered before intensities are scaled (debris)
 
     def __init__(
         self,
@@ -352,7 +356,9 @@ def seeded_cells(
     """Cells grown from the nuclei by a seeded watershed on the cell channel.
 
     The foreground is the smoothed cell channel above ``threshold`` (Otsu by
-    default) plus the nuclei; every cell keeps the id of its nucleus.
+    default, computed after a saturated plateau is lowered:
+    :func:`~batchlib.saturation.tame_saturation`) plus the nuclei; every
+    cell keeps the id of its nucleus.
 
     Examples
     --------
@@ -365,7 +371,10 @@ def seeded_cells(
     from skimage.filters import gaussian, threshold_otsu
     from skimage.segmentation import watershed
 
-    smooth = gaussian(fill_nonfinite(cell_image).astype(np.float32), sigma=sigma, preserve_range=True)
+    cell_image = fill_nonfinite(cell_image)
+    if threshold is None:  # saturated debris would take Otsu's threshold for itself; a given one is the user's
+        cell_image = tame_saturation(cell_image)
+    smooth = gaussian(cell_image.astype(np.float32), sigma=sigma, preserve_range=True)
     if threshold is None:
         threshold = threshold_otsu(smooth) if smooth.max() > smooth.min() else np.inf
     foreground = (smooth > threshold) | (nuclei > 0)
@@ -382,6 +391,7 @@ class SegmentCells(BatchJobOnContainer):
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = ("sigma", "threshold")
+    version = "2"  # 2: a saturated plateau is lowered before intensities are scaled (debris)
 
     batch_size = 8
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..io.images import finite_pixels
+from ..saturation import tame_saturation
 
 #: The nuclei model shipped with batchlib (trained by scripts/train_nuclei_model.py).
 SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models", "nuclei_stardist")
@@ -27,7 +28,10 @@ def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.nda
     """Percentile normalization, as the StarDist models were trained with.
 
     The percentiles are those of the finite pixels; NaN and infinite pixels
-    become 0 (background) afterwards.
+    become 0 (background) afterwards. A saturated plateau is first lowered
+    to the brightest level of the other pixels
+    (:func:`batchlib.saturation.tame_saturation`), so that saturated debris
+    does not set the scale and leave the nuclei near zero.
 
     Examples
     --------
@@ -37,6 +41,7 @@ def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.nda
     >>> normalize(np.array([0.0, np.nan, 10.0, np.inf]), 0, 100).tolist()
     [0.0, 0.0, 1.0, 0.0]
     """
+    image = tame_saturation(image)
     finite = finite_pixels(image)
     lo, hi = np.percentile(finite, [low, high]) if finite.size else (0.0, 0.0)
     normalized = ((image.astype(np.float32) - lo) / max(hi - lo, 1e-20)).astype(np.float32)
