@@ -19,6 +19,7 @@ CORE = [
     "z5py>=2.0",
     "zarr>=2.16",
     "tifffile>=2023.1",
+    "imagecodecs>=2023.1",  # tifffile's codecs: LZW, JPEG, zstd... compressed raw TIFFs (LZW is common)
     "scikit-image>=0.21",
     "scipy>=1.10",
     "pandas>=2.0",

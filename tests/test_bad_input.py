@@ -315,6 +315,37 @@ def test_channels_as_samples_of_each_pixel_are_imported_as_channels(plate):
         np.testing.assert_array_equal(np.stack(imported), data)
 
 
+@pytest.mark.parametrize("compression", ["lzw", "zstd", "deflate"])
+def test_compressed_raw_tiffs_are_imported(plate, compression):
+    """Microscopes often write LZW; tifffile decodes it with imagecodecs (a dependency)."""
+    folder, raw = plate
+    data, name = stack(seed=12), raw_file_name("C03", 0, 100)
+    tifffile.imwrite(os.path.join(raw, name), data, compression=compression, photometric="minisblack")
+    assert run(folder, raw) == 0
+    with open_file(os.path.join(folder, name.replace(".tiff", ".h5")), "r") as f:
+        np.testing.assert_array_equal(read_image(f, "nuclei"), data[0])
+
+
+MISSING_CODEC = """
+import sys
+sys.modules["imagecodecs"] = None  # as on an installation without it: tifffile cannot decode LZW
+from batchlib import run_workflow
+from batchlib.jobs.importer import ImportImages
+run_workflow("W", sys.argv[1], [ImportImages({"DAPI": "nuclei"}, input_folder=sys.argv[2])],
+             progress=False, ignore_invalid_inputs=True)
+"""
+
+
+def test_a_codec_that_is_not_installed_is_named_with_the_fix(tmp_path):
+    raw, folder = tmp_path / "raw", tmp_path / "P"
+    raw.mkdir()
+    name = raw_file_name("C01", 0, 0)
+    tifffile.imwrite(raw / name, stack(), compression="lzw", photometric="minisblack")
+    subprocess.run([sys.executable, "-c", MISSING_CODEC, str(folder), str(raw)], check=True, timeout=300)
+    message = job_status(str(folder), "ImportImages")["invalid"][name]
+    assert "codec that is not installed" in message and "pip install -U imagecodecs" in message, message
+
+
 def test_a_file_with_hundreds_of_planes_is_named_in_a_short_message(plate):
     folder, raw = plate
     name = raw_file_name("C03", 0, 100)

@@ -376,6 +376,11 @@ class ImportImages(BatchJobOnContainer):
                 raise
             raise input_error(err, path) from err
         except Exception as err:  # cut short, corrupt compression: the file's fault, not ours
+            if "imagecodecs" in str(err):  # a compression this installation cannot decode
+                raise InvalidInputError(
+                    f"{os.path.basename(path)} is compressed with a codec that is not installed ({err}); "
+                    "install or update imagecodecs (pip install -U imagecodecs) and run again"
+                ) from err
             raise InvalidInputError(
                 f"{os.path.basename(path)} cannot be read (cut short or corrupt?): {type(err).__name__}: {err}"
             ) from err
