@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from .errors import ConfigError, ContainerError, OutputError
 from .io import open_file
+from .io.backends import backend_of, is_container
 from .layout import PER_FILE, PLATE, JobLayout
 from .oserrors import input_error
 from .params import params_hash
@@ -402,6 +403,12 @@ class BatchJobOnContainer(BatchJob):
         super().__init__(input_pattern, output_ext, identifier, input_folder)
         self.input_keys = _as_keys(input_key)
         self.output_keys = _as_keys(output_key)
+
+    def warm_up(self) -> None:
+        """Import the library of its containers (h5py, z5py or zarr): the first run would."""
+        example = "x" + self.output_ext if self.output_ext else self.input_pattern  # a name of its containers
+        if is_container(example):
+            backend_of(example).load()
 
     @property
     def input_key(self) -> str | None:

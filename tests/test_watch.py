@@ -241,3 +241,19 @@ def test_the_watcher_warms_its_jobs_up_once_before_the_first_run(tmp_path, fail,
     assert log[:2] == ["warm_up", "run"] and log.count("warm_up") == 1
     assert (folder / "a.out").exists()
     assert ("warm-up failed" in caplog.text) == fail
+
+
+WARM_UP_IMPORTS = """
+import sys
+from batchlib.jobs.importer import ImportImages
+from batchlib.jobs.measure import MeasureObjects
+for job in (ImportImages({"DAPI": "nuclei"}), MeasureObjects(["nuclei"], input_pattern="*.n5")):
+    job.warm_up()
+print(sorted(m for m in ("h5py", "isal", "z5py", "zarr") if m in sys.modules))
+"""
+
+
+def test_container_jobs_warm_up_their_container_library():
+    """The first image of a watcher does not pay for importing h5py and ISA-L (or z5py) after it arrives."""
+    done = subprocess.run([sys.executable, "-c", WARM_UP_IMPORTS], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['h5py', 'isal', 'z5py']", done.stdout + done.stderr

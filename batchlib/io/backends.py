@@ -36,6 +36,9 @@ class Backend:
     def open(self, path: str, mode: str, **kwargs: Any) -> Any:
         raise NotImplementedError
 
+    def load(self) -> None:
+        """Import the libraries the backend works with (a watcher does it before the first image)."""
+
     def is_group(self, node: Any) -> bool:
         raise NotImplementedError
 
@@ -98,6 +101,11 @@ class H5Backend(Backend):
 
         return h5py.File(path, mode)
 
+    def load(self) -> None:
+        import h5py  # noqa: F401
+
+        from . import h5chunks  # noqa: F401  (ISA-L)
+
     def is_group(self, node: Any) -> bool:
         import h5py
 
@@ -148,6 +156,11 @@ class N5Backend(Backend):
             raise ContainerError(f"{path} is not an N5 container (no attributes.json)")
         return z5py.File(path, mode="a" if mode == "r+" else mode)
 
+    def load(self) -> None:
+        import z5py  # noqa: F401
+
+        from . import n5chunks  # noqa: F401
+
     def is_group(self, node: Any) -> bool:
         import z5py
 
@@ -193,6 +206,9 @@ class ZarrBackend(Backend):
         if mode in ("a", "w", "w-", "x") and not os.path.exists(path):
             return zarr.open_group(path, mode=mode, zarr_format=create_format)
         return zarr.open_group(path, mode=mode, zarr_format=zarr_format)
+
+    def load(self) -> None:
+        import zarr  # noqa: F401
 
     def is_group(self, node: Any) -> bool:
         import zarr

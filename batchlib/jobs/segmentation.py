@@ -191,6 +191,7 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
         return load_stardist(self.model, self._gpu)
 
     def warm_up(self) -> None:
+        super().warm_up()
         self.worker_resource("stardist", self.load_model)  # TensorFlow and the model: seconds, once
 
     def predict(self, image: np.ndarray, diameter: float = float("nan")) -> tuple[np.ndarray, float]:
@@ -329,6 +330,7 @@ class SegmentNucleiThreshold(BatchJobOnContainer):
         self.nucleus_diameter = vars(self._size)  # a parameter: a change reruns the job
 
     def warm_up(self) -> None:
+        super().warm_up()
         _import_image_tools()
 
     def run(self, input_files, output_files, **kwargs):
@@ -412,6 +414,7 @@ class SegmentCells(BatchJobOnContainer):
         self.threshold = threshold
 
     def warm_up(self) -> None:
+        super().warm_up()
         _import_image_tools()
 
     def run(self, input_files, output_files, **kwargs):
