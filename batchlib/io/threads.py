@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -11,6 +12,32 @@ from typing import Any
 
 #: Threads for compressing and decompressing chunks and converting table columns.
 THREADS = min(8, os.cpu_count() or 1)
+#: How many ``nice`` steps below its process a thread that works ahead runs (:func:`run_behind`).
+BEHIND_NICENESS = 10
+
+
+def run_behind() -> None:
+    """Lower the calling thread's scheduling priority, so that it runs on cycles others leave idle.
+
+    For a thread that works ahead of a compute-bound one: StarDist's I/O
+    thread reads and sizes the next image and writes the last labels while
+    the model predicts. At the process's own priority it preempts the model's
+    threads, and a parallel TensorFlow operation waits for its slowest part;
+    ``nice``-d, it fills the gaps the model leaves (its single-threaded
+    steps), and when the model waits for it, nothing else competes. Linux
+    only (a thread's own niceness); elsewhere, and where refused, nothing
+    changes. A thread cannot take the priority back without privileges: call
+    it in threads that end with their pool (a ``ThreadPoolExecutor``'s
+    ``initializer``).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    try:
+        niceness = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, niceness + BEHIND_NICENESS))
+    except OSError:  # a sandbox that forbids it: the thread runs at the usual priority
+        pass
 
 
 def thread_map(

@@ -14,6 +14,7 @@ from ..base import BatchJobOnContainer
 from ..errors import ConfigError, InvalidInputError
 from ..io import open_file, read_image, read_image_later, write_image
 from ..io.images import PIXEL_SIZE_ATTR, finite_pixels
+from ..io.threads import run_behind
 from ..nucleus_size import DIAMETER_ATTR, SCALE_ATTR, estimate_diameter, rescale_factor
 from ..saturation import tame_saturation
 from .stardist_model import (
@@ -213,8 +214,9 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
 
     def run(self, input_files, output_files, **kwargs):
         # One I/O thread reads the batch's images (and estimates their nucleus size) and writes their labels
-        # while the model predicts (TensorFlow, numpy and the (de)compression release the GIL).
-        with ThreadPoolExecutor(1, thread_name_prefix="batchlib-stardist-io") as io:
+        # while the model predicts (TensorFlow, numpy and the (de)compression release the GIL). It runs
+        # behind the model (lower priority): on a busy core it would stall TensorFlow's parallel operations.
+        with ThreadPoolExecutor(1, thread_name_prefix="batchlib-stardist-io", initializer=run_behind) as io:
             images = io.map(self._read, input_files)
             writes = []
             for (image, diameter), out in zip(images, output_files):

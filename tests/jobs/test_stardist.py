@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -76,6 +77,26 @@ def test_job_labels_equal_direct_prediction(tmp_path, real_frames):
     # The model's files are parameters: the same model reruns nothing.
     again = SegmentNucleiStarDist(tile_size=256, nucleus_diameter=diameter)
     assert run_workflow("wf", str(folder), [again], progress=False)["SegmentNucleiStarDist"].processed == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own niceness is Linux's")
+def test_the_io_thread_runs_behind_the_model(tmp_path, real_frames):
+    """Reading and sizing the next image happens at a lower priority than the prediction."""
+    images, _ = real_frames
+    for t in (7, 8):
+        with open_file(str(tmp_path / f"WellC01_PointC01_{t:04d}_ChannelDAPI_Seq{t:04d}.h5"), "w") as f:
+            write_image(f, "nuclei", images[t][:128, :128])
+    seen = []
+
+    class Recording(SegmentNucleiStarDist):
+        def _read(self, path):
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return super()._read(path)
+
+    main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert run_workflow("wf", str(tmp_path), [Recording()], progress=False)["Recording"].processed == 2
+    assert len(seen) == 2 and all(niceness > main for niceness in seen), (main, seen)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main
 
 
 def test_unknown_model_is_a_clear_error(tmp_path):
