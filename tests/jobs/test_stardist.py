@@ -94,6 +94,8 @@ def test_the_io_thread_runs_behind_the_model(tmp_path, real_frames):
             return super()._read(path)
 
     main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    if main >= 19:
+        pytest.skip("the tests run at the lowest priority already")
     assert run_workflow("wf", str(tmp_path), [Recording()], progress=False)["Recording"].processed == 2
     assert len(seen) == 2 and all(niceness > main for niceness in seen), (main, seen)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main
