@@ -200,36 +200,44 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
 
         The labels are on the image's own pixel grid, ids 1..n.
         """
-        model = self.worker_resource("stardist", self.load_model)
         scale = rescale_factor(diameter, self._model_diameter)
+        return self._predict_prepared(prepare_for_model(image, scale), scale), scale
+
+    def _predict_prepared(self, prepared: np.ndarray, scale: float) -> np.ndarray:
+        """Labels (uint32) for an image already through :func:`prepare_for_model` with ``scale``."""
+        model = self.worker_resource("stardist", self.load_model)
         labels, _ = model.predict_instances(
-            prepare_for_model(image, scale),
+            prepared,
             prob_thresh=self.prob_thresh,
             nms_thresh=self.nms_thresh,
             scale=None if scale == 1 else scale,
-            n_tiles=auto_tiles(tuple(math.ceil(n * scale) for n in image.shape), self.tile_size),
+            n_tiles=auto_tiles(tuple(math.ceil(n * scale) for n in prepared.shape), self.tile_size),
             show_tile_progress=False,
         )
-        return labels.astype(np.uint32), scale
+        return labels.astype(np.uint32)
 
     def run(self, input_files, output_files, **kwargs):
-        # One I/O thread reads the batch's images (and estimates their nucleus size) and writes their labels
-        # while the model predicts (TensorFlow, numpy and the (de)compression release the GIL). It runs
-        # behind the model (lower priority): on a busy core it would stall TensorFlow's parallel operations.
+        # One I/O thread reads the batch's images, estimates their nucleus size and prepares them for the model
+        # (normalized, smoothed before shrinking), and writes their labels, while the model predicts (TensorFlow,
+        # numpy and the (de)compression release the GIL). It runs behind the model (lower priority): on a busy
+        # core it would stall TensorFlow's parallel operations.
         with ThreadPoolExecutor(1, thread_name_prefix="batchlib-stardist-io", initializer=run_behind) as io:
-            images = io.map(self._read, input_files)
+            prepared = io.map(self._read, input_files)
             writes = []
-            for (image, diameter), out in zip(images, output_files):
-                labels, scale = self.predict(image, diameter)
+            for (ready, diameter, scale), out in zip(prepared, output_files):
+                labels = self._predict_prepared(ready, scale)
                 writes.append(io.submit(self._write, out, labels, diameter, scale))
             for write in writes:
                 write.result()
 
-    def _read(self, path: str) -> tuple[np.ndarray, float]:
+    def _read(self, path: str) -> tuple[np.ndarray, float, float]:
+        """The image of ``path`` prepared for the model, its nucleus diameter and the factor it is rescaled by."""
         with open_file(path, "r") as f:
             image = read_image(f, self.input_key)
             attrs = dict(f.attrs)
-        return image, self._size.of(image, path, attrs)
+        diameter = self._size.of(image, path, attrs)
+        scale = rescale_factor(diameter, self._model_diameter)
+        return prepare_for_model(image, scale), diameter, scale
 
     def _write(self, path: str, labels: np.ndarray, diameter: float, scale: float) -> None:
         with open_file(path, "a") as f:
