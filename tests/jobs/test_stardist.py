@@ -79,6 +79,26 @@ def test_job_labels_equal_direct_prediction(tmp_path, real_frames):
     assert run_workflow("wf", str(folder), [again], progress=False)["SegmentNucleiStarDist"].processed == 0
 
 
+def test_job_labels_equal_predict_when_rescaled(tmp_path, real_frames):
+    """The job prepares images in its I/O thread: the labels equal ``predict`` on the same image, rescaled."""
+    from skimage.transform import rescale
+
+    from batchlib.nucleus_size import SCALE_ATTR, estimate_diameter
+
+    images, _ = real_frames
+    image = rescale(images[7].astype(np.float32), 3.0, order=1, preserve_range=True).astype(np.uint16)
+    path = str(tmp_path / "WellC01_PointC01_0007_ChannelDAPI_Seq0007.h5")
+    with open_file(path, "w") as f:
+        write_image(f, "nuclei", image)
+    job = SegmentNucleiStarDist()
+    assert run_workflow("wf", str(tmp_path), [job], progress=False)["SegmentNucleiStarDist"].processed == 1
+    expected, scale = job.predict(image, estimate_diameter(image))
+    assert scale < 0.5  # shrunk: normalized and smoothed before StarDist zooms
+    with open_file(path, "r") as f:
+        np.testing.assert_array_equal(read_image(f, "nucleus_segmentation"), expected)
+        assert f.attrs[SCALE_ATTR] == scale
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own niceness is Linux's")
 def test_the_io_thread_runs_behind_the_model(tmp_path, real_frames):
     """Reading and sizing the next image happens at a lower priority than the prediction."""
