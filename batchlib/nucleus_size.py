@@ -176,7 +176,7 @@ def _pixel_noise(x: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(residual[:: max(1, residual.size // 65536)])) / math.sqrt(1.25))
 
 
-def _block_mean(x: np.ndarray, factor: int) -> np.ndarray:
+def pow2_block_mean(x: np.ndarray, factor: int) -> np.ndarray:
     """``x`` averaged over blocks of ``factor`` x ``factor`` pixels (a power of 2; a ragged edge is dropped)."""
     while factor > 1:
         h, w = x.shape[0] // 2 * 2, x.shape[1] // 2 * 2
@@ -196,7 +196,7 @@ def _pyramid(x: np.ndarray) -> list[np.ndarray]:
     """``x`` block-averaged by 1, 2, 4, ... while its shorter side has at least 12 pixels."""
     levels = [x]
     while min(levels[-1].shape) >= 24:
-        levels.append(_block_mean(levels[-1], 2))
+        levels.append(pow2_block_mean(levels[-1], 2))
     return levels
 
 

@@ -63,7 +63,7 @@ def main() -> int:
         start = time.perf_counter()
         for image, scale in zip(images, scales):
             model.predict_instances(
-                prepare_for_model(image, scale),  # normalization (and smoothing before shrinking), as the job
+                prepare_for_model(image, scale, diameter),  # normalization (and smoothing before shrinking), as the job
                 scale=None if scale == 1 else scale,
                 n_tiles=auto_tiles(tuple(int(-(-n * scale // 1)) for n in image.shape), 1024),
                 show_tile_progress=False,

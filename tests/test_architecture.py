@@ -103,7 +103,8 @@ def test_the_graph_sees_lazy_imports():
 LAYERS = [
     (
         "leaves",
-        "_version errors log params capture progress oserrors config measure nucleus_size saturation profiles "
+        "_version errors log params capture progress oserrors config measure nucleus_size saturation brightness "
+        "profiles "
         "profile_files parquet_parts "
         "normalize feature_select consensus illumination "
         "synthetic synthetic_geometry synthetic_nuclei state state.atomic state.stamps io.threads",

@@ -130,7 +130,9 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = ("model", "prob_thresh", "nms_thresh", "tile_size")
-    version = "2"  # 2: a saturated plateau is lowered before intensities are scaled (debris)
+    # 2: a saturated plateau is lowered before intensities are scaled (debris); 3: a few far brighter nuclei
+    # do not set the intensity scale (batchlib.brightness)
+    version = "3"
 
     batch_size = 16
 
@@ -201,7 +203,7 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
         The labels are on the image's own pixel grid, ids 1..n.
         """
         scale = rescale_factor(diameter, self._model_diameter)
-        return self._predict_prepared(prepare_for_model(image, scale), scale), scale
+        return self._predict_prepared(prepare_for_model(image, scale, diameter), scale), scale
 
     def _predict_prepared(self, prepared: np.ndarray, scale: float) -> np.ndarray:
         """Labels (uint32) for an image already through :func:`prepare_for_model` with ``scale``."""
@@ -237,7 +239,7 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
             attrs = dict(f.attrs)
         diameter = self._size.of(image, path, attrs)
         scale = rescale_factor(diameter, self._model_diameter)
-        return prepare_for_model(image, scale), diameter, scale
+        return prepare_for_model(image, scale, diameter), diameter, scale
 
     def _write(self, path: str, labels: np.ndarray, diameter: float, scale: float) -> None:
         with open_file(path, "a") as f:
@@ -317,7 +319,9 @@ class SegmentNucleiThreshold(BatchJobOnContainer):
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = ("sigma", "min_size", "min_distance", "nucleus_diameter")
-    version = "2"  # 2: a saturated plateau is lowered before intensities are scaled (debris)
+    # 2: a saturated plateau is lowered before intensities are scaled (debris); 3: a few far brighter nuclei
+    # do not set the intensity scale (batchlib.brightness)
+    version = "3"
 
     def __init__(
         self,
@@ -403,7 +407,9 @@ class SegmentCells(BatchJobOnContainer):
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = ("sigma", "threshold")
-    version = "2"  # 2: a saturated plateau is lowered before intensities are scaled (debris)
+    # 2: a saturated plateau is lowered before intensities are scaled (debris); 3: a few far brighter nuclei
+    # do not set the intensity scale (batchlib.brightness)
+    version = "3"
 
     batch_size = 8
 

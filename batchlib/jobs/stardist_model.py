@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from ..brightness import intensity_ceiling
 from ..errors import ConfigError
 from ..io.images import finite_pixels
 from ..saturation import tame_saturation
@@ -24,14 +25,17 @@ from ..saturation import tame_saturation
 SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models", "nuclei_stardist")
 
 
-def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
+def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8, diameter: float | None = None) -> np.ndarray:
     """Percentile normalization, as the StarDist models were trained with.
 
     The percentiles are those of the finite pixels; NaN and infinite pixels
     become 0 (background) afterwards. A saturated plateau is first lowered
     to the brightest level of the other pixels
     (:func:`batchlib.saturation.tame_saturation`), so that saturated debris
-    does not set the scale and leave the nuclei near zero.
+    does not set the scale and leave the nuclei near zero. Given the nuclei's
+    ``diameter`` (pixels), the top of the scale is also kept within a few
+    typical nuclei (:func:`batchlib.brightness.intensity_ceiling`), so that a
+    few far brighter nuclei do not leave the others near zero.
 
     Examples
     --------
@@ -44,6 +48,8 @@ def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.nda
     image = tame_saturation(image)
     finite = finite_pixels(image)
     lo, hi = np.percentile(finite, [low, high]) if finite.size else (0.0, 0.0)
+    if diameter is not None and finite.size:
+        hi = intensity_ceiling(image, float(lo), float(hi), diameter)
     normalized = ((image.astype(np.float32) - lo) / max(hi - lo, 1e-20)).astype(np.float32)
     if finite is not image:
         normalized[~np.isfinite(normalized)] = 0
@@ -157,14 +163,16 @@ def _pretrained(model: str):
     return pretrained
 
 
-def prepare_for_model(image: np.ndarray, scale: float) -> np.ndarray:
+def prepare_for_model(image: np.ndarray, scale: float, diameter: float | None = None) -> np.ndarray:
     """The image normalized (:func:`normalize`) and, if it is to be shrunk by ``scale``, smoothed first.
 
-    StarDist zooms by linear interpolation, which would alias when shrinking
-    (texture and noise folding into false edges); a Gaussian of
-    ``(1 / scale - 1) / 2`` pixels first, as scikit-image's ``rescale`` does.
+    ``diameter``: the nuclei's diameter in pixels, if known (it keeps a few far
+    brighter nuclei from setting the intensity scale). StarDist zooms by
+    linear interpolation, which would alias when shrinking (texture and noise
+    folding into false edges); a Gaussian of ``(1 / scale - 1) / 2`` pixels
+    first, as scikit-image's ``rescale`` does.
     """
-    normalized = normalize(image)
+    normalized = normalize(image, diameter=diameter)
     if scale < 1:
         from scipy.ndimage import gaussian_filter
 
