@@ -61,9 +61,9 @@ def main() -> int:
 
     def bare_loop() -> None:
         start = time.perf_counter()
-        for image, scale in zip(images, scales):
+        for image, scale, diameter in zip(images, scales, diameters):
             model.predict_instances(
-                prepare_for_model(image, scale, diameter),  # normalization (and smoothing before shrinking), as the job
+                prepare_for_model(image, scale, diameter),  # normalized (smoothed before shrinking), as the job does
                 scale=None if scale == 1 else scale,
                 n_tiles=auto_tiles(tuple(int(-(-n * scale // 1)) for n in image.shape), 1024),
                 show_tile_progress=False,
