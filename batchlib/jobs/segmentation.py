@@ -319,9 +319,7 @@ class SegmentNucleiThreshold(BatchJobOnContainer):
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = ("sigma", "min_size", "min_distance", "nucleus_diameter")
-    # 2: a saturated plateau is lowered before intensities are scaled (debris); 3: a few far brighter nuclei
-    # do not set the intensity scale (batchlib.brightness)
-    version = "3"
+    version = "2"  # 2: a saturated plateau is lowered before intensities are scaled (debris)
 
     def __init__(
         self,
@@ -407,9 +405,7 @@ class SegmentCells(BatchJobOnContainer):
     """
 
     parameter_names: ClassVar[tuple[str, ...]] = ("sigma", "threshold")
-    # 2: a saturated plateau is lowered before intensities are scaled (debris); 3: a few far brighter nuclei
-    # do not set the intensity scale (batchlib.brightness)
-    version = "3"
+    version = "2"  # 2: a saturated plateau is lowered before intensities are scaled (debris)
 
     batch_size = 8
 
