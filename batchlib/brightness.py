@@ -29,7 +29,7 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
-from .nucleus_size import pow2_block_mean
+from .nucleus_size import central_crop, pow2_block_mean
 
 #: The top of the intensity scale is at most this many times the typical nucleus level above its bottom.
 CEILING = 3.0
@@ -73,7 +73,8 @@ def typical_nucleus_level(image: np.ndarray, diameter: float) -> float | None:
     if not (math.isfinite(diameter) and diameter > 0):
         return None
     factor = 2 ** max(0, math.floor(math.log2(diameter / _WORKING_DIAMETER)))
-    x = np.asarray(_central(np.asarray(image), _WORKING_SIDE * factor), dtype=np.float32)
+    region, _, _ = central_crop(np.asarray(image), _WORKING_SIDE * factor)
+    x = np.asarray(region, dtype=np.float32)
     finite = np.isfinite(x)
     if not finite.all():
         if not finite.any():
@@ -110,9 +111,3 @@ def intensity_ceiling(image: np.ndarray, low: float, high: float, diameter: floa
     if typical is None or not typical > low:
         return high
     return float(min(high, low + CEILING * (typical - low)))
-
-
-def _central(x: np.ndarray, side: int) -> np.ndarray:
-    """The central ``side`` x ``side`` pixels of ``x`` (all of it where it is smaller)."""
-    y0, x0 = max(0, (x.shape[0] - side) // 2), max(0, (x.shape[1] - side) // 2)
-    return x[y0 : y0 + side, x0 : x0 + side]

@@ -142,7 +142,7 @@ def _normalized(image: np.ndarray) -> np.ndarray | None:
     A saturated plateau is lowered first (:func:`~batchlib.saturation.tame_saturation`). None if the
     region is flat. NaN and infinite pixels become the 1st percentile (background).
     """
-    region, _, _ = _central(np.asarray(image), MAX_REGION)
+    region, _, _ = central_crop(np.asarray(image), MAX_REGION)
     x = tame_saturation(region).astype(np.float32)  # saturated debris must not set the scale
     finite = np.isfinite(x)
     all_finite = bool(finite.all())
@@ -166,7 +166,7 @@ def _pixel_noise(x: np.ndarray) -> float:
     Structures larger than a pixel hardly change that difference, so nuclei
     do not count as noise. NaN pixels are left out.
     """
-    x, _, _ = _central(x, 256)  # a 256 x 256 crop holds enough pixels for a median
+    x, _, _ = central_crop(x, 256)  # a 256 x 256 crop holds enough pixels for a median
     centre = x[1:-1, 1:-1]
     residual = centre - 0.25 * (x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:])
     residual = residual[np.isfinite(residual)]
@@ -186,7 +186,7 @@ def pow2_block_mean(x: np.ndarray, factor: int) -> np.ndarray:
     return x
 
 
-def _central(x: np.ndarray, size: int) -> tuple[np.ndarray, int, int]:
+def central_crop(x: np.ndarray, size: int) -> tuple[np.ndarray, int, int]:
     """The central ``size`` x ``size`` crop of ``x`` (or less) and its offset."""
     y0, x0 = max(0, (x.shape[0] - size) // 2), max(0, (x.shape[1] - size) // 2)
     return x[y0 : y0 + size, x0 : x0 + size], y0, x0
@@ -222,7 +222,7 @@ def _blobs(
     octave = max(0, math.floor(math.log2(min_diameter / (_ROOT8 * _SIGMA0 * step))))
     while octave < len(levels) and _ROOT8 * _SIGMA0 * 2**octave <= max_diameter * step:
         level, factor = levels[octave], 2**octave
-        small, y0, x0 = _central(level, size)
+        small, y0, x0 = central_crop(level, size)
         sigmas = _SIGMA0 * step ** np.arange(SCALES_PER_OCTAVE + 3)
         key = (octave, y0, x0, small.shape)
         if key not in answered:

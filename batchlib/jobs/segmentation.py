@@ -202,8 +202,13 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
 
         The labels are on the image's own pixel grid, ids 1..n.
         """
+        prepared, scale = self._prepare(image, diameter)
+        return self._predict_prepared(prepared, scale), scale
+
+    def _prepare(self, image: np.ndarray, diameter: float) -> tuple[np.ndarray, float]:
+        """The model's input for ``image`` (:func:`prepare_for_model`) and the factor it is rescaled by."""
         scale = rescale_factor(diameter, self._model_diameter)
-        return self._predict_prepared(prepare_for_model(image, scale, diameter), scale), scale
+        return prepare_for_model(image, scale, diameter), scale
 
     def _predict_prepared(self, prepared: np.ndarray, scale: float) -> np.ndarray:
         """Labels (uint32) for an image already through :func:`prepare_for_model` with ``scale``."""
@@ -238,8 +243,8 @@ class SegmentNucleiStarDist(BatchJobOnContainer):
             image = read_image(f, self.input_key)
             attrs = dict(f.attrs)
         diameter = self._size.of(image, path, attrs)
-        scale = rescale_factor(diameter, self._model_diameter)
-        return prepare_for_model(image, scale, diameter), diameter, scale
+        prepared, scale = self._prepare(image, diameter)
+        return prepared, diameter, scale
 
     def _write(self, path: str, labels: np.ndarray, diameter: float, scale: float) -> None:
         with open_file(path, "a") as f:
