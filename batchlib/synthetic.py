@@ -140,3 +140,27 @@ def synthetic_site(
     nuclei = nuclei_labels(shape, n_nuclei, rng=rng)
     cells = cell_labels(nuclei)
     return render_channels(nuclei, cells, marker_level, rng=rng), nuclei, cells
+
+
+def brighten_nuclei(image: np.ndarray, labels: np.ndarray, factor: float, count: int) -> np.ndarray:
+    """``image`` with its first ``count`` nuclei (lowest label ids) ``factor`` times brighter above the background.
+
+    The background is the image's 5th percentile; the result keeps the
+    dtype's range (clipped), unsaturated unless the factor takes it there.
+
+    Examples
+    --------
+    >>> channels, nuclei, _ = synthetic_site((64, 64), n_nuclei=4, seed=1)
+    >>> brighter = brighten_nuclei(channels["nuclei"], nuclei, 5.0, 1)
+    >>> first = nuclei == np.unique(nuclei[nuclei > 0])[0]
+    >>> bool(brighter[first].mean() > 3 * channels["nuclei"][first].mean()), brighter.dtype.name
+    (True, 'uint16')
+    >>> bool((brighter[~first] == channels["nuclei"][~first]).all())
+    True
+    """
+    values = image.astype(np.float64)
+    background = np.percentile(values, 5)
+    bright = np.isin(labels, np.unique(labels[labels > 0])[:count])
+    values[bright] = background + (values[bright] - background) * factor
+    limits = np.iinfo(image.dtype) if image.dtype.kind in "iu" else np.finfo(image.dtype)
+    return np.clip(values, limits.min, limits.max).astype(image.dtype)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from batchlib.brightness import CEILING, intensity_ceiling, typical_nucleus_level
-from batchlib.synthetic import synthetic_site
+from batchlib.synthetic import brighten_nuclei, synthetic_site
 
 
 def disks(bright: int, level: float = 1000.0, factor: float = 20.0, seed: int = 0) -> np.ndarray:
@@ -23,11 +23,7 @@ def disks(bright: int, level: float = 1000.0, factor: float = 20.0, seed: int = 
 def brightened(factor: float, seed: int, n_bright: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """A synthetic 512 x 512 nuclei image with its first ``n_bright`` nuclei ``factor`` times brighter."""
     channels, labels, _ = synthetic_site((512, 512), n_nuclei=64, seed=seed)
-    image = channels["nuclei"].astype(np.float64)
-    background = np.percentile(image, 5)
-    bright = np.isin(labels, np.unique(labels[labels > 0])[:n_bright])
-    image[bright] = background + (image[bright] - background) * factor
-    return np.clip(image, 0, 65535).astype(np.uint16), labels
+    return brighten_nuclei(channels["nuclei"], labels, factor, n_bright), labels
 
 
 def test_the_typical_level_ignores_a_few_far_brighter_nuclei():
